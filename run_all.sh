@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Regenerate every notebook, table and figure for one profile.
+#   ./run_all.sh                      profile `mini` (CPU, no network, synthetic testbed)
+#   ./run_all.sh --profile sample     real text from ../shared/data (or DRDO_DATA_DIR), tiny models, CPU
+#   ./run_all.sh --profile tldr       the paper's TL;DR experiment (GPU node, HF hub access)
+# Options: --profile NAME, --only NN (run one notebook, e.g. --only 04), --no-setup (use the active environment).
+# Executed notebooks are written in place (notebooks/NN_*.ipynb), figures and tables under figures/<profile>/ and
+# run artefacts (checkpoints, caches, metrics) under runs/<profile>/.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+profile="mini"; only=""; setup=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="${2:?--profile needs a name}"; shift 2;;
+    --profile=*) profile="${1#*=}"; shift;;
+    --only) only="${2:?--only needs a notebook number}"; shift 2;;
+    --no-setup) setup=0; shift;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0;;
+    *) echo "run_all.sh: unknown argument '$1' (try --help)" >&2; exit 2;;
+  esac
+done
+config="configs/$profile.yaml"
+if [ ! -f "$config" ]; then
+  avail=$(ls configs/*.yaml 2>/dev/null | xargs -n1 basename | sed 's/\.yaml$//' | tr '\n' ' ')
+  echo "run_all.sh: unknown profile '$profile': $config does not exist. Available profiles: $avail" >&2
+  exit 2
+fi
+if [ $setup -eq 1 ]; then
+  ./scripts/setup_env.sh
+  . .venv/bin/activate
+fi
+export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+if [ "$profile" = "mini" ] || [ "$profile" = "sample" ]; then
+  export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+fi
+
+shopt -s nullglob
+nbs=(notebooks/[0-9][0-9]_*.ipynb)
+[ ${#nbs[@]} -gt 0 ] || { echo "run_all.sh: no notebooks found in notebooks/" >&2; exit 1; }
+summary=()
+start_all=$(date +%s)
+for nb in "${nbs[@]}"; do
+  name=$(basename "$nb")
+  if [ -n "$only" ] && [ "${name:0:2}" != "$only" ]; then continue; fi
+  echo "=== [$profile] $name"
+  t0=$(date +%s)
+  python -m papermill "$nb" "$nb" -f "$config" -p profile "$profile" -k drdo --cwd notebooks --progress-bar \
+    || { echo "run_all.sh: $name failed (profile $profile); see the executed notebook for the error" >&2; exit 1; }
+  summary+=("$(printf '%-36s %5ss' "$name" "$(( $(date +%s) - t0 ))")")
+done
+echo
+echo "=== run_all.sh summary (profile $profile, config $config)"
+for line in "${summary[@]}"; do echo "  $line"; done
+echo "  total: $(( $(date +%s) - start_all ))s"
+echo "  figures and tables: $(find figures -type f 2>/dev/null | wc -l) files under figures/"
+echo "  run artefacts:      runs/$profile/"
