@@ -1,0 +1,391 @@
+"""Preference training of a policy: DRDO (Eq. 6), DPO (Eq. 3), IPO and e-DPO (Eq. 4) on one ``transformers.Trainer``.
+
+The trainer only *dispatches* to :mod:`drdo_lib.losses`; no loss math lives here. Every method reads precomputed
+dataset columns, so no oracle, ensemble or reference model is in memory while a student trains:
+
+| column (per row)                                   | written by                          | read by              |
+|----------------------------------------------------|-------------------------------------|----------------------|
+| ``chosen_/rejected_input_ids``, ``_attention_mask``, ``_response_mask`` | ``data.tokenize``  | all                  |
+| ``ref_chosen_logp``, ``ref_rejected_logp``         | ``precompute.precompute_ref_logps`` | dpo, ipo, edpo (+ metrics) |
+| ``oracle_chosen_reward``, ``oracle_rejected_reward`` | ``precompute.precompute_rewards`` | drdo (+ metrics, ``label_source="oracle"``) |
+| ``ensemble_chosen_rewards``, ``ensemble_rejected_rewards`` (K floats) | ``precompute.precompute_rewards`` | edpo |
+
+One forward pass scores chosen and rejected together (the batch is concatenated along the batch axis), and only the
+logits of the response span are materialised (``logits_to_keep``), which is what makes a step cheaper than a
+full-sequence LM head. Logged every ``logging_steps`` (``metrics.jsonl`` beside the checkpoints; the four panels of
+the paper's Fig. 4): ``loss`` and its components, ``bt_accuracy`` (BT implicit-reward accuracy, the fraction of pairs
+with ``(z_w − z_w^ref) − (z_l − z_l^ref) > 0``), ``oracle_reward_advantage`` (``r*`` of the response the student
+prefers minus ``r*`` of the other one, averaged over pairs), ``logps_chosen`` / ``logps_rejected``, ``p_w`` and
+``grad_norm``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import TrainerCallback
+
+from drdo_lib import losses as L
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("drdo", "dpo", "ipo", "edpo")
+STUDENT_REWARDS = ("head", "logprob")
+LABEL_SOURCES = ("human", "oracle")
+METRICS_FILE = "metrics.jsonl"
+#: Row columns the collator turns into float tensors when present (ensemble columns become (B, K)).
+FLOAT_COLUMNS = (
+    "ref_chosen_logp", "ref_rejected_logp", "oracle_chosen_reward", "oracle_rejected_reward",
+    "ensemble_chosen_rewards", "ensemble_rejected_rewards",
+)
+TOKEN_COLUMNS = ("input_ids", "attention_mask", "response_mask")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Settings of the preference-training stage (profile section ``policy``); defaults follow the paper's Table 6."""
+
+    methods: tuple[str, ...] = ("drdo", "dpo", "edpo")  # methods notebook 04 / run_all.sh trains, each of METHODS
+    splits: tuple[str, ...] = ("D_all", "D_hc_he", "D_lc_le")  # data splits to train on (names from drdo_lib.data)
+    init_model: str | None = None  # initial policy = reference policy (dir or hub id); None: runs/<profile>/sft/final
+    oracle_model: str | None = None  # oracle dir for precomputed rewards; None: runs/<profile>/oracle/final
+    ensemble_models: tuple[str, ...] | None = None  # e-DPO reward models; None: runs/<profile>/ensemble/member_*
+    beta: float = 0.1  # DPO/IPO/e-DPO β (paper 0.1, swept {0.1, 0.5, 1, 10}); DRDO student_reward="logprob": r̂ = β·z
+    alpha: float = 0.1  # DRDO focal weight α (Eq. 6; paper 0.1, swept {0.1, 1})
+    gamma: float = 2.0  # DRDO focal exponent γ (Eq. 6; paper 2, swept {0, 1, 2, 5})
+    edpo_reduction: str = "min"  # how e-DPO combines its K members: min | mean | max (see losses.edpo_loss)
+    student_reward: str = "head"  # DRDO r̂: "head" (linear reward head on the student) | "logprob" (r̂ = β·z)
+    student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
+    logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
+    label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
+    max_prompt_length: int = 512  # prompts longer than this (tokens) are dropped and counted
+    max_length: int = 1024  # prompt + response longer than this are dropped and counted
+    max_train_rows: int | None = None  # keep at most this many training pairs (None: all)
+    learning_rate: float = 5e-6  # peak learning rate
+    lr_scheduler_type: str = "cosine"  # transformers scheduler name
+    warmup_steps: float = 0.0  # warm-up steps (>= 1) or fraction of training (< 1)
+    weight_decay: float = 0.05  # decoupled weight decay
+    optim: str = "paged_adamw_32bit"  # transformers optimizer; paged_* falls back to adamw_torch without bitsandbytes/CUDA
+    max_grad_norm: float = 1.0  # gradient clipping (the logged grad_norm is the pre-clip norm)
+    per_device_train_batch_size: int = 12  # pairs per device per micro-batch
+    gradient_accumulation_steps: int = 4  # micro-batches per optimizer step (paper: 12 x 4 ... = 64 effective)
+    max_steps: int = 1000  # optimizer steps (> 0); the paper trains 1k steps
+    logging_steps: int = 10  # log metrics (metrics.jsonl) every this many steps
+    save_steps: int = 500  # checkpoint every this many steps
+    save_total_limit: int | None = 2  # keep this many checkpoints (None: all)
+    gradient_checkpointing: bool = False  # activation checkpointing on the student LM (use_reentrant=False)
+    bf16: str | bool = "auto"  # bfloat16 autocast: "auto" = on when a CUDA GPU supports it; True/False forces
+    deepspeed: str | None = None  # DeepSpeed JSON (e.g. configs/deepspeed_zero2.json); None: plain DDP / single device
+    disable_dropout: bool = True  # zero every dropout in the student (as TRL's DPO does); keeps runs deterministic
+    precompute_batch_size: int = 32  # batch size of the (cached) reference / oracle precompute passes
+    resume_from_checkpoint: str | None = None  # "last" (latest checkpoint in the run dir), a checkpoint dir, or None
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; store tuples so the frozen config stays hashable.
+        for name in ("methods", "splits", "ensemble_models"):
+            v = getattr(self, name)
+            if isinstance(v, (list, str)):
+                object.__setattr__(self, name, tuple([v] if isinstance(v, str) else v))
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"policy.methods must be a non-empty subset of {METHODS}, got {self.methods}")
+        if not self.splits:
+            raise ValueError("policy.splits must name at least one split")
+        checks = [
+            (self.student_reward in STUDENT_REWARDS, f"student_reward must be one of {STUDENT_REWARDS}"),
+            (self.label_source in LABEL_SOURCES, f"label_source must be one of {LABEL_SOURCES}"),
+            (self.logp_reduction in L.LOGP_REDUCTIONS, f"logp_reduction must be one of {L.LOGP_REDUCTIONS}"),
+            (self.edpo_reduction in L.EDPO_REDUCTIONS, f"edpo_reduction must be one of {L.EDPO_REDUCTIONS}"),
+            (self.beta > 0, "beta must be > 0"),
+            (self.alpha >= 0 and self.gamma >= 0, "alpha and gamma must be >= 0"),
+            (0 < self.max_prompt_length < self.max_length, "need 0 < max_prompt_length < max_length"),
+            (self.max_train_rows is None or self.max_train_rows > 0, "max_train_rows must be > 0 or null"),
+            (self.learning_rate > 0 and self.weight_decay >= 0, "learning_rate must be > 0, weight_decay >= 0"),
+            (self.warmup_steps >= 0 and self.max_grad_norm >= 0, "warmup_steps and max_grad_norm must be >= 0"),
+            (self.per_device_train_batch_size > 0 and self.gradient_accumulation_steps > 0, "batch sizes must be > 0"),
+            (self.max_steps > 0, "max_steps must be > 0"),
+            (self.logging_steps > 0 and self.save_steps > 0, "logging_steps and save_steps must be > 0"),
+            (self.save_total_limit is None or self.save_total_limit > 0, "save_total_limit must be > 0 or null"),
+            (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false"),
+            (self.precompute_batch_size > 0, "precompute_batch_size must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"PolicyConfig: {msg} (got {dataclasses.asdict(self)})")
+
+    @property
+    def needs_ref_logps(self) -> bool:
+        """True when some configured method needs reference log-probs (DPO/IPO/e-DPO)."""
+        return any(m != "drdo" for m in self.methods)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Batching
+
+
+def _pad_stack(rows: list[list[int]], length: int, value: int) -> torch.Tensor:
+    out = torch.full((len(rows), length), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+    return out
+
+
+@dataclass
+class PreferenceCollator:
+    """Right-pads chosen and rejected sequences of a batch to ONE common length and stacks the precomputed columns.
+
+    Returns ``chosen_input_ids`` … ``rejected_response_mask`` as ``(B, T)`` LongTensors (same T for both sides, so the
+    trainer can concatenate them into one ``(2B, T)`` forward), and each present float column of
+    :data:`FLOAT_COLUMNS` as ``(B,)`` (ensemble columns ``(B, K)``) float32 tensors.
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(f[f"{side}_input_ids"]) for f in features for side in ("chosen", "rejected"))
+        batch: dict[str, torch.Tensor] = {}
+        for side in ("chosen", "rejected"):
+            for col in TOKEN_COLUMNS:
+                key = f"{side}_{col}"
+                batch[key] = _pad_stack([f[key] for f in features], length, self.pad_token_id if col == "input_ids" else 0)
+        for col in FLOAT_COLUMNS:
+            if col in features[0]:
+                batch[col] = torch.tensor([f[col] for f in features], dtype=torch.float32)
+        return batch
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The trainer
+
+
+def _disable_dropout(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def _unwrap_lm(model: torch.nn.Module) -> transformers.PreTrainedModel:
+    """The causal LM inside a student (the model itself, or ``.lm`` of a CausalLMWithRewardHead)."""
+    return model if isinstance(model, transformers.PreTrainedModel) else model.lm
+
+
+class PreferenceTrainer(transformers.Trainer):
+    """``transformers.Trainer`` whose loss is one of :data:`METHODS`, dispatched to :mod:`drdo_lib.losses`.
+
+    Args:
+        model: the student: a causal LM (dpo/ipo/edpo, DRDO with ``student_reward="logprob"``) or a
+            ``drdo_lib.models.CausalLMWithRewardHead`` (DRDO with ``student_reward="head"``).
+        policy_config: the :class:`PolicyConfig` (loss settings are read from it).
+        method: one of :data:`METHODS`.
+        args, train_dataset, processing_class, callbacks, ...: as for ``transformers.Trainer``. ``train_dataset``
+            is a tokenized preference dataset with the precomputed columns the method needs (module docstring).
+    """
+
+    def __init__(self, model, policy_config: PolicyConfig, method: str, *, args, train_dataset, pad_token_id: int,
+                 **kwargs):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.policy_config = policy_config
+        self.method = method
+        need = {"dpo": ("ref_chosen_logp",), "ipo": ("ref_chosen_logp",),
+                "edpo": ("ref_chosen_logp", "ensemble_chosen_rewards"), "drdo": ("oracle_chosen_reward",)}[method]
+        missing = [c for c in need if c not in train_dataset.column_names]
+        if missing:
+            raise ValueError(f"{method} needs precomputed column(s) {missing}; dataset has {train_dataset.column_names}")
+        if method == "drdo" and policy_config.student_reward == "head" and not hasattr(model, "reward_head"):
+            raise ValueError("DRDO with student_reward='head' needs a CausalLMWithRewardHead student")
+        if policy_config.disable_dropout:
+            _disable_dropout(model)
+        kwargs.setdefault("data_collator", PreferenceCollator(pad_token_id))
+        super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
+        self.model_accepts_loss_kwargs = False  # our loss is a mean over pairs; Trainer divides by GA steps
+        self._metric_sums: dict[str, list[float]] = defaultdict(list)
+        self.add_callback(MetricsJsonlCallback())
+
+    # ---- forward -------------------------------------------------------------------------------------------
+    def concatenated_forward(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One forward of ``cat([chosen, rejected])``; returns ``chosen_logps``/``rejected_logps`` (B,) and, for a
+        reward-head student, ``chosen_rewards``/``rejected_rewards`` (B,)."""
+        ids = torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]], 0)
+        attn = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]], 0)
+        resp = torch.cat([batch["chosen_response_mask"], batch["rejected_response_mask"]], 0)
+        n = batch["chosen_input_ids"].shape[0]
+        # Only logits at positions >= (first response token - 1) can score a response token: keep that tail.
+        has_resp = resp.any(-1)
+        first = int(resp.float().argmax(-1)[has_resp].min()) if bool(has_resp.any()) else ids.shape[1] - 1
+        keep = ids.shape[1] - max(first - 1, 0)
+        out = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep)
+        logits = out["logits"] if isinstance(out, dict) else out.logits
+        start = ids.shape[1] - logits.shape[1]
+        logps = L.sequence_logps(logits, ids[:, start:], resp[:, start:], reduction=self.policy_config.logp_reduction)
+        res = {"chosen_logps": logps[:n], "rejected_logps": logps[n:]}
+        rewards = out.get("rewards") if isinstance(out, dict) else None
+        if rewards is not None:
+            res["chosen_rewards"], res["rejected_rewards"] = rewards[:n].float(), rewards[n:].float()
+        return res
+
+    # ---- loss dispatch -------------------------------------------------------------------------------------
+    def preference_loss(self, fw: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> L.LossOutput:
+        """Dispatch to the :mod:`drdo_lib.losses` function of ``self.method`` with the batch's precomputed columns."""
+        c = self.policy_config
+        zw, zl = fw["chosen_logps"], fw["rejected_logps"]
+        if self.method == "drdo":
+            if c.student_reward == "head":
+                sw, sl = fw["chosen_rewards"], fw["rejected_rewards"]
+            else:
+                sw, sl = c.beta * zw, c.beta * zl
+            return L.drdo_loss(zw, zl, sw, sl, batch["oracle_chosen_reward"], batch["oracle_rejected_reward"],
+                               alpha=c.alpha, gamma=c.gamma)
+        ref = (batch["ref_chosen_logp"], batch["ref_rejected_logp"])
+        if self.method == "dpo":
+            return L.dpo_loss(zw, zl, *ref, beta=c.beta)
+        if self.method == "ipo":
+            return L.ipo_loss(zw, zl, *ref, beta=c.beta)
+        return L.edpo_loss(zw, zl, *ref, batch["ensemble_chosen_rewards"].T, batch["ensemble_rejected_rewards"].T,
+                           beta=c.beta, reduction=c.edpo_reduction)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        fw = self.concatenated_forward(model, inputs)
+        out = self.preference_loss(fw, inputs)
+        self._record_metrics(fw, out, inputs)
+        return (out.loss, fw) if return_outputs else out.loss
+
+    # ---- metrics -------------------------------------------------------------------------------------------
+    def _record_metrics(self, fw, out: L.LossOutput, batch) -> None:
+        with torch.no_grad():
+            zw, zl = fw["chosen_logps"].detach(), fw["rejected_logps"].detach()
+            m = {"logps_chosen": zw.mean(), "logps_rejected": zl.mean(), "p_w": torch.sigmoid(zw - zl).mean()}
+            if "ref_chosen_logp" in batch:  # BT implicit reward r = β(z − z_ref): the student's pairwise preference
+                margin = (zw - batch["ref_chosen_logp"]) - (zl - batch["ref_rejected_logp"])
+            else:
+                margin = zw - zl
+            m["bt_accuracy"] = (margin > 0).float().mean()
+            if "oracle_chosen_reward" in batch:
+                gap = batch["oracle_chosen_reward"] - batch["oracle_rejected_reward"]
+                m["oracle_reward_advantage"] = torch.where(margin > 0, gap, -gap).mean()
+            for name, comp in out.components.items():
+                if name in ("reward", "focal"):
+                    m[f"loss_{name}"] = comp.detach().mean()
+            if "chosen_rewards" in fw:
+                m["student_reward_accuracy"] = (fw["chosen_rewards"] > fw["rejected_rewards"]).float().mean()
+            if self.method == "edpo":
+                m["edpo_selected_member"] = torch.tensor(out.metrics["selected_member"])
+            m["loss_" + self.method] = out.loss.detach()
+        for k, v in m.items():
+            self._metric_sums[k].append(float(v))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metric_sums:  # a training log: add the mean of each metric since the last log
+            names = sorted(self._metric_sums)
+            local = torch.tensor([sum(self._metric_sums[k]) / len(self._metric_sums[k]) for k in names],
+                                 device=self.accelerator.device)
+            reduced = self.accelerator.reduce(local, reduction="mean") if self.accelerator.num_processes > 1 else local
+            logs.update({k: round(float(v), 6) for k, v in zip(names, reduced.tolist())})
+            self._metric_sums.clear()
+        super().log(logs, start_time)
+
+    # ---- checkpoints of a non-PreTrainedModel student (reward-head wrapper): safetensors with tied weights ------
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, transformers.PreTrainedModel) or self.is_deepspeed_enabled:
+            return super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        from safetensors.torch import save_model
+
+        os.makedirs(output_dir, exist_ok=True)
+        save_model(model, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        model = model if model is not None else self.model
+        target = self.accelerator.unwrap_model(model)
+        if isinstance(target, transformers.PreTrainedModel) or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        from safetensors.torch import load_model
+
+        load_model(target, os.path.join(resume_from_checkpoint, "model.safetensors"), strict=True)
+
+
+class MetricsJsonlCallback(TrainerCallback):
+    """Appends every training log (step, loss, metrics) as one JSON line to ``<output_dir>/metrics.jsonl``.
+
+    On resume, lines past the resumed step are dropped first, so the file holds one uninterrupted trajectory.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / METRICS_FILE
+        if state.is_world_process_zero and path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= state.global_step]
+            path.write_text("".join(ln + "\n" for ln in kept))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        path = Path(args.output_dir) / METRICS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}, sort_keys=True) + "\n")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``<run_dir>/metrics.jsonl`` (one dict per logging step)."""
+    path = Path(run_dir) / METRICS_FILE
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# TrainingArguments from a PolicyConfig
+
+
+def resolve_optim(name: str) -> str:
+    """``paged_*`` optimizers need bitsandbytes and CUDA; otherwise fall back to ``adamw_torch`` (logged)."""
+    if not name.startswith("paged_"):
+        return name
+    try:
+        import bitsandbytes  # noqa: F401
+        ok = torch.cuda.is_available()
+    except ImportError:
+        ok = False
+    if not ok:
+        logger.warning("optim=%s needs bitsandbytes and a CUDA device; using adamw_torch instead", name)
+        return "adamw_torch"
+    return name
+
+
+def resolve_bf16(value: str | bool) -> bool:
+    """``"auto"``: bf16 exactly when a CUDA device supports it."""
+    if value == "auto":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if value and not torch.cuda.is_available():
+        logger.warning("bf16=True on a machine without CUDA: bfloat16 autocast on CPU is slow and lossy")
+    return bool(value)
+
+
+def training_arguments(cfg: PolicyConfig, output_dir: str | Path, seed: int, **overrides) -> transformers.TrainingArguments:
+    """``TrainingArguments`` of a policy run (no evaluation, no external loggers, explicit seeds)."""
+    kw = dict(
+        output_dir=str(output_dir), seed=seed, data_seed=seed, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        optim=resolve_optim(cfg.optim), max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        bf16=resolve_bf16(cfg.bf16), deepspeed=cfg.deepspeed, report_to="none", remove_unused_columns=False,
+        ddp_find_unused_parameters=False, dataloader_num_workers=0, disable_tqdm=False,
+        logging_nan_inf_filter=False,
+    )
+    kw.update(overrides)
+    return transformers.TrainingArguments(**kw)
