@@ -374,11 +374,17 @@ class SyntheticTestbed:
             else:
                 q = rng.uniform(0.15, 1.0)
                 a, pol_a = self._candidate(rng, p, q), f"synth_q{q:.1f}"
-            if rng.random() < c.near_pair_fraction:
-                b, pol_b = self._small_edit(rng, p, a), "synth_edit"
+            near = rng.random() < c.near_pair_fraction
+            for _ in range(20):  # the two summaries of a pair always differ (identical pairs are unusable)
+                if near:
+                    b, pol_b = self._small_edit(rng, p, a), "synth_edit"
+                else:
+                    q = rng.uniform(0.15, 1.0)
+                    b, pol_b = self._candidate(rng, p, q), f"synth_q{q:.1f}"
+                if b != a:
+                    break
             else:
-                q = rng.uniform(0.15, 1.0)
-                b, pol_b = self._candidate(rng, p, q), f"synth_q{q:.1f}"
+                b, pol_b = a + [self._invented(rng, p["subreddit"], set(p["post"]))], "synth_edit"
             if rng.random() < 0.5:
                 a, b, pol_a, pol_b = b, a, pol_b, pol_a
             sa, sb = " " + " ".join(a), " " + " ".join(b)

@@ -1,0 +1,481 @@
+"""Loaders: a hub id or a local file/folder in the published schema → a ``datasets.Dataset`` of normalised rows.
+
+Every loader takes ``source`` = a Hugging Face hub id (loaded with ``datasets.load_dataset``; needs network or a
+warm cache) **or** a local ``.jsonl`` / ``.json`` / ``.parquet`` file or a folder of them (read here, no hub).
+A path wins when it exists; anything else is treated as a hub id.
+
+Normalised row shapes
+---------------------
+Preference rows (:func:`load_tldr_comparisons`, :func:`load_ultrafeedback`)::
+
+    id               str    unique row id (post id + hash of the two texts + worker for TL;DR)
+    pair_id          str    id of the (prompt, {summary A, summary B}) pair; rows of different workers share it
+    prompt           str    TL;DR prompt ending with "TL;DR:" (no trailing space) / the UltraFeedback instruction
+    chosen, rejected str    the responses as published (TL;DR summaries keep their leading space)
+    confidence       int?   raw directional 1–9 confidence (1–4 ⇒ choice 0, 6–9 ⇒ choice 1); None when absent
+    strength         float? |confidence − 5| ∈ {1,2,3,4} (TL;DR) / chosen − rejected rating (UltraFeedback); None
+    edit_distance    float  Levenshtein distance between chosen and rejected in ``edit_distance_unit`` units
+                            (word: whitespace split; char; token: a tokenizer's ids) divided by the longer length
+    choice           int    index of the chosen summary in the raw row (TL;DR; -1 for UltraFeedback)
+    source           str    dataset name ("summarize_from_feedback", "ultrafeedback")
+    origin           str    file name or hub id the row came from
+    split            str    raw split: "train" | "valid1" | "valid2" | … (hub split name for UltraFeedback)
+    worker, batch, post_id, subreddit, chosen_policy, rejected_policy   str (may be "")
+
+SFT rows (:func:`load_tldr_sft`): ``{id, prompt, response, split, source, origin}``; ``prompt`` ends with "TL;DR:" and
+``response`` starts with one space (CarperAI's "TL;DR: " + label, re-cut), so ``prompt + response`` is the text.
+Also reads the OpenAI/dove field layout ``{id|instruction_id, subreddit, title, post|instruction, summary|gold_response}``.
+OOD rows (:func:`load_cnn_dailymail`): ``{id, article, highlights, split, source, origin}``.
+AlpacaEval rows (:func:`load_alpaca_eval`): ``{id, instruction, dataset, reference_output, reference_generator,
+source, origin}``.
+
+Bad input
+---------
+Rows that cannot be used are never silently used or lost: each is dropped with a reason (``missing_field``,
+``no_tldr_fields``, ``empty_response``, ``identical_responses``, ``bad_choice``, ``bad_summaries``,
+``null_confidence`` is *kept* (strength None; :func:`~drdo_lib.data.splits.build_splits` excludes it from the
+confidence splits and counts it), ``confidence_out_of_range``, ``confidence_direction_mismatch``,
+``non_finite_rating``, ``invalid_json``, ``not_a_record``, ``duplicate_id``), counted, logged, and the counts are
+stored with the dataset (:func:`dropped_counts`). A whole file with none of the schema's fields raises ``ValueError``
+naming the file. With ``strict=True`` the first bad row raises ``ValueError`` naming the file, the row (1-based line
+or index) and the field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from rapidfuzz.distance import Levenshtein
+from tqdm.auto import tqdm
+
+from drdo_lib.data.formats import format_tldr_prompt, normalise_subreddit
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "load_tldr_comparisons",
+    "load_tldr_sft",
+    "load_cnn_dailymail",
+    "load_ultrafeedback",
+    "load_alpaca_eval",
+    "dropped_counts",
+    "edit_distance",
+    "BadRowError",
+    "DATA_SUFFIXES",
+    "EDIT_DISTANCE_UNITS",
+]
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+EDIT_DISTANCE_UNITS = ("word", "char", "token")
+_PROGRESS_MIN_ROWS = 20_000  # show a progress bar when normalising at least this many rows
+
+
+class BadRowError(ValueError):
+    """A row not in the schema, raised in strict mode; the message names the file, row and field."""
+
+
+class _Drop(Exception):
+    def __init__(self, reason: str, field: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.field, self.detail = reason, field, detail
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def edit_distance(a: str, b: str, unit: str = "word", tokenizer: Any = None) -> float:
+    """Normalised Levenshtein distance between ``a`` and ``b``: distance / longer length (0 when both are empty).
+
+    ``unit``: "word" (whitespace split, the default), "char", or "token" (``tokenizer(text)["input_ids"]`` or
+    ``tokenizer.encode(text)``, needs ``tokenizer``).
+    """
+    if unit == "word":
+        x: Sequence[Any] = a.split()
+        y: Sequence[Any] = b.split()
+    elif unit == "char":
+        x, y = a, b
+    elif unit == "token":
+        if tokenizer is None:
+            raise ValueError("edit_distance: unit='token' needs a tokenizer")
+        enc = tokenizer.encode if hasattr(tokenizer, "encode") else (lambda t: tokenizer(t)["input_ids"])
+        x, y = enc(a), enc(b)
+    else:
+        raise ValueError(f"edit_distance: unit must be one of {EDIT_DISTANCE_UNITS}, got {unit!r}")
+    longer = max(len(x), len(y))
+    return Levenshtein.distance(x, y) / longer if longer else 0.0
+
+
+def dropped_counts(ds: Any) -> dict[str, int]:
+    """Per-reason counts of the rows a loader dropped (stored in ``ds.info.description``); {} when none recorded."""
+    desc = getattr(getattr(ds, "info", None), "description", "") or ""
+    try:
+        meta = json.loads(desc)
+    except (TypeError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in (meta.get("drdo_dropped") or {}).items()} if isinstance(meta, dict) else {}
+
+
+def _is_local(source: str | Path) -> bool:
+    return Path(source).exists()
+
+
+def _data_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(DATA_SUFFIXES))
+    if not files:
+        raise ValueError(f"{path}: no {'/'.join(DATA_SUFFIXES)} files in this folder")
+    return files
+
+
+def _iter_file(path: Path, drops: Counter, strict: bool) -> Iterator[tuple[int, Any]]:
+    """(1-based row number, record) of a JSON Lines, JSON (list or lines) or parquet file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, rec in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield i, rec
+        return
+    with open(path, encoding="utf-8") as f:
+        head = f.read(1)
+        while head and head.isspace():
+            head = f.read(1)
+        f.seek(0)
+        if head == "[":  # one JSON array
+            try:
+                records = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not valid JSON ({e})") from e
+            for i, rec in enumerate(records, start=1):
+                yield i, rec
+            return
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line)
+            except json.JSONDecodeError as e:
+                if strict:
+                    raise BadRowError(f"{path}: row {i}: not valid JSON ({e})") from e
+                drops["invalid_json"] += 1
+
+
+def _hub_records(hub_id: str, config: str | None, splits: Sequence[str] | None) -> Iterator[tuple[str, int, Any]]:
+    import datasets
+
+    logger.info("loading %s (config %s) from the hub with datasets.load_dataset", hub_id, config)
+    dsd = datasets.load_dataset(hub_id, config) if config else datasets.load_dataset(hub_id)
+    names = list(splits) if splits else list(dsd.keys())
+    for name in names:
+        for i, rec in enumerate(dsd[name], start=1):
+            yield f"{hub_id}[{name}]", i, rec
+
+
+def _records(source: str | Path, hub_config: str | None, hub_splits: Sequence[str] | None,
+             drops: Counter, strict: bool, schema_keys: set[str]) -> Iterator[tuple[str, str, int, Any]]:
+    """(origin name, hub split or "", row number, record) for every record of ``source``."""
+    if _is_local(source):
+        for path in _data_files(Path(source)):
+            n_ok = n_seen = 0
+            for i, rec in _iter_file(path, drops, strict):
+                n_seen += 1
+                if isinstance(rec, dict) and schema_keys & set(rec):
+                    n_ok += 1
+                yield path.name, "", i, rec
+                if n_seen >= 50 and n_ok == 0:
+                    break
+            if n_seen and n_ok == 0:
+                raise ValueError(f"{path}: not in the expected schema: none of the first {n_seen} rows has any of "
+                                 f"the fields {sorted(schema_keys)}")
+    else:
+        for origin, i, rec in _hub_records(str(source), hub_config, hub_splits):
+            yield origin, origin.rsplit("[", 1)[-1].rstrip("]"), i, rec
+
+
+def _normalise_all(source: str | Path, normalise: Callable[[dict, str, str], dict], *, hub_config: str | None,
+                   hub_splits: Sequence[str] | None, strict: bool, schema_keys: set[str], name: str,
+                   key: str = "id"):
+    """Run ``normalise`` on every record; returns a Dataset of good rows with drop counts in its info."""
+    import datasets
+
+    drops: Counter = Counter()
+    rows: list[dict] = []
+    seen_ids: set[str] = set()
+    bar = None
+    for n, (origin, hub_split, i, rec) in enumerate(_records(source, hub_config, hub_splits, drops, strict,
+                                                             schema_keys)):
+        if n == _PROGRESS_MIN_ROWS:
+            bar = tqdm(desc=f"normalising {name}", unit=" rows", initial=n)
+        if bar is not None:
+            bar.update(1)
+        try:
+            if not isinstance(rec, dict):
+                raise _Drop("not_a_record", "<row>", f"a JSON {type(rec).__name__}, not an object")
+            row = normalise(rec, origin, hub_split)
+            if row[key] in seen_ids:
+                raise _Drop("duplicate_id", key, f"id {row[key]!r} already seen")
+        except _Drop as d:
+            if strict:
+                raise BadRowError(f"{origin}: row {i}: field {d.field!r}: {d.reason}"
+                                  + (f" ({d.detail})" if d.detail else "")) from None
+            drops[d.reason] += 1
+            continue
+        seen_ids.add(row[key])
+        rows.append(row)
+    if bar is not None:
+        bar.close()
+    if drops:
+        logger.warning("%s from %s: kept %d rows, dropped %d: %s", name, source, len(rows), sum(drops.values()),
+                       dict(sorted(drops.items())))
+    info = datasets.DatasetInfo(description=json.dumps({"drdo_dropped": dict(sorted(drops.items())),
+                                                        "drdo_source": str(source)}))
+    if not rows:
+        raise ValueError(f"{name}: no usable rows in {source} (dropped: {dict(drops)})")
+    return datasets.Dataset.from_list(rows, info=info)
+
+
+def _get(rec: dict, field: str, path: str | None = None) -> Any:
+    if field not in rec or rec[field] is None:
+        raise _Drop("missing_field", path or field)
+    return rec[field]
+
+
+def _text(rec: dict, field: str, path: str | None = None) -> str:
+    v = _get(rec, field, path)
+    if not isinstance(v, str):
+        raise _Drop("missing_field", path or field, f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _short_hash(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------- TL;DR comparisons
+def _tldr_comparison(unit: str, tokenizer: Any) -> Callable[[dict, str, str], dict]:
+    def normalise(rec: dict, origin: str, hub_split: str) -> dict:
+        info = _get(rec, "info")
+        if not isinstance(info, dict):
+            raise _Drop("missing_field", "info", "expected an object")
+        if not all(isinstance(info.get(k), str) for k in ("post", "title", "subreddit")):
+            raise _Drop("no_tldr_fields", "info.post/title/subreddit",
+                        "a CNN/DM or otherwise non-TL;DR row" if info.get("article") else "")
+        summaries = _get(rec, "summaries")
+        if not (isinstance(summaries, list) and len(summaries) == 2 and all(isinstance(s, dict) for s in summaries)):
+            raise _Drop("bad_summaries", "summaries", "expected a list of exactly 2 objects")
+        texts = [_text(s, "text", f"summaries[{j}].text") for j, s in enumerate(summaries)]
+        choice = _get(rec, "choice")
+        if isinstance(choice, bool) or choice not in (0, 1):
+            raise _Drop("bad_choice", "choice", f"expected 0 or 1, got {choice!r}")
+        chosen, rejected = texts[choice], texts[1 - choice]
+        if not chosen.strip() or not rejected.strip():
+            raise _Drop("empty_response", f"summaries[{choice if not chosen.strip() else 1 - choice}].text")
+        if chosen.strip() == rejected.strip():
+            raise _Drop("identical_responses", "summaries")
+        extra = rec.get("extra") or {}
+        conf = extra.get("confidence") if isinstance(extra, dict) else None
+        strength: float | None = None
+        if conf is not None:
+            if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not math.isfinite(conf) \
+                    or conf != int(conf) or not 1 <= conf <= 9 or conf == 5:
+                raise _Drop("confidence_out_of_range", "extra.confidence", f"expected 1–4 or 6–9, got {conf!r}")
+            conf = int(conf)
+            if (conf < 5) != (choice == 0):
+                raise _Drop("confidence_direction_mismatch", "extra.confidence",
+                            f"confidence {conf} with choice {choice} (1–4 go with choice 0, 6–9 with choice 1)")
+            strength = float(abs(conf - 5))
+        post_id = info.get("id") if isinstance(info.get("id"), str) else ""
+        prompt = format_tldr_prompt(info["subreddit"], info["title"], info["post"])
+        pid = _short_hash(post_id or prompt, *sorted(t.strip() for t in texts))
+        worker = rec.get("worker") if isinstance(rec.get("worker"), str) else ""
+        pols = [s.get("policy") if isinstance(s.get("policy"), str) else "" for s in summaries]
+        return {
+            "id": f"{post_id or 'post'}:{pid}:{_short_hash(worker, texts[0], texts[1], str(choice))[:8]}",
+            "pair_id": pid,
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "confidence": conf,
+            "strength": strength,
+            "edit_distance": edit_distance(chosen, rejected, unit, tokenizer),
+            "choice": int(choice),
+            "source": "summarize_from_feedback",
+            "origin": origin,
+            "split": rec.get("split") if isinstance(rec.get("split"), str) else (hub_split or ""),
+            "worker": worker,
+            "batch": rec.get("batch") if isinstance(rec.get("batch"), str) else "",
+            "post_id": post_id,
+            "subreddit": normalise_subreddit(info["subreddit"]),
+            "chosen_policy": pols[choice],
+            "rejected_policy": pols[1 - choice],
+        }
+
+    return normalise
+
+
+def load_tldr_comparisons(source: str | Path = "openai/summarize_from_feedback", *, hub_config: str = "comparisons",
+                          hub_splits: Sequence[str] | None = None, edit_distance_unit: str = "word",
+                          tokenizer: Any = None, strict: bool = False):
+    """TL;DR comparisons (``openai/summarize_from_feedback``, config ``comparisons``) → normalised preference rows.
+
+    ``source``: hub id or local file/folder of raw comparison JSON(L)/parquet. ``hub_splits``: hub splits to read
+    (default all: train + validation). Rows whose ``info`` lacks post/title/subreddit (CNN/DM comparisons) are
+    dropped as ``no_tldr_fields``. See the module docstring for the row shape and the bad-input rules.
+    """
+    if edit_distance_unit not in EDIT_DISTANCE_UNITS:
+        raise ValueError(f"edit_distance_unit must be one of {EDIT_DISTANCE_UNITS}, got {edit_distance_unit!r}")
+    if edit_distance_unit == "token" and tokenizer is None:
+        raise ValueError("edit_distance_unit='token' needs a tokenizer")
+    return _normalise_all(source, _tldr_comparison(edit_distance_unit, tokenizer), hub_config=hub_config,
+                          hub_splits=hub_splits, strict=strict, schema_keys={"info", "summaries", "choice"},
+                          name="TL;DR comparisons")
+
+
+# ---------------------------------------------------------------------------------------------- TL;DR SFT
+def _tldr_sft(rec: dict, origin: str, hub_split: str) -> dict:
+    if "prompt" in rec or "label" in rec:  # CarperAI layout
+        prompt = _text(rec, "prompt")
+        label = _text(rec, "label")
+        if "TL;DR:" not in prompt:
+            raise _Drop("no_tldr_fields", "prompt", "prompt does not contain 'TL;DR:'")
+        prompt = prompt.rstrip()
+        rid = rec.get("id") if isinstance(rec.get("id"), str) else ""
+    else:  # OpenAI tldr_3_filtered / dove layout
+        try:
+            sub = _text(rec, "subreddit")
+            title = _text(rec, "title")
+            post = _text(rec, "post") if "post" in rec else _text(rec, "instruction", "post|instruction")
+        except _Drop as d:
+            raise _Drop("no_tldr_fields", d.field) from None
+        label = _text(rec, "summary") if "summary" in rec else _text(rec, "gold_response", "summary|gold_response")
+        prompt = format_tldr_prompt(sub, title, post)
+        rid = next((rec[k] for k in ("id", "instruction_id") if isinstance(rec.get(k), str)), "")
+    if not label.strip():
+        raise _Drop("empty_response", "label")
+    split = hub_split or _split_from_name(origin)
+    return {"id": rid or _short_hash(prompt, label), "prompt": prompt, "response": " " + label.strip(),
+            "split": split, "source": "openai_summarize_tldr", "origin": origin}
+
+
+def _split_from_name(name: str) -> str:
+    low = name.lower()
+    for s in ("train", "valid", "test"):
+        if s in low:
+            return s
+    return ""
+
+
+def load_tldr_sft(source: str | Path = "CarperAI/openai_summarize_tldr", *, hub_splits: Sequence[str] | None = None,
+                  strict: bool = False):
+    """TL;DR SFT rows (``CarperAI/openai_summarize_tldr`` prompt/label, or the OpenAI/dove field layout).
+
+    Local files: the split is taken from the file name (train/valid/test). Rows with the same id (the same post in
+    two layouts, e.g. ../shared/data's dove file and its CarperAI rendering) are kept once (``duplicate_id``).
+    """
+    return _normalise_all(source, _tldr_sft, hub_config=None, hub_splits=hub_splits, strict=strict,
+                          schema_keys={"prompt", "label", "subreddit", "title", "post", "instruction"},
+                          name="TL;DR SFT")
+
+
+# ---------------------------------------------------------------------------------------------- CNN/DailyMail
+def _cnn(rec: dict, origin: str, hub_split: str) -> dict:
+    article = _text(rec, "article")
+    highlights = _text(rec, "highlights")
+    if not article.strip():
+        raise _Drop("empty_response", "article")
+    if not highlights.strip():
+        raise _Drop("empty_response", "highlights")
+    rid = rec.get("id") if isinstance(rec.get("id"), str) else _short_hash(article)
+    return {"id": rid, "article": article, "highlights": highlights,
+            "split": hub_split or _split_from_name(origin) or "test", "source": "cnn_dailymail", "origin": origin}
+
+
+def load_cnn_dailymail(source: str | Path = "cnn_dailymail", *, hub_config: str = "3.0.0",
+                       hub_splits: Sequence[str] | None = ("test",), strict: bool = False):
+    """CNN/DailyMail (``{id, article, highlights}``, config 3.0.0), the OOD test set; hub default split "test"."""
+    return _normalise_all(source, _cnn, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
+                          schema_keys={"article", "highlights"}, name="CNN/DailyMail")
+
+
+# ---------------------------------------------------------------------------------------------- UltraFeedback
+def _message_text(v: Any, field: str) -> str:
+    """A response given as a string, or as chat messages (the last assistant turn's content)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list) and v and all(isinstance(m, dict) for m in v):
+        for m in reversed(v):
+            if m.get("role") == "assistant" and isinstance(m.get("content"), str):
+                return m["content"]
+    raise _Drop("missing_field", field, "expected a string or chat messages with an assistant turn")
+
+
+def _rating(rec: dict, field: str) -> float | None:
+    v = rec.get(field)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _Drop("non_finite_rating", field, f"got {v!r}")
+    return float(v)
+
+
+def _ultrafeedback(unit: str, tokenizer: Any) -> Callable[[dict, str, str], dict]:
+    def normalise(rec: dict, origin: str, hub_split: str) -> dict:
+        prompt = _text(rec, "prompt")
+        chosen = _message_text(_get(rec, "chosen"), "chosen")
+        rejected = _message_text(_get(rec, "rejected"), "rejected")
+        if not prompt.strip():
+            raise _Drop("missing_field", "prompt", "empty prompt")
+        if not chosen.strip() or not rejected.strip():
+            raise _Drop("empty_response", "chosen" if not chosen.strip() else "rejected")
+        if chosen.strip() == rejected.strip():
+            raise _Drop("identical_responses", "chosen/rejected")
+        rc, rr = _rating(rec, "chosen-rating"), _rating(rec, "rejected-rating")
+        idx = rec.get("row_idx")
+        pid = _short_hash(prompt, chosen, rejected)
+        return {
+            "id": f"uf:{idx}" if isinstance(idx, int) else f"uf:{pid}",
+            "pair_id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+            "confidence": None, "strength": (rc - rr) if rc is not None and rr is not None else None,
+            "edit_distance": edit_distance(chosen, rejected, unit, tokenizer), "choice": -1,
+            "source": "ultrafeedback", "origin": origin, "split": hub_split or _split_from_name(origin) or "train",
+            "worker": "", "batch": str(rec.get("source") or ""), "post_id": "", "subreddit": "",
+            "chosen_policy": str(rec.get("chosen-model") or ""), "rejected_policy": str(rec.get("rejected-model") or ""),
+        }
+
+    return normalise
+
+
+def load_ultrafeedback(source: str | Path = "argilla/ultrafeedback-binarized-preferences-cleaned", *,
+                       hub_splits: Sequence[str] | None = None, edit_distance_unit: str = "word",
+                       tokenizer: Any = None, strict: bool = False):
+    """UltraFeedback preference rows; chosen/rejected may be strings or chat messages; strength = rating margin."""
+    if edit_distance_unit not in EDIT_DISTANCE_UNITS:
+        raise ValueError(f"edit_distance_unit must be one of {EDIT_DISTANCE_UNITS}, got {edit_distance_unit!r}")
+    return _normalise_all(source, _ultrafeedback(edit_distance_unit, tokenizer), hub_config=None,
+                          hub_splits=hub_splits, strict=strict, schema_keys={"prompt", "chosen", "rejected"},
+                          name="UltraFeedback")
+
+
+# ---------------------------------------------------------------------------------------------- AlpacaEval
+def _alpaca(rec: dict, origin: str, hub_split: str) -> dict:
+    instruction = _text(rec, "instruction")
+    if not instruction.strip():
+        raise _Drop("missing_field", "instruction", "empty instruction")
+    return {"id": _short_hash(instruction), "instruction": instruction, "dataset": str(rec.get("dataset") or ""),
+            "reference_output": str(rec.get("output") or ""), "reference_generator": str(rec.get("generator") or ""),
+            "source": "alpaca_eval", "origin": origin}
+
+
+def load_alpaca_eval(source: str | Path = "tatsu-lab/alpaca_eval", *, hub_config: str | None = "alpaca_eval",
+                     hub_splits: Sequence[str] | None = ("eval",), strict: bool = False):
+    """AlpacaEval instructions (805) with one reference output each.
+
+    A folder holding several reference files (``../shared/data/alpaca_eval``) gives each instruction once, from the
+    first file in name order (the other copies are counted as ``duplicate_id``); pass a single file to choose the
+    reference generator.
+    """
+    return _normalise_all(source, _alpaca, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
+                          schema_keys={"instruction"}, name="AlpacaEval")
