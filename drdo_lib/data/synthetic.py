@@ -272,9 +272,9 @@ class SyntheticTestbed:
     def _rng(self, kind: str) -> random.Random:
         return random.Random(f"drdo-synthetic:{self.config.seed}:{kind}")
 
-    def _post(self, rng: random.Random, topics: Sequence[str], n_keys: int, length: int) -> tuple[list[str], list[str]]:
-        pool = [w for t in topics for w in TOPIC_WORDS[t]]
-        keys = rng.sample(pool, n_keys)
+    def _post(self, rng: random.Random, keys: list[str], length: int) -> tuple[list[str], list[str]]:
+        n_keys = len(keys)
+        rng.shuffle(keys)
         words = rng.choices(FILLER_WORDS, k=length - n_keys)
         positions = sorted(rng.sample(range(length), n_keys))
         post: list[str] = []
@@ -291,8 +291,8 @@ class SyntheticTestbed:
     def _new_post(self, rng: random.Random) -> dict:
         c = self.config
         topic = rng.choice(self.topics)
-        post, keys = self._post(rng, [topic], rng.randint(c.min_keys, c.max_keys),
-                                rng.randint(c.min_post_words, c.max_post_words))
+        keys = rng.sample(TOPIC_WORDS[topic], rng.randint(c.min_keys, c.max_keys))
+        post, keys = self._post(rng, keys, rng.randint(c.min_post_words, c.max_post_words))
         title = rng.sample(_TITLE_FILLER, rng.randint(1, 3)) + [keys[0]]
         return {"subreddit": topic, "title": " ".join(title), "post": post, "keys": keys}
 
@@ -429,7 +429,10 @@ class SyntheticTestbed:
         rows = []
         for i in range(n):
             topics = rng.sample(self.topics, 2)
-            post, keys = self._post(rng, topics, rng.randint(5, 7), rng.randint(45, 58))
+            n_keys = rng.randint(5, 7)
+            keys = rng.sample(TOPIC_WORDS[topics[0]], n_keys // 2) + rng.sample(TOPIC_WORDS[topics[1]],
+                                                                                 n_keys - n_keys // 2)
+            post, keys = self._post(rng, keys, rng.randint(45, 58))
             half = (len(keys) + 1) // 2
             highlights = " ".join(keys[:half]) + " .\n" + " ".join(keys[half:]) + " ."
             rid = hashlib.sha1(f"{self.config.seed}:ood:{i}".encode()).hexdigest()
