@@ -1,0 +1,211 @@
+"""AlpacaEval: ``model_outputs.json`` in the benchmark's format and head-to-head judging (paper Table 3).
+
+File format (``alpaca_eval``'s ``model_outputs.json``, as its ``main.py`` writes it with
+``DataFrame.to_json(orient="records", indent=2)``): a JSON list with one record per instruction,
+``{"instruction": str, "output": str, "generator": str}`` plus optional extra keys (``dataset``, ...). The same file
+is accepted by the upstream CLI (``alpaca_eval --model_outputs model_outputs.json``) on a machine where it runs.
+
+Head-to-head (Table 3: "DRDO vs e-DPO", "DRDO vs DPO"): for each instruction the two policies' outputs are judged
+with :func:`drdo_lib.judge.judge_pairs` (``template="alpaca"``: AlpacaEval 2.0's annotator prompt, GPT-4 Turbo in the
+paper; ``model="gold"`` with a reward function on the synthetic testbed). Results are annotations in AlpacaEval's
+encoding, where ``output_1`` is the baseline and ``output_2`` the model, and ``preference`` is 1 (baseline better),
+2 (model better), 1.5 (tie) or NaN (the judge's answer was unreadable; dropped from the denominator and counted).
+``weighted_preference`` is 1 + P(model better) from the judge's log-probs (AlpacaEval 2.0's weighted annotator;
+equal to ``preference`` when no log-probs are available). :func:`alpaca_win_rate` reproduces AlpacaEval's
+``describe_head2head`` (win rate in %, standard error, counts). The length-controlled win rate needs AlpacaEval's
+GLM fitted against its leaderboard baseline and is not computed here.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from drdo_lib.judge import judge_pairs
+
+log = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("instruction", "output", "generator")
+
+
+# ------------------------------------------------------------------------------------------- model outputs
+def to_model_outputs(instructions: Sequence[str], outputs: Sequence[str], generator: str,
+                     extra: Mapping[str, Sequence[Any]] | None = None) -> list[dict[str, Any]]:
+    """AlpacaEval records ``{"instruction", "output", "generator", **extra}``, one per instruction.
+
+    Instructions must be unique (AlpacaEval joins model and baseline outputs on the instruction text).
+    """
+    if len(instructions) != len(outputs):
+        raise ValueError(f"{len(instructions)} instructions but {len(outputs)} outputs")
+    if not generator:
+        raise ValueError("generator (the model's name) must be a non-empty string")
+    dup = pd.Series(list(instructions)).duplicated()
+    if dup.any():
+        raise ValueError(f"{int(dup.sum())} duplicated instructions; AlpacaEval needs one output per instruction")
+    records = [{"instruction": str(i), "output": str(o), "generator": generator}
+               for i, o in zip(instructions, outputs)]
+    for key, values in (extra or {}).items():
+        if key in REQUIRED_KEYS or len(values) != len(records):
+            raise ValueError(f"extra column {key!r}: reserved name or wrong length")
+        for r, v in zip(records, values):
+            r[key] = v
+    return records
+
+
+def model_outputs_from_generations(generations: pd.DataFrame, generator: str, *, temperature: float,
+                                   seed: int = 0, sample: int = 0, policy: str | None = None) -> list[dict]:
+    """Pick one completion per prompt from :func:`drdo_lib.generation.load_generations` rows → AlpacaEval records.
+
+    Rows are filtered to one ``policy`` (when given), ``temperature``, ``seed`` and ``sample``; ``prompt`` becomes
+    ``instruction`` and ``response`` becomes ``output``.
+    """
+    df = generations
+    if policy is not None:
+        df = df[df["policy"] == policy]
+    df = df[np.isclose(df["temperature"].astype(float), temperature) & (df["seed"] == seed)]
+    if "sample" in df:
+        df = df[df["sample"] == sample]
+    if df.empty:
+        raise ValueError(f"no generations for policy={policy!r} temperature={temperature} seed={seed}")
+    return to_model_outputs(df["prompt"].tolist(), df["response"].tolist(), generator)
+
+
+def write_model_outputs(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write ``model_outputs.json`` (a JSON list, indent 2, UTF-8 text), atomically; returns the path."""
+    _validate(records)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(list(records), indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_model_outputs(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate a ``model_outputs.json``."""
+    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    _validate(records)
+    return records
+
+
+def _validate(records: Sequence[Mapping[str, Any]]) -> None:
+    if not isinstance(records, (list, tuple)) or not records:
+        raise ValueError("model outputs must be a non-empty list of records")
+    for k, r in enumerate(records):
+        missing = [key for key in REQUIRED_KEYS if not isinstance(r.get(key), str)]
+        if missing:
+            raise ValueError(f"record {k}: missing or non-string {missing} (AlpacaEval needs {REQUIRED_KEYS})")
+    if len({r["instruction"] for r in records}) != len(records):
+        raise ValueError("duplicated instructions in model outputs")
+
+
+# ------------------------------------------------------------------------------------------- head-to-head
+def head_to_head(model_outputs: Sequence[Mapping[str, Any]], baseline_outputs: Sequence[Mapping[str, Any]], *,
+                 model: str, cache_dir: str | Path | None, template: str = "alpaca", base_url: str | None = None,
+                 seed: int = 0, order: str = "random", max_concurrency: int = 8,
+                 reward_fn: Callable[[str, str], float] | None = None, **judge_settings: Any) -> pd.DataFrame:
+    """Judge ``model_outputs`` against ``baseline_outputs`` on their common instructions → AlpacaEval annotations.
+
+    ``model`` is the judge (``"gpt-4-turbo"``, ``"gpt-4-1106-preview"`` as AlpacaEval 2.0, a local model served
+    at ``base_url``, or ``"gold"`` with ``reward_fn``); further settings go to :func:`~drdo_lib.judge.judge_pairs`.
+    Returns one row per instruction: ``instruction``, ``output_1``/``generator_1`` (baseline),
+    ``output_2``/``generator_2`` (model), ``annotator``, ``preference``, ``weighted_preference``, ``swapped``,
+    ``raw_completion``.
+    """
+    _validate(model_outputs)
+    _validate(baseline_outputs)
+    base = {r["instruction"]: r for r in baseline_outputs}
+    common = [r for r in model_outputs if r["instruction"] in base]
+    n_lost = len(model_outputs) - len(common), len(baseline_outputs) - len(common)
+    if not common:
+        raise ValueError("model and baseline outputs share no instruction")
+    if any(n_lost):
+        log.warning("judging %d common instructions (%d only in the model's file, %d only in the baseline's)",
+                    len(common), *n_lost)
+    instr = [r["instruction"] for r in common]
+    out_model = [r["output"] for r in common]
+    out_base = [base[i]["output"] for i in instr]
+    judged = judge_pairs(instr, out_model, out_base, template=template, model=model, base_url=base_url,
+                         cache_dir=cache_dir, order=order, seed=seed, max_concurrency=max_concurrency,
+                         reward_fn=reward_fn, **judge_settings)
+    # judge side "a" is the model (AlpacaEval preference 2), "b" the baseline (preference 1)
+    preference = judged["outcome"].map({"a": 2.0, "b": 1.0, "tie": 1.5, "discarded": float("nan")})
+    p_model = 1.0 - judged["p_b"].astype(float)
+    weighted = np.where(p_model.notna() & preference.notna(), 1.0 + p_model, preference)
+    return pd.DataFrame({
+        "instruction": instr,
+        "output_1": out_base, "generator_1": [base[i]["generator"] for i in instr],
+        "output_2": out_model, "generator_2": [r["generator"] for r in common],
+        "annotator": model, "preference": preference.to_numpy(), "weighted_preference": weighted,
+        "swapped": judged["swapped"].to_numpy(), "raw_completion": judged["raw"].to_numpy(),
+    })
+
+
+def alpaca_win_rate(preferences: Iterable[float]) -> dict[str, float]:
+    """AlpacaEval's head-to-head metrics of the model (``output_2``) over the baseline.
+
+    Same computation as ``alpaca_eval.metrics.helpers.AbsoluteScoringRule.describe_head2head`` (0 is read as a
+    tie, NaN/unreadable annotations are dropped): ``win_rate`` = 100 · mean(preference − 1), ``standard_error``
+    = 100 · s.e.m., ``n_wins``, ``n_wins_base``, ``n_draws``, ``n_total``; plus ``discrete_win_rate`` (each
+    preference rounded to a win/loss/tie first, as its ``ZeroOneScoringRule``) and ``n_discarded``.
+    """
+    p = pd.Series(list(preferences), dtype=float).replace({0.0: 1.5})
+    valid = p[(p >= 1) & (p <= 2)]
+    x = valid - 1
+    n_total = len(x)
+    discrete = x.where(x == 0.5, x.round())  # rounding of exact halves never happens: those are ties
+    wins_d, draws_d = int((discrete == 1).sum()), int((discrete == 0.5).sum())
+    return {
+        "win_rate": float(x.mean() * 100) if n_total else float("nan"),
+        "standard_error": float(x.sem() * 100) if n_total > 1 else float("nan"),
+        "n_wins": int((x > 0.5).sum()), "n_wins_base": int((x < 0.5).sum()),
+        "n_draws": int((p == 1.5).sum()), "n_total": n_total,
+        "discrete_win_rate": (wins_d + draws_d / 2) / n_total * 100 if n_total else float("nan"),
+        "n_discarded": int(len(p) - n_total),
+    }
+
+
+def head_to_head_table(results: Mapping[tuple[str, str], pd.DataFrame], *, weighted: bool = True,
+                       n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Table 3 rows: ``{(model, baseline): annotations}`` → one row per comparison.
+
+    Columns: ``model``, ``baseline``, ``win_rate`` (% of the model over the baseline; from
+    ``weighted_preference`` when ``weighted``), a percentile-bootstrap 95 % CI (``ci_low``, ``ci_high``),
+    ``standard_error``, ``discrete_win_rate``, ``n_wins``, ``n_wins_base``, ``n_draws``, ``n_total``,
+    ``n_discarded``.
+    """
+    rows = []
+    rng = np.random.default_rng(seed)
+    for (name, baseline), ann in results.items():
+        prefs = ann["weighted_preference" if weighted else "preference"].astype(float)
+        m = alpaca_win_rate(prefs)
+        x = prefs[(prefs >= 1) & (prefs <= 2)].to_numpy() - 1
+        if len(x):
+            boot = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1) * 100
+            lo, hi = np.quantile(boot, [0.025, 0.975])
+        else:
+            lo = hi = math.nan
+        rows.append({"model": name, "baseline": baseline, "win_rate": m["win_rate"], "ci_low": float(lo),
+                     "ci_high": float(hi), "standard_error": m["standard_error"],
+                     "discrete_win_rate": alpaca_win_rate(ann["preference"])["discrete_win_rate"],
+                     **{k: m[k] for k in ("n_wins", "n_wins_base", "n_draws", "n_total", "n_discarded")}})
+    return pd.DataFrame(rows)
+
+
+def write_annotations(annotations: pd.DataFrame, path: str | Path) -> Path:
+    """Write annotations as AlpacaEval's ``annotations.json`` (JSON list of records; NaN → null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = ["instruction", "output_1", "generator_1", "output_2", "generator_2", "annotator", "preference",
+            "weighted_preference", "raw_completion"]
+    records = annotations[cols].astype(object).where(annotations[cols].notna(), None).to_dict(orient="records")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
