@@ -38,6 +38,7 @@ __all__ = [
     "generate_policy_samples",
     "load_policy",
     "load_generations",
+    "encode_prompts",
     "model_fingerprint",
     "resolve_device",
 ]
@@ -167,8 +168,6 @@ def generate(
     device = next(lm.parameters()).device
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer needs a pad token and an eos token for batched generation")
-    pad_side, trunc_side = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
     out: list[dict[str, Any]] = []
     was_training = lm.training
     lm.eval()
@@ -176,10 +175,8 @@ def generate(
         starts = range(0, len(prompts), batch_size)
         for b, start in enumerate(tqdm(starts, desc=desc or f"generate T={temperature}", disable=not progress,
                                        leave=False)):
-            batch = list(prompts[start:start + batch_size])
-            enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                            max_length=max_prompt_length, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            ids = encode_prompts(tokenizer, prompts[start:start + batch_size], max_prompt_length)
+            enc = _left_pad(ids, tokenizer.pad_token_id, device)
             # One seed per (run seed, batch): reruns reproduce, and batches do not share a random stream.
             torch.manual_seed(_batch_seed(seed, b))
             sample_kw = dict(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=0) \
@@ -195,9 +192,35 @@ def generate(
                 text = tokenizer.decode(row[:n], skip_special_tokens=True).strip()
                 out.append({"response": text, "n_new_tokens": n, "finished": finished})
     finally:
-        tokenizer.padding_side, tokenizer.truncation_side = pad_side, trunc_side
         lm.train(was_training)
     return out
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], max_prompt_length: int) -> list[list[int]]:
+    """Token ids of prompts exactly as the training stages build them (:mod:`drdo_lib.data.tokenize`): the text
+    without special tokens, with BOS prepended when the tokenizer adds one. Prompts longer than
+    ``max_prompt_length`` keep their last tokens (the part that asks for the summary), after the BOS."""
+    bos = tokenizer.bos_token_id
+    adds_bos = bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+    out = []
+    for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]:
+        if adds_bos and ids[:1] != [bos]:
+            ids = [bos] + ids
+        if len(ids) > max_prompt_length:
+            ids = ([bos] if adds_bos else []) + ids[len(ids) - max_prompt_length + int(adds_bos):]
+        out.append(ids)
+    return out
+
+
+def _left_pad(ids: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    T = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), T), dtype=torch.long)
+    for i, x in enumerate(ids):
+        if x:
+            input_ids[i, T - len(x):] = torch.as_tensor(x, dtype=torch.long)
+            mask[i, T - len(x):] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
 
 
 def _batch_seed(seed: int, batch_index: int) -> int:

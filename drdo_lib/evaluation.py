@@ -1,0 +1,500 @@
+"""Evaluation of trained policies: oracle and gold win rates, reward advantage, judged head-to-heads (paper Sec. 6).
+
+What is computed (each with a percentile-bootstrap confidence interval that resamples *prompts*, so several
+samples of one prompt move together, and over several sampling seeds where the profile asks for them):
+
+- **Win rate against a baseline (Table 2 form)**: a student's response and a baseline's response to the same prompt
+  (same temperature, seed and sample index) are scored by a reward r; following the paper (and Lambert et al.
+  2024) the student *wins* when ``r(x, y_student) > r(x, y_baseline)``. Ties (``|Δr| <= tie_tolerance``) are
+  reported separately: ``win_rate = wins / n``, ``tie_rate = ties / n``, ``loss_rate = losses / n``.
+  With r = the oracle this is the paper's oracle win rate; with r = the synthetic testbed's true reward r* it is
+  the **gold win rate** (the quantity the oracle and the LLM judge try to estimate).
+- **Expected reward advantage (Fig. 3)**: ``E[r(x, y_policy)] − E[r(x, y_base)]`` with y_base the SFT policy's
+  response (Fig. 3 left) or the human/reference summary (Fig. 3 right). Rewards are normalised before the difference
+  (``reward_normalization="zscore"``: centred and scaled by the mean and standard deviation of every reward scored
+  on that prompt set — all policies, temperatures and the references — the paper says only "normalized").
+- **Judged head-to-heads (Tables 1 and 3)** go through :func:`drdo_lib.judge.judge_pairs` (an LLM judge, or a
+  reward-function judge offline) and :func:`drdo_lib.judge.win_rate_summary`.
+
+The notebook-level pipeline (:func:`discover_policies`, :func:`generate_all`, :func:`score_generations`,
+:func:`win_rate_grid`, :func:`reward_advantage_grid`, :func:`head_to_head`) writes everything under
+``runs/<profile>/eval/`` so that notebook 06 can rebuild the tables without a model in memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from drdo_lib.generation import PAPER_TEMPERATURES, GenerationConfig, encode_prompts
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EvalConfig",
+    "METHODS",
+    "bootstrap_ci",
+    "win_rate",
+    "mean_advantage",
+    "RewardScorer",
+    "encode_responses",
+    "discover_policies",
+    "generate_all",
+    "score_generations",
+    "paired",
+    "win_rate_grid",
+    "table2_form",
+    "reward_advantage_grid",
+    "head_to_head",
+    "JUDGE_OFFLINE",
+]
+
+#: Preference methods evaluated against each other (DRDO is the student of Tables 1–3).
+METHODS = ("drdo", "dpo", "edpo", "ipo")
+#: ``judge_model`` values that need no network: "gold" (the testbed's r*) and "oracle" (the trained oracle).
+JUDGE_OFFLINE = ("gold", "oracle")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of notebook 05 (the ``eval:`` section of a profile)."""
+
+    student: str = "drdo"  # the method whose win rates are reported (the rows of Tables 1-3)
+    baselines: tuple[str, ...] = ("dpo", "edpo")  # preference baselines it is compared with (SFT is always added)
+    splits: tuple[str, ...] = ("D_all", "D_hc_he", "D_lc_le")  # training splits whose policies are evaluated
+    n_prompts: int = 500  # held-out in-distribution prompts (Table 2 oracle/gold win rates); fewer if the set is smaller
+    n_ood_prompts: int = 1000  # out-of-distribution prompts (Table 1 judge, Fig. 3 advantage); paper: 1,000 CNN/DM
+    n_alpaca: int = 805  # AlpacaEval instructions for Table 3 (0 = skip Table 3)
+    prompt_template: str = "tldr"  # "tldr" | "chat" | "raw": how prompts are formatted (drdo_lib.data.tokenize)
+    temperatures: tuple[float, ...] = PAPER_TEMPERATURES  # sampling temperatures (paper: 0.2, 0.5, 0.7, 0.9)
+    top_p: float = 0.8  # nucleus sampling (paper: 0.8)
+    max_new_tokens: int = 256  # generation cap (paper: 256)
+    max_prompt_length: int = 512  # prompt tokens kept (the end of longer prompts)
+    max_length: int = 1024  # prompt + response tokens given to the reward model (the end is kept)
+    batch_size: int = 16  # generation and scoring batch size
+    samples_per_prompt: int = 1  # completions per prompt, temperature and seed
+    seeds: tuple[int, ...] = (0,)  # sampling seeds (independent replicates; spread across seeds is reported)
+    head_to_head_temperature: float = 0.7  # temperature of the samples judged in Tables 1 and 3 (not in the paper)
+    tie_tolerance: float = 0.0  # |r_a - r_b| <= tie_tolerance counts as a tie
+    reward_normalization: str = "zscore"  # "zscore" | "none": rewards before the Fig. 3 advantage
+    n_bootstrap: int = 1000  # bootstrap resamples of prompts for every confidence interval
+    ci_level: float = 0.95  # confidence level of the intervals
+    judge_model: str = "gold"  # "gold" (true reward r*, synthetic testbed), "oracle" (trained oracle), or an LLM id
+    judge_base_url: str | None = None  # OpenAI-compatible endpoint of an LLM judge (None = api.openai.com)
+    judge_order: str = "random"  # "random" (one seeded A/B order per pair, as the paper) | "both"
+    judge_max_concurrency: int = 8  # LLM judge requests in flight
+    judge_max_cost: float | None = None  # USD; refuse an LLM-judged run whose estimated cost is higher
+    alpaca_judge_model: str = "gold"  # judge of Table 3 (paper: gpt-4-turbo); "gold"/"oracle" work offline
+    alpaca_split: str = "D_all"  # which split's policies answer the AlpacaEval instructions
+    device: str = "auto"  # "auto" | "cpu" | "cuda" ...
+    dtype: str = "auto"  # "auto" (bf16 on cuda) | "float32" | "bfloat16" | "float16"
+    seed: int = 0  # seeds the bootstrap and the judge's A/B order
+
+    def __post_init__(self) -> None:
+        for name in ("baselines", "splits", "temperatures", "seeds"):
+            v = getattr(self, name)
+            object.__setattr__(self, name, tuple(v) if not isinstance(v, str) else (v,))
+        if self.student not in METHODS:
+            raise ValueError(f"EvalConfig.student must be one of {METHODS}, got {self.student!r}")
+        bad = [b for b in self.baselines if b not in METHODS or b == self.student]
+        if bad:
+            raise ValueError(f"EvalConfig.baselines must be methods of {METHODS} other than the student; bad: {bad}")
+        if not self.splits:
+            raise ValueError("EvalConfig.splits must name at least one split")
+        for name in ("n_prompts", "n_ood_prompts", "n_bootstrap"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_alpaca < 0:
+            raise ValueError(f"EvalConfig.n_alpaca must be >= 0, got {self.n_alpaca}")
+        if self.prompt_template not in ("tldr", "chat", "raw"):
+            raise ValueError(f"EvalConfig.prompt_template must be tldr|chat|raw, got {self.prompt_template!r}")
+        if not 0 < self.ci_level < 1:
+            raise ValueError(f"EvalConfig.ci_level must be in (0, 1), got {self.ci_level}")
+        if self.tie_tolerance < 0:
+            raise ValueError(f"EvalConfig.tie_tolerance must be >= 0, got {self.tie_tolerance}")
+        if self.reward_normalization not in ("zscore", "none"):
+            raise ValueError(f"EvalConfig.reward_normalization must be zscore|none, got {self.reward_normalization!r}")
+        if float(self.head_to_head_temperature) not in {float(t) for t in self.temperatures}:
+            raise ValueError(f"EvalConfig.head_to_head_temperature {self.head_to_head_temperature} must be one of "
+                             f"temperatures {self.temperatures} (the judged samples are reused from the grid)")
+        if self.judge_order not in ("random", "both"):
+            raise ValueError(f"EvalConfig.judge_order must be random|both, got {self.judge_order!r}")
+        if self.max_length <= self.max_prompt_length:
+            raise ValueError("EvalConfig.max_length must be larger than max_prompt_length")
+        self.generation_config()  # validates the sampling settings
+
+    def generation_config(self) -> GenerationConfig:
+        """The :class:`~drdo_lib.generation.GenerationConfig` of these settings."""
+        return GenerationConfig(temperatures=self.temperatures, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
+                                max_prompt_length=self.max_prompt_length, batch_size=self.batch_size,
+                                samples_per_prompt=self.samples_per_prompt, seeds=self.seeds, device=self.device,
+                                dtype=self.dtype)
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def _clusters(n: int, groups: Sequence[Any] | None) -> list[np.ndarray]:
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    codes, _ = pd.factorize(pd.Series(list(groups)))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return np.split(order, bounds)
+
+
+def bootstrap_ci(values: np.ndarray, *, groups: Sequence[Any] | None = None, n_boot: int = 1000,
+                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of ``values`` (shape (N,) or (N, k) for k means at once).
+
+    With ``groups`` (e.g. prompt ids) whole groups are resampled (cluster bootstrap), so repeated samples of one
+    prompt are not treated as independent. Returns ``(low, high)`` (arrays of shape (k,) for 2-D input).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[0] == 0:
+        return (float("nan"), float("nan"))
+    v2 = v.reshape(len(v), -1)
+    clusters = _clusters(len(v2), groups)
+    sums = np.stack([v2[c].sum(axis=0) for c in clusters])  # (G, k)
+    counts = np.array([len(c) for c in clusters], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(clusters), size=(n_boot, len(clusters)))
+    boot = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)[:, None]  # (n_boot, k)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
+    if v.ndim == 1:
+        return float(lo[0]), float(hi[0])
+    return lo, hi
+
+
+def win_rate(r_a: Sequence[float], r_b: Sequence[float], *, groups: Sequence[Any] | None = None,
+             tie_tolerance: float = 0.0, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Win/tie/loss rates of a over b from paired rewards (Table 2 form: a win is ``r_a > r_b``; ties separate).
+
+    Returns ``n, wins, ties, losses, win_rate, tie_rate, loss_rate`` and bootstrap intervals
+    ``win_rate_ci_low/high`` and ``tie_rate_ci_low/high`` (prompt-clustered when ``groups`` is given).
+    """
+    a, b = np.asarray(r_a, dtype=np.float64), np.asarray(r_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"r_a and r_b must be 1-D of the same length, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("rewards must be finite")
+    d = a - b
+    win, tie = d > tie_tolerance, np.abs(d) <= tie_tolerance
+    n = len(d)
+    out: dict[str, Any] = {"n": n, "wins": int(win.sum()), "ties": int(tie.sum()),
+                           "losses": int(n - win.sum() - tie.sum())}
+    if n == 0:
+        nan = float("nan")
+        out.update(win_rate=nan, tie_rate=nan, loss_rate=nan, win_rate_ci_low=nan, win_rate_ci_high=nan,
+                   tie_rate_ci_low=nan, tie_rate_ci_high=nan)
+        return out
+    out.update(win_rate=out["wins"] / n, tie_rate=out["ties"] / n, loss_rate=out["losses"] / n)
+    lo, hi = bootstrap_ci(np.stack([win, tie], axis=1).astype(float), groups=groups, n_boot=n_boot, level=level,
+                          seed=seed)
+    out.update(win_rate_ci_low=float(lo[0]), win_rate_ci_high=float(hi[0]), tie_rate_ci_low=float(lo[1]),
+               tie_rate_ci_high=float(hi[1]))
+    return out
+
+
+def mean_advantage(r_a: Sequence[float], r_b: Sequence[float], *, groups: Sequence[Any] | None = None,
+                   n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Mean paired difference ``E[r_a − r_b]`` with a (prompt-clustered) bootstrap interval."""
+    a, b = np.asarray(r_a, dtype=np.float64), np.asarray(r_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"r_a and r_b must be 1-D of the same length, got {a.shape} and {b.shape}")
+    d = a - b
+    lo, hi = bootstrap_ci(d, groups=groups, n_boot=n_boot, level=level, seed=seed)
+    return {"n": len(d), "advantage": float(d.mean()) if len(d) else float("nan"), "ci_low": lo, "ci_high": hi}
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def encode_responses(tokenizer, prompts: Sequence[str], responses: Sequence[str], *, max_prompt_length: int,
+                     max_length: int) -> list[list[int]]:
+    """``prompt_ids + response_ids + [eos]`` as :mod:`drdo_lib.data.tokenize` builds training pairs (BOS when the
+    tokenizer adds one; a space before a response that follows a prompt not ending in whitespace). Sequences longer
+    than ``max_length`` lose the start of the prompt, so the reward is always read at the response's EOS."""
+    pids = encode_prompts(tokenizer, prompts, max_prompt_length)
+    fixed = []
+    for p, r in zip(prompts, responses):
+        r = r or ""
+        if r.strip() and p and not p[-1].isspace() and not r[0].isspace():
+            r = " " + r
+        fixed.append(r)
+    rids = tokenizer(fixed, add_special_tokens=False)["input_ids"] if fixed else []
+    out = []
+    for p, r in zip(pids, rids):
+        seq = p + r + [tokenizer.eos_token_id]
+        if len(seq) > max_length:
+            seq = seq[len(seq) - max_length:]
+        out.append(seq)
+    return out
+
+
+class RewardScorer:
+    """``scorer(prompts, responses) -> np.ndarray`` of a :class:`~drdo_lib.models.CausalLMWithRewardHead` (the oracle).
+
+    The reward is read at the EOS appended to each response (right padding; the model finds the last real token
+    from the attention mask). ``model`` is a reward-model directory or a loaded model (then pass ``tokenizer``).
+    """
+
+    def __init__(self, model, tokenizer=None, *, batch_size: int = 32, max_prompt_length: int = 512,
+                 max_length: int = 1024, device: str = "auto", dtype: str = "auto", progress: bool = True):
+        from drdo_lib.generation import _resolve_dtype, resolve_device
+
+        if isinstance(model, (str, Path)):
+            from drdo_lib.models import load_model
+
+            model, tokenizer = load_model(model, with_reward_head=True)
+        if tokenizer is None:
+            raise ValueError("RewardScorer needs the tokenizer of a loaded model")
+        dev = resolve_device(device)
+        self.model = model.to(device=dev, dtype=_resolve_dtype(dtype, dev)).eval()
+        self.tokenizer, self.device = tokenizer, dev
+        self.batch_size, self.max_prompt_length, self.max_length = batch_size, max_prompt_length, max_length
+        self.progress = progress
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        seqs = encode_responses(self.tokenizer, prompts, responses, max_prompt_length=self.max_prompt_length,
+                                max_length=self.max_length)
+        # sort by length so batches pad little; scatter back afterwards
+        order = np.argsort([len(s) for s in seqs], kind="stable")
+        out = np.empty(len(seqs), dtype=np.float64)
+        starts = range(0, len(seqs), self.batch_size)
+        for s in tqdm(starts, desc="reward", disable=not self.progress or len(starts) < 4, leave=False):
+            idx = order[s:s + self.batch_size]
+            batch = [seqs[i] for i in idx]
+            T = max(len(x) for x in batch)
+            ids = torch.full((len(batch), T), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), T), dtype=torch.long)
+            for j, x in enumerate(batch):
+                ids[j, :len(x)] = torch.as_tensor(x)
+                mask[j, :len(x)] = 1
+            r = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), return_logits=False)
+            out[idx] = r["rewards"].float().cpu().numpy()
+        return out
+
+    def single(self, prompt: str, response: str) -> float:
+        """One reward (the ``reward_fn(prompt, response)`` signature of :func:`drdo_lib.judge.judge_pairs`)."""
+        return float(self([prompt], [response])[0])
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+def discover_policies(profile: str, cfg: EvalConfig, runs_dir: str | Path | None = None,
+                      splits: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The trained policies of a profile: ``{"sft": {...}, "drdo_D_all": {...}, ...}`` → ``{dir, method, split}``.
+
+    Reads ``runs/<profile>/sft/final`` and ``runs/<profile>/policy/<method>_<split>/final`` for the student and the
+    baselines on ``splits`` (default ``cfg.splits``). Missing ones are logged and left out.
+    """
+    from drdo_lib.config import REPO_ROOT
+
+    base = (Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs") / profile
+    found: dict[str, dict[str, Any]] = {}
+    sft = base / "sft" / "final"
+    if sft.is_dir():
+        found["sft"] = {"dir": sft, "method": "sft", "split": None}
+    else:
+        logger.warning("no SFT policy at %s", sft)
+    for split in (splits or cfg.splits):
+        for method in (cfg.student, *cfg.baselines):
+            d = base / "policy" / f"{method}_{split}" / "final"
+            if d.is_dir():
+                found[f"{method}_{split}"] = {"dir": d, "method": method, "split": split}
+            else:
+                logger.warning("no %s policy for split %s at %s", method, split, d)
+    return found
+
+
+def generate_all(policies: Mapping[str, Mapping[str, Any]], prompts: pd.DataFrame, cfg: EvalConfig,
+                 out_dir: str | Path, *, name: str, progress: bool = True) -> pd.DataFrame:
+    """Sample every policy on ``prompts`` (columns ``prompt_id``, ``prompt``) → one DataFrame of completions.
+
+    Completions go to ``<out_dir>/<name>/<policy>.jsonl`` (see :func:`drdo_lib.generation.generate_policy_samples`,
+    which reuses files whose settings, model and prompts are unchanged).
+    """
+    from drdo_lib.generation import generate_policy_samples, load_generations, load_policy, model_fingerprint
+
+    gen_cfg = cfg.generation_config()
+    paths = []
+    for pname, info in tqdm(list(policies.items()), desc=f"policies ({name})", disable=not progress):
+        model, tok = load_policy(info["dir"], device=cfg.device, dtype=cfg.dtype)
+        paths.append(generate_policy_samples(
+            pname, model, tok, list(prompts["prompt"]), list(prompts["prompt_id"]), gen_cfg, Path(out_dir) / name,
+            extra={"method": info["method"], "split": info["split"], "model": str(info["dir"])},
+            fingerprint=model_fingerprint(info["dir"]), progress=False))
+        del model
+    return load_generations(paths)
+
+
+def score_generations(gen: pd.DataFrame, scorers: Mapping[str, Callable[[Sequence[str], Sequence[str]], np.ndarray]],
+                      references: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Add one reward column per scorer (``{"oracle_reward": scorer, "gold_reward": r*}``) to the completions and,
+    when given, to the reference summaries (``references`` with ``prompt_id``, ``prompt``, ``reference``)."""
+    gen = gen.copy()
+    refs = references.copy() if references is not None else None
+    for col, fn in scorers.items():
+        gen[col] = np.asarray(fn(list(gen["prompt"]), list(gen["response"])), dtype=np.float64)
+        if refs is not None:
+            refs[col] = np.asarray(fn(list(refs["prompt"]), list(refs["reference"])), dtype=np.float64)
+    return gen, refs
+
+
+_KEY = ["prompt_id", "temperature", "seed", "sample"]
+
+
+def paired(gen: pd.DataFrame, policy_a: str, policy_b: str, column: str) -> pd.DataFrame:
+    """Rows of ``gen`` of two policies matched on (prompt, temperature, seed, sample): columns ``a``, ``b``."""
+    a = gen.loc[gen["policy"] == policy_a, _KEY + [column]].rename(columns={column: "a"})
+    b = gen.loc[gen["policy"] == policy_b, _KEY + [column]].rename(columns={column: "b"})
+    m = a.merge(b, on=_KEY, how="inner", validate="one_to_one")
+    if len(m) != len(a) or len(m) != len(b):
+        logger.warning("pairing %s with %s: %d of %d / %d completions matched", policy_a, policy_b, len(m), len(a),
+                       len(b))
+    return m
+
+
+def win_rate_grid(gen: pd.DataFrame, cfg: EvalConfig, column: str) -> pd.DataFrame:
+    """Win rates of the student against SFT and each baseline, per split and temperature (long form).
+
+    One row per (split, baseline, temperature): pooled over seeds (with a prompt-clustered bootstrap interval), plus
+    ``seed_mean`` / ``seed_sd`` of the per-seed win rates and ``n_seeds``.
+    """
+    rows = []
+    policies = set(gen["policy"])
+    for split in cfg.splits:
+        student = f"{cfg.student}_{split}"
+        if student not in policies:
+            continue
+        for base in ("sft", *cfg.baselines):
+            base_name = "sft" if base == "sft" else f"{base}_{split}"
+            if base_name not in policies:
+                continue
+            pairs = paired(gen, student, base_name, column)
+            for t, g in pairs.groupby("temperature"):
+                res = win_rate(g["a"], g["b"], groups=g["prompt_id"], tie_tolerance=cfg.tie_tolerance,
+                               n_boot=cfg.n_bootstrap, level=cfg.ci_level, seed=cfg.seed)
+                per_seed = [win_rate(s["a"], s["b"], tie_tolerance=cfg.tie_tolerance, n_boot=1)["win_rate"]
+                            for _, s in g.groupby("seed")]
+                rows.append({"reward": column, "split": split, "student": cfg.student, "baseline": base,
+                             "temperature": float(t), **res, "seed_mean": float(np.mean(per_seed)),
+                             "seed_sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan"),
+                             "n_seeds": len(per_seed)})
+    return pd.DataFrame(rows)
+
+
+def table2_form(grid: pd.DataFrame, value: str = "win_rate") -> pd.DataFrame:
+    """The paper's Table 2 layout: one row per student (here: per training split), columns (T, baseline)."""
+    if grid.empty:
+        return pd.DataFrame()
+    wide = grid.pivot_table(index="split", columns=["temperature", "baseline"], values=value, aggfunc="first")
+    order = [b for b in ("sft", "dpo", "edpo", "ipo") if b in set(grid["baseline"])]
+    cols = [(t, b) for t in sorted(set(grid["temperature"])) for b in order if (t, b) in wide.columns]
+    return wide.reindex(columns=pd.MultiIndex.from_tuples(cols, names=["T", "baseline"]))
+
+
+def _normalise(gen: pd.DataFrame, refs: pd.DataFrame | None, column: str, how: str) -> tuple[pd.Series, pd.Series | None]:
+    if how == "none":
+        return gen[column], (refs[column] if refs is not None else None)
+    pool = pd.concat([gen[column]] + ([refs[column]] if refs is not None else []))
+    mu, sd = float(pool.mean()), float(pool.std(ddof=0)) or 1.0
+    return (gen[column] - mu) / sd, ((refs[column] - mu) / sd if refs is not None else None)
+
+
+def reward_advantage_grid(gen: pd.DataFrame, refs: pd.DataFrame | None, cfg: EvalConfig, column: str) -> pd.DataFrame:
+    """Fig. 3: expected (normalised) reward advantage of every preference policy over SFT and over the references.
+
+    One row per (policy, temperature, versus ∈ {"sft", "reference"}) with ``advantage``, ``ci_low``, ``ci_high``,
+    ``n``, and the mean normalised rewards of both sides.
+    """
+    g = gen.copy()
+    r = refs.copy() if refs is not None else None
+    g["_r"], rr = _normalise(g, r, column, cfg.reward_normalization)
+    if r is not None:
+        r["_r"] = rr
+    rows = []
+    for pname in sorted(set(g["policy"]) - {"sft"}):
+        sub = g[g["policy"] == pname]
+        method, split = sub["method"].iloc[0], sub["split"].iloc[0]
+        versus = []
+        if "sft" in set(g["policy"]):
+            p = paired(g, pname, "sft", "_r")
+            versus.append(("sft", p))
+        if r is not None:
+            p = sub[_KEY + ["_r"]].rename(columns={"_r": "a"}).merge(
+                r[["prompt_id", "_r"]].rename(columns={"_r": "b"}), on="prompt_id", how="inner")
+            versus.append(("reference", p))
+        for vs, p in versus:
+            for t, q in p.groupby("temperature"):
+                res = mean_advantage(q["a"], q["b"], groups=q["prompt_id"], n_boot=cfg.n_bootstrap,
+                                     level=cfg.ci_level, seed=cfg.seed)
+                rows.append({"reward": column, "policy": pname, "method": method, "split": split, "versus": vs,
+                             "temperature": float(t), **res, "mean_policy": float(q["a"].mean()),
+                             "mean_versus": float(q["b"].mean())})
+    return pd.DataFrame(rows)
+
+
+def head_to_head(gen: pd.DataFrame, refs: pd.DataFrame | None, comparisons: Sequence[tuple[str, str, str]], *,
+                 cfg: EvalConfig, judge_model: str, template: str, cache_dir: str | Path | None,
+                 reward_fn: Callable[[str, str], float] | None = None, judge_kwargs: Mapping[str, Any] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Judged win rates (Table 1 / Table 3 form) through :func:`drdo_lib.judge.judge_pairs`.
+
+    ``comparisons`` are ``(label, policy_a, policy_b)``; ``policy_a = "reference"`` compares the human/reference
+    summary with a policy (the paper's "Gold vs. X" rows, judged with the Fig. 6 prompt ``vs_human``). Samples are
+    those at ``cfg.head_to_head_temperature``, seed ``cfg.seeds[0]``, sample 0. An offline judge ("gold"/"oracle")
+    needs ``reward_fn``. Returns ``(summary, judgements)``: one summary row per comparison (wins, losses, ties,
+    discarded, win rate with ties counted ½ and its bootstrap CI, from :func:`drdo_lib.judge.win_rate_summary`) and
+    every judgement.
+    """
+    from drdo_lib.judge import judge_pairs, win_rate_summary
+
+    sel = gen[(gen["temperature"] == float(cfg.head_to_head_temperature)) & (gen["seed"] == cfg.seeds[0])
+              & (gen["sample"] == 0)]
+    ref_map = dict(zip(refs["prompt_id"], refs["reference"])) if refs is not None else {}
+    offline = judge_model in JUDGE_OFFLINE
+    summaries, judged = [], []
+    for label, pa, pb in comparisons:
+        b = sel[sel["policy"] == pb].set_index("prompt_id")
+        if pa == "reference":
+            if not ref_map:
+                raise ValueError(f"{label}: comparing with the reference needs reference summaries")
+            ids = [i for i in b.index if i in ref_map]
+            resp_a, tmpl = [ref_map[i] for i in ids], ("vs_human" if template != "alpaca" else template)
+        else:
+            a = sel[sel["policy"] == pa].set_index("prompt_id")
+            ids = [i for i in a.index if i in b.index]
+            resp_a, tmpl = list(a.loc[ids, "response"]), template
+        if not ids:
+            logger.warning("%s: no completions of both %s and %s; skipped", label, pa, pb)
+            continue
+        prompts, resp_b = list(b.loc[ids, "prompt"]), list(b.loc[ids, "response"])
+        references = [ref_map.get(i, "") for i in ids] if ref_map else None
+        df = judge_pairs(prompts, resp_a, resp_b, references, template=tmpl, model="gold" if offline else judge_model,
+                         base_url=None if offline else cfg.judge_base_url, cache_dir=cache_dir,
+                         order=cfg.judge_order, seed=cfg.seed, max_concurrency=cfg.judge_max_concurrency,
+                         reward_fn=reward_fn, tie_tol=cfg.tie_tolerance, **(judge_kwargs or {}),
+                         **({} if offline or cfg.judge_max_cost is None else {"max_cost": cfg.judge_max_cost}))
+        df.insert(0, "comparison", label)
+        df["prompt_id"], df["policy_a"], df["policy_b"] = ids, pa, pb
+        judged.append(df)
+        s = win_rate_summary(df, n_boot=cfg.n_bootstrap, ci=cfg.ci_level, seed=cfg.seed)
+        summaries.append({"comparison": label, "policy_a": pa, "policy_b": pb, "judge": judge_model,
+                          "template": tmpl, **s})
+    return pd.DataFrame(summaries), (pd.concat(judged, ignore_index=True) if judged else pd.DataFrame())
+
+
+def save_eval_config(cfg: EvalConfig, path: str | Path) -> Path:
+    """Write the resolved :class:`EvalConfig` as JSON (beside the evaluation outputs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, default=str))
+    return path

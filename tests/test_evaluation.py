@@ -1,0 +1,262 @@
+"""Tests of drdo_lib.evaluation: statistics against hand counts / independent formulas, scoring against direct
+forwards, the pipeline on tiny models saved in the run layout."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from drdo_lib.evaluation import (
+    EvalConfig,
+    RewardScorer,
+    bootstrap_ci,
+    discover_policies,
+    encode_responses,
+    generate_all,
+    head_to_head,
+    mean_advantage,
+    paired,
+    reward_advantage_grid,
+    score_generations,
+    table2_form,
+    win_rate,
+    win_rate_grid,
+)
+
+WORDS = "the cat sat on a mat dog ran far away and then came back home".split()
+
+
+def tiny_tokenizer():
+    from drdo_lib.models import build_tokenizer
+
+    return build_tokenizer("tiny-gpt2", vocab_words=WORDS + ["TL;DR:", "POST:", "TL", "DR", ";", ":"])
+
+
+def tiny_lm(tok, seed=0):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+# ------------------------------------------------------------------------------------------- statistics
+def test_win_rate_hand_count_and_ties():
+    a = [1.0, 2.0, 3.0, 0.5, 2.0, 7.0]
+    b = [0.0, 2.0, 4.0, 0.5, 1.95, 1.0]
+    r = win_rate(a, b, n_boot=200)
+    assert (r["n"], r["wins"], r["ties"], r["losses"]) == (6, 3, 2, 1)
+    assert r["win_rate"] == pytest.approx(3 / 6) and r["tie_rate"] == pytest.approx(2 / 6)
+    assert r["win_rate"] + r["tie_rate"] + r["loss_rate"] == pytest.approx(1.0)
+    r = win_rate(a, b, tie_tolerance=0.1, n_boot=200)  # 2.0 vs 1.95 becomes a tie
+    assert (r["wins"], r["ties"], r["losses"]) == (2, 3, 1)
+    assert r["win_rate_ci_low"] <= r["win_rate"] <= r["win_rate_ci_high"]
+    with pytest.raises(ValueError):
+        win_rate([1.0], [float("nan")])
+    with pytest.raises(ValueError):
+        win_rate([1.0, 2.0], [1.0])
+
+
+def test_bootstrap_ci_matches_normal_approximation_for_a_large_sample():
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 3.0, size=4000)
+    lo, hi = bootstrap_ci(x, n_boot=2000, level=0.95, seed=0)
+    se = x.std(ddof=1) / math.sqrt(len(x))
+    assert lo == pytest.approx(x.mean() - 1.96 * se, abs=0.25 * se)
+    assert hi == pytest.approx(x.mean() + 1.96 * se, abs=0.25 * se)
+
+
+def test_cluster_bootstrap_equals_bootstrap_of_cluster_means_when_clusters_are_copies():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=50)
+    rep = np.repeat(x, 4)  # every prompt sampled four times with identical outcome
+    groups = np.repeat(np.arange(50), 4)
+    assert bootstrap_ci(rep, groups=groups, n_boot=500, seed=3) == pytest.approx(bootstrap_ci(x, n_boot=500, seed=3))
+    # treating the copies as independent understates the uncertainty by about a factor 2
+    naive = bootstrap_ci(rep, n_boot=500, seed=3)
+    clustered = bootstrap_ci(rep, groups=groups, n_boot=500, seed=3)
+    assert (clustered[1] - clustered[0]) > 1.6 * (naive[1] - naive[0])
+
+
+def test_mean_advantage():
+    r = mean_advantage([3.0, 1.0, 2.0], [1.0, 1.0, 0.5], n_boot=100)
+    assert r["advantage"] == pytest.approx((2 + 0 + 1.5) / 3)
+    assert r["ci_low"] <= r["advantage"] <= r["ci_high"] and r["n"] == 3
+
+
+# ------------------------------------------------------------------------------------------- scoring
+def test_encode_responses_matches_training_tokenisation():
+    datasets = pytest.importorskip("datasets")
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+
+    tok = tiny_tokenizer()
+    rows = {"prompt": ["POST: the cat sat on a mat TL;DR:", "POST: dog ran far TL;DR:"],
+            "chosen": [" cat mat", " dog ran"], "rejected": [" the", " away and then"]}
+    ds, _ = tokenize_preference_dataset(datasets.Dataset.from_dict(rows), tok, max_prompt_length=32, max_length=64)
+    ours = encode_responses(tok, rows["prompt"], rows["chosen"], max_prompt_length=32, max_length=64)
+    assert ours == [list(x) for x in ds["chosen_input_ids"]]
+    # responses without the leading space tokenise the same way
+    ours2 = encode_responses(tok, rows["prompt"], [c.strip() for c in rows["chosen"]], max_prompt_length=32,
+                             max_length=64)
+    assert ours2 == ours
+    # too long: the start is cut, the response and EOS kept
+    cut = encode_responses(tok, rows["prompt"][:1], [" cat mat"], max_prompt_length=32, max_length=5)
+    assert cut[0][-1] == tok.eos_token_id and len(cut[0]) == 5 and cut[0] == ours[0][-5:]
+
+
+def test_reward_scorer_matches_unpadded_single_forwards():
+    from drdo_lib.models import CausalLMWithRewardHead
+
+    tok = tiny_tokenizer()
+    rm = CausalLMWithRewardHead.from_causal_lm(tiny_lm(tok), head_seed=1).eval()
+    prompts = ["POST: the cat sat TL;DR:", "POST: a dog ran far away and then came back home TL;DR:", "POST: mat"]
+    responses = ["cat", "dog came home", ""]
+    scorer = RewardScorer(rm, tok, batch_size=2, device="cpu", progress=False)
+    got = scorer(prompts, responses)
+    seqs = encode_responses(tok, prompts, responses, max_prompt_length=512, max_length=1024)
+    for g, s in zip(got, seqs):
+        with torch.no_grad():
+            ref = rm(input_ids=torch.tensor([s]), attention_mask=torch.ones(1, len(s), dtype=torch.long))["rewards"]
+        assert g == pytest.approx(float(ref[0]), abs=1e-5)
+    assert scorer.single(prompts[1], responses[1]) == pytest.approx(got[1], abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- tables
+def _fake_generations():
+    """Three policies, 4 prompts × 2 temperatures × 2 seeds, rewards chosen by hand."""
+    rows = []
+    rew = {"sft": 1.0, "drdo_D_all": 2.0, "dpo_D_all": 2.0}
+    for pol, base in rew.items():
+        method, split = (pol.split("_", 1) + [None])[:2]
+        for pid in range(4):
+            for t in (0.2, 0.9):
+                for seed in (0, 1):
+                    r = base + (0.5 if (pol == "drdo_D_all" and pid == 0) else 0.0) - (3.0 if pol == "sft" and pid == 3 else 0)
+                    rows.append({"policy": pol, "method": method, "split": split, "prompt_id": pid,
+                                 "prompt": f"p{pid}", "temperature": t, "seed": seed, "sample": 0,
+                                 "response": f"{pol}-{pid}", "oracle_reward": r})
+    return pd.DataFrame(rows)
+
+
+def test_win_rate_grid_and_table2_form():
+    gen = _fake_generations()
+    cfg = EvalConfig(baselines=("dpo",), splits=("D_all",), temperatures=(0.2, 0.9), head_to_head_temperature=0.2,
+                     seeds=(0, 1), n_bootstrap=100)
+    grid = win_rate_grid(gen, cfg, "oracle_reward")
+    assert len(grid) == 4  # {sft, dpo} × 2 temperatures
+    vs_sft = grid[grid.baseline == "sft"].iloc[0]
+    assert (vs_sft.wins, vs_sft.ties, vs_sft.losses, vs_sft.n) == (8, 0, 0, 8) and vs_sft.win_rate == 1.0
+    vs_dpo = grid[grid.baseline == "dpo"].iloc[0]
+    # drdo beats dpo only on prompt 0 (2 seeds); ties elsewhere
+    assert (vs_dpo.wins, vs_dpo.ties, vs_dpo.losses) == (2, 6, 0)
+    assert vs_dpo.win_rate == pytest.approx(0.25) and vs_dpo.tie_rate == pytest.approx(0.75)
+    assert vs_dpo.n_seeds == 2 and vs_dpo.seed_sd == 0.0
+    wide = table2_form(grid)
+    assert list(wide.columns) == [(0.2, "sft"), (0.2, "dpo"), (0.9, "sft"), (0.9, "dpo")]
+    assert wide.loc["D_all", (0.9, "dpo")] == pytest.approx(0.25)
+
+
+def test_paired_matches_on_prompt_temperature_seed_sample():
+    gen = _fake_generations()
+    p = paired(gen, "drdo_D_all", "sft", "oracle_reward")
+    assert len(p) == 16
+    row = p[(p.prompt_id == 3)].iloc[0]
+    assert (row.a, row.b) == (2.0, -2.0)
+
+
+def test_reward_advantage_grid_raw_and_zscore():
+    gen = _fake_generations()
+    refs = pd.DataFrame({"prompt_id": range(4), "prompt": [f"p{i}" for i in range(4)], "reference": ["r"] * 4,
+                         "oracle_reward": [1.5, 1.5, 1.5, 1.5]})
+    cfg = EvalConfig(baselines=("dpo",), splits=("D_all",), temperatures=(0.2, 0.9), head_to_head_temperature=0.2,
+                     n_bootstrap=100, reward_normalization="none")
+    adv = reward_advantage_grid(gen, refs, cfg, "oracle_reward")
+    d = adv[(adv.policy == "drdo_D_all") & (adv.versus == "sft") & (adv.temperature == 0.2)].iloc[0]
+    assert d.advantage == pytest.approx((1.5 + 1 + 1 + 4) / 4)
+    d = adv[(adv.policy == "dpo_D_all") & (adv.versus == "reference") & (adv.temperature == 0.9)].iloc[0]
+    assert d.advantage == pytest.approx(0.5)
+    z = reward_advantage_grid(gen, refs, dataclasses_replace(cfg, reward_normalization="zscore"), "oracle_reward")
+    pool = pd.concat([gen.oracle_reward, refs.oracle_reward])
+    merged = adv.merge(z, on=["policy", "versus", "temperature"], suffixes=("_raw", "_z"))
+    np.testing.assert_allclose(merged.advantage_z, merged.advantage_raw / pool.std(ddof=0))
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_head_to_head_with_a_reward_judge_matches_hand_count(tmp_path):
+    gen = _fake_generations()
+    refs = pd.DataFrame({"prompt_id": range(4), "prompt": [f"p{i}" for i in range(4)],
+                         "reference": ["long reference text here", "x", "x", "x"]})
+    reward = dict(zip(gen.response, gen.oracle_reward))
+    reward.update({"long reference text here": 10.0, "x": 0.0})
+    cfg = EvalConfig(baselines=("dpo",), splits=("D_all",), temperatures=(0.2, 0.9), head_to_head_temperature=0.9,
+                     n_bootstrap=100)
+    summary, judged = head_to_head(gen, refs, [("DRDO vs. DPO", "drdo_D_all", "dpo_D_all"),
+                                               ("Gold vs. DRDO", "reference", "drdo_D_all")],
+                                   cfg=cfg, judge_model="gold", template="tldr_reference", cache_dir=tmp_path,
+                                   reward_fn=lambda p, y: reward[y])
+    s = summary.set_index("comparison")
+    assert (s.loc["DRDO vs. DPO", "wins"], s.loc["DRDO vs. DPO", "ties"], s.loc["DRDO vs. DPO", "losses"]) == (1, 3, 0)
+    assert s.loc["DRDO vs. DPO", "win_rate"] == pytest.approx((1 + 3 * 0.5) / 4)  # ties count 1/2 in the judge summary
+    assert (s.loc["Gold vs. DRDO", "wins"], s.loc["Gold vs. DRDO", "losses"]) == (1, 3)
+    assert s.loc["Gold vs. DRDO", "template"] == "vs_human"
+    assert len(judged) == 8 and set(judged.comparison) == {"DRDO vs. DPO", "Gold vs. DRDO"}
+
+
+@pytest.mark.parametrize("bad", [dict(student="x"), dict(baselines=("drdo",)), dict(n_prompts=0), dict(ci_level=1.0),
+                                 dict(head_to_head_temperature=0.3), dict(reward_normalization="rank"),
+                                 dict(prompt_template="alpaca"), dict(judge_order="twice"), dict(top_p=1.5),
+                                 dict(max_length=10, max_prompt_length=20)])
+def test_eval_config_validation(bad):
+    with pytest.raises(ValueError):
+        EvalConfig(**bad)
+
+
+# ------------------------------------------------------------------------------------------- pipeline
+def test_pipeline_on_tiny_policies_in_the_run_layout(tmp_path):
+    from drdo_lib.models import CausalLMWithRewardHead
+
+    tok = tiny_tokenizer()
+    runs = tmp_path / "runs"
+    dirs = {"sft": runs / "p" / "sft" / "final", "drdo_D_all": runs / "p" / "policy" / "drdo_D_all" / "final",
+            "dpo_D_all": runs / "p" / "policy" / "dpo_D_all" / "final"}
+    for i, (name, d) in enumerate(dirs.items()):
+        lm = tiny_lm(tok, seed=i)
+        if name.startswith("drdo"):  # the DRDO student carries a reward head
+            CausalLMWithRewardHead.from_causal_lm(lm, head_seed=0).save_pretrained(d)
+        else:
+            lm.save_pretrained(d)
+        tok.save_pretrained(d)
+    cfg = EvalConfig(baselines=("dpo", "edpo"), splits=("D_all", "D_hc_he"), temperatures=(0.5, 0.9),
+                     head_to_head_temperature=0.5, max_new_tokens=4, batch_size=4, seeds=(0, 1), n_bootstrap=50,
+                     device="cpu")
+    pols = discover_policies("p", cfg, runs_dir=runs)
+    assert set(pols) == {"sft", "drdo_D_all", "dpo_D_all"}  # edpo and D_hc_he are missing (logged)
+    prompts = pd.DataFrame({"prompt_id": ["a", "b", "c"],
+                            "prompt": ["POST: the cat sat TL;DR:", "POST: dog ran far TL;DR:", "POST: mat TL;DR:"]})
+    gen = generate_all(pols, prompts, cfg, tmp_path / "eval", name="in_dist", progress=False)
+    assert len(gen) == 3 * 3 * 2 * 2
+    assert set(gen.columns) >= {"policy", "method", "split", "prompt_id", "temperature", "seed", "response"}
+    oracle = RewardScorer(CausalLMWithRewardHead.from_causal_lm(tiny_lm(tok, seed=9), head_seed=2), tok,
+                          device="cpu", progress=False)
+    refs = prompts.assign(reference=["cat sat", "dog", "mat"])
+    scored, refs_scored = score_generations(gen, {"oracle_reward": oracle,
+                                                  "gold_reward": lambda p, y: np.array([len(s) for s in y], float)},
+                                            refs)
+    np.testing.assert_allclose(scored.gold_reward, scored.response.str.len())
+    grid = win_rate_grid(scored, cfg, "oracle_reward")
+    assert set(grid.baseline) == {"sft", "dpo"} and set(grid.temperature) == {0.5, 0.9}
+    assert (grid.n == 3 * 2).all()
+    adv = reward_advantage_grid(scored, refs_scored, cfg, "oracle_reward")
+    assert set(adv.versus) == {"sft", "reference"}
+    # generating again reuses the files (same settings, same models)
+    again = generate_all(pols, prompts, cfg, tmp_path / "eval", name="in_dist", progress=False)
+    pd.testing.assert_frame_equal(again, gen)
