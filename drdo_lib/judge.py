@@ -233,9 +233,8 @@ def _complete(client, settings: JudgeSettings, messages: list[dict], params: dic
     raise AssertionError("unreachable")
 
 
-def _run_requests(jobs: list[dict], settings: JudgeSettings, cache: JudgeCache,
-                  prices: Mapping[str, tuple[float, float]] | None = None) -> None:
-    """Fill ``job["response"]`` for every job, from the cache or the server (writing the cache as each ends)."""
+def _split_cached(jobs: list[dict], cache: JudgeCache) -> list[dict]:
+    """Fill cached responses into ``jobs``; return the jobs that still need a request."""
     todo = []
     for job in jobs:
         hit = cache.get(job["key"])
@@ -244,11 +243,19 @@ def _run_requests(jobs: list[dict], settings: JudgeSettings, cache: JudgeCache,
             job["response"] = hit["response"]
         else:
             todo.append(job)
+    return todo
+
+
+def _run_requests(jobs: list[dict], settings: JudgeSettings, cache: JudgeCache,
+                  prices: Mapping[str, tuple[float, float]] | None = None) -> None:
+    """Fill ``job["response"]`` for every job, from the cache or the server (writing the cache as each ends)."""
+    todo = _split_cached(jobs, cache)
     params = settings.request_params()
     est = estimate_cost(todo, settings.model, params["max_tokens"], prices)
-    log.info("judge %s at %s: %d requests (%d cached); estimated %d input + %d output tokens, ~$%.2f",
+    cost = "price unknown" if math.isnan(est["usd"]) else f"~${est['usd']:.2f}"
+    log.info("judge %s at %s: %d requests (%d cached); estimated %d input + %d output tokens, %s",
              settings.model, settings.base_url or DEFAULT_BASE_URL, len(jobs), len(jobs) - len(todo),
-             est["input_tokens"], est["output_tokens"], est["usd"])
+             est["input_tokens"], est["output_tokens"], cost)
     if settings.max_cost is not None and todo:
         if math.isnan(est["usd"]):
             raise CostLimitExceeded(f"max_cost is set but model {settings.model!r} has no price; pass prices=")
@@ -268,17 +275,20 @@ def _run_requests(jobs: list[dict], settings: JudgeSettings, cache: JudgeCache,
         cache.put(job["key"], entry)
         job["response"] = response
 
-    with ThreadPoolExecutor(max_workers=settings.max_concurrency) as pool, \
-            tqdm(total=len(todo), desc=f"judge {settings.model}", unit="req") as bar:
-        futures = [pool.submit(work, job, s) for job, s in zip(todo, seeds)]
-        try:
-            for fut in as_completed(futures):
-                fut.result()  # re-raises a non-transient failure; requests in flight still finish and are cached
-                bar.update(1)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    try:
+        with ThreadPoolExecutor(max_workers=settings.max_concurrency) as pool, \
+                tqdm(total=len(todo), desc=f"judge {settings.model}", unit="req") as bar:
+            futures = [pool.submit(work, job, s) for job, s in zip(todo, seeds)]
+            try:
+                for fut in as_completed(futures):
+                    fut.result()  # re-raises a non-transient failure; requests in flight finish and are cached
+                    bar.update(1)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        client.close()
 
 
 # ----------------------------------------------------------------------------------------------- verdicts
@@ -351,6 +361,8 @@ def judge_pairs(prompts: Sequence[str], responses_a: Sequence[str], responses_b:
     n = len(prompts)
     if len(responses_a) != n or len(responses_b) != n or (references is not None and len(references) != n):
         raise ValueError("prompts, responses_a, responses_b (and references) must have the same length")
+    if n == 0:
+        raise ValueError("nothing to judge: no pairs given")
     if cfg.model == "gold":
         if reward_fn is None:
             raise ValueError("model='gold' needs reward_fn(prompt, response) -> float (e.g. testbed.true_reward)")
@@ -360,9 +372,11 @@ def judge_pairs(prompts: Sequence[str], responses_a: Sequence[str], responses_b:
     return _judge_remote(prompts, responses_a, responses_b, references, cfg, JudgeCache(cache_dir), prices)
 
 
-def _judge_remote(prompts, responses_a, responses_b, references, cfg: JudgeSettings, cache: JudgeCache,
-                  prices: Mapping[str, tuple[float, float]] | None):
+def _build_jobs(prompts, responses_a, responses_b, references, cfg: JudgeSettings) -> list[dict]:
+    """One request per pair (``order="random"``, seeded A/B order) or two (``order="both"``)."""
     n = len(prompts)
+    if len(responses_a) != n or len(responses_b) != n or (references is not None and len(references) != n):
+        raise ValueError("prompts, responses_a, responses_b (and references) must have the same length")
     if cfg.order == "random":
         orders = [[bool(s)] for s in np.random.default_rng(cfg.seed).random(n) < 0.5]
     else:
@@ -376,6 +390,31 @@ def _judge_remote(prompts, responses_a, responses_b, references, cfg: JudgeSetti
             messages = build_messages(cfg.template, prompts[i], first, second, ref)
             jobs.append({"pair": i, "swapped": swapped, "messages": messages,
                          "key": request_key(cfg.base_url, cfg.model, messages, params)})
+    return jobs
+
+
+def estimate_judge_cost(prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str],
+                        references: Sequence[str] | None = None, *, template: str, model: str,
+                        base_url: str | None = None, cache_dir: str | Path | None = None, order: str = "random",
+                        seed: int = 0, prices: Mapping[str, tuple[float, float]] | None = None,
+                        **settings: Any) -> dict[str, Any]:
+    """What :func:`judge_pairs` with the same arguments would send: ``n_requests`` (uncached, distinct),
+    ``n_cached``, estimated ``input_tokens``, ``output_tokens`` and ``usd`` (NaN when the model has no price).
+    Sends nothing; show it before a paid run."""
+    cfg = JudgeSettings(template=template, model=model, base_url=base_url, order=order, seed=seed, **settings)
+    if cfg.model == "gold":
+        return {"n_requests": 0, "n_cached": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0}
+    jobs = list({j["key"]: j for j in _build_jobs(prompts, responses_a, responses_b, references, cfg)}.values())
+    todo = _split_cached(jobs, JudgeCache(cache_dir)) if cache_dir is not None else jobs
+    est = estimate_cost(todo, cfg.model, cfg.request_params()["max_tokens"], prices)
+    return {"n_requests": len(todo), "n_cached": len(jobs) - len(todo), **{k: est[k] for k in
+                                                                           ("input_tokens", "output_tokens", "usd")}}
+
+
+def _judge_remote(prompts, responses_a, responses_b, references, cfg: JudgeSettings, cache: JudgeCache,
+                  prices: Mapping[str, tuple[float, float]] | None):
+    n = len(prompts)
+    jobs = _build_jobs(prompts, responses_a, responses_b, references, cfg)
     # identical requests (duplicated pairs) are sent once
     unique = {}
     for job in jobs:

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -18,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from openai_stub_server import StubServer  # noqa: E402
 
 from drdo_lib import judge_prompts as jp  # noqa: E402
-from drdo_lib.judge import (CostLimitExceeded, JudgeCache, JudgeSettings, estimate_cost, judge_pairs,  # noqa: E402
-                            request_key, win_rate_summary)
+from drdo_lib.judge import (CostLimitExceeded, JudgeCache, JudgeSettings, estimate_cost,  # noqa: E402
+                            estimate_judge_cost, judge_pairs, request_key, win_rate_summary)
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO.parent / "shared" / "paper" / "000_e78bc0cc26b8d448.txt"
@@ -154,6 +153,10 @@ def test_gold_judge_by_reward():
     assert (s["wins"], s["losses"], s["ties"], s["discarded"]) == (1, 1, 1, 0) and s["win_rate"] == 0.5
     with pytest.raises(ValueError, match="reward_fn"):
         judge_pairs(["x"], ["a"], ["b"], template="vs_human", model="gold", cache_dir=None)
+    with pytest.raises(ValueError, match="same length"):
+        judge_pairs(["x"], ["a", "c"], ["b"], template="vs_human", model="gold", cache_dir=None, reward_fn=len)
+    with pytest.raises(ValueError, match="nothing to judge"):
+        judge_pairs([], [], [], template="vs_human", model="gold", cache_dir=None, reward_fn=len)
 
 
 def test_win_rate_summary_counts_and_ci():
@@ -324,9 +327,18 @@ def test_cost_limit_blocks_before_any_request(tmp_path, caplog):
             judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
                         cache_dir=tmp_path, max_cost=100.0, **FAST)
         assert srv.state.requests == []
+        before = estimate_judge_cost(prompts, a, b, refs, template="tldr_reference", model="gpt-4o",
+                                     base_url=srv.base_url, cache_dir=tmp_path)
+        msgs = [{"messages": jp.build_messages("tldr_reference", p, x, y, r)}
+                for p, x, y, r in zip(prompts, a, b, refs)]
+        assert before["n_requests"] == 5 and before["n_cached"] == 0
+        assert before["usd"] == pytest.approx(estimate_cost(msgs, "gpt-4o", 256)["usd"], rel=1e-9)  # A/B order keeps the length
         df = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="gpt-4o", base_url=srv.base_url,
                          cache_dir=tmp_path, max_cost=1.0, **FAST)
         assert len(df) == 5 and "estimated" in caplog.text
+        after = estimate_judge_cost(prompts, a, b, refs, template="tldr_reference", model="gpt-4o",
+                                    base_url=srv.base_url, cache_dir=tmp_path)
+        assert (after["n_requests"], after["n_cached"], after["usd"]) == (0, 5, 0.0)
         # a fully cached rerun costs nothing, so even max_cost=0 passes
         judge_pairs(prompts, a, b, refs, template="tldr_reference", model="gpt-4o", base_url=srv.base_url,
                     cache_dir=tmp_path, max_cost=0.0, **FAST)
@@ -364,3 +376,19 @@ def test_cache_entries_hold_the_full_request(tmp_path):
         req = entry["request"]
         assert f.stem == request_key(req["base_url"], req["model"], req["messages"], req["params"])
         assert JudgeCache(tmp_path).get(f.stem) == entry
+
+
+def test_gold_judge_with_synthetic_testbed():
+    synthetic = pytest.importorskip("drdo_lib.data.synthetic")
+    tb = synthetic.SyntheticTestbed(synthetic.SyntheticConfig(seed=0))
+    rows = tb.sft_rows(40)
+    prompts = [r["prompt"] for r in rows]
+    ideal = [tb.ideal_summary(p) for p in prompts]
+    noisy = [r["label"] for r in rows]
+    df = judge_pairs(prompts, ideal, noisy, noisy, template="tldr_reference", model="gold", cache_dir=None,
+                     reward_fn=tb.true_reward)
+    diff = tb.true_rewards(prompts, ideal) - tb.true_rewards(prompts, noisy)  # the batch API, independently
+    expected = np.where(diff > 0, "a", np.where(diff < 0, "b", "tie"))
+    assert df["outcome"].tolist() == expected.tolist()
+    assert (df["outcome"] == "a").sum() > 0 and (df["outcome"] == "b").sum() == 0  # the ideal never loses
+    assert np.allclose(df["reward_a"] - df["reward_b"], diff)
