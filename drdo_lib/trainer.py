@@ -47,7 +47,6 @@ FLOAT_COLUMNS = (
     "ref_chosen_logp", "ref_rejected_logp", "oracle_chosen_reward", "oracle_rejected_reward",
     "ensemble_chosen_rewards", "ensemble_rejected_rewards",
 )
-TOKEN_COLUMNS = ("input_ids", "attention_mask", "response_mask")
 
 
 @dataclass(frozen=True)
@@ -132,35 +131,43 @@ class PolicyConfig:
 # Batching
 
 
-def _pad_stack(rows: list[list[int]], length: int, value: int) -> torch.Tensor:
-    out = torch.full((len(rows), length), value, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
-    return out
-
-
 @dataclass
 class PreferenceCollator:
-    """Right-pads chosen and rejected sequences of a batch to ONE common length and stacks the precomputed columns.
-
-    Returns ``chosen_input_ids`` … ``rejected_response_mask`` as ``(B, T)`` LongTensors (same T for both sides, so the
-    trainer can concatenate them into one ``(2B, T)`` forward), and each present float column of
-    :data:`FLOAT_COLUMNS` as ``(B,)`` (ensemble columns ``(B, K)``) float32 tensors.
-    """
+    """``drdo_lib.data.tokenize.collate_preference`` with a fixed pad id: chosen and rejected right-padded to ONE
+    common length (so the trainer concatenates them into one ``(2B, T)`` forward), precomputed float columns as
+    ``(B,)`` (ensemble columns ``(B, K)``) float32 tensors."""
 
     pad_token_id: int
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        length = max(len(f[f"{side}_input_ids"]) for f in features for side in ("chosen", "rejected"))
-        batch: dict[str, torch.Tensor] = {}
-        for side in ("chosen", "rejected"):
-            for col in TOKEN_COLUMNS:
-                key = f"{side}_{col}"
-                batch[key] = _pad_stack([f[key] for f in features], length, self.pad_token_id if col == "input_ids" else 0)
-        for col in FLOAT_COLUMNS:
-            if col in features[0]:
-                batch[col] = torch.tensor([f[col] for f in features], dtype=torch.float32)
+        from drdo_lib.data.tokenize import collate_preference
+
+        return collate_preference(features, self.pad_token_id, padding_side="right")
+
+
+def order_by_oracle(ds):
+    """``label_source="oracle"``: make ``y_w`` the response with the higher precomputed oracle reward.
+
+    Every ``*chosen*`` column is swapped with its ``*rejected*`` partner (texts, token ids, masks, reference
+    log-probs, oracle and ensemble rewards) on the rows where ``oracle_rejected_reward > oracle_chosen_reward``; the
+    number of swapped rows is logged. Ties keep the human order.
+    """
+    if "oracle_chosen_reward" not in ds.column_names:
+        raise ValueError("label_source='oracle' needs the precomputed oracle_chosen_reward/oracle_rejected_reward columns")
+    pairs = [(c, c.replace("chosen", "rejected")) for c in ds.column_names if "chosen" in c]
+    pairs = [(a, b) for a, b in pairs if b in ds.column_names]
+
+    def swap(batch):
+        flip = [r > c for c, r in zip(batch["oracle_chosen_reward"], batch["oracle_rejected_reward"])]
+        for a, b in pairs:
+            xa, xb = batch[a], batch[b]
+            batch[a] = [vb if f else va for va, vb, f in zip(xa, xb, flip)]
+            batch[b] = [va if f else vb for va, vb, f in zip(xa, xb, flip)]
         return batch
+
+    n = sum(r > c for c, r in zip(ds["oracle_chosen_reward"], ds["oracle_rejected_reward"]))
+    logger.info("label_source=oracle: %d of %d pairs reordered by the oracle's rewards", n, len(ds))
+    return ds.map(swap, batched=True, desc="Ordering pairs by oracle reward")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -223,12 +230,21 @@ class PreferenceTrainer(transformers.Trainer):
         has_resp = resp.any(-1)
         first = int(resp.float().argmax(-1)[has_resp].min()) if bool(has_resp.any()) else ids.shape[1] - 1
         keep = ids.shape[1] - max(first - 1, 0)
-        out = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep)
-        logits = out["logits"] if isinstance(out, dict) else out.logits
+        start = ids.shape[1] - keep
+        if hasattr(self.accelerator.unwrap_model(model), "reward_head"):
+            # Reward-head student: hidden states + rewards from its forward, LM head applied to the kept tail only.
+            out = model(input_ids=ids, attention_mask=attn, return_logits=False)
+            logits = out["logits"]
+            if logits is None:
+                lm_head = _unwrap_lm(self.accelerator.unwrap_model(model)).get_output_embeddings()
+                logits = lm_head(out["hidden"][:, start:])
+        else:
+            out = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep, use_cache=False)
+            logits = out.logits
         start = ids.shape[1] - logits.shape[1]
         logps = L.sequence_logps(logits, ids[:, start:], resp[:, start:], reduction=self.policy_config.logp_reduction)
         res = {"chosen_logps": logps[:n], "rejected_logps": logps[n:]}
-        rewards = out.get("rewards") if isinstance(out, dict) else None
+        rewards = out.get("rewards")
         if rewards is not None:
             res["chosen_rewards"], res["rejected_rewards"] = rewards[:n].float(), rewards[n:].float()
         return res

@@ -1,0 +1,115 @@
+"""Command line: ``python -m drdo_lib train --config configs/mini.yaml --stage policy --method drdo --split D_all``.
+
+The CLI calls the same in-process entry points as the notebooks (``drdo_lib.sft.run_sft``,
+``drdo_lib.oracle.run_oracle`` / ``run_ensemble``, ``drdo_lib.trainer.run_policy``), so a multi-GPU node runs exactly
+the notebook's code under a launcher::
+
+    torchrun --nproc_per_node 8 -m drdo_lib train --config configs/tldr.yaml --stage policy --method drdo
+    accelerate launch --num_processes 8 -m drdo_lib train --config configs/tldr.yaml --stage policy ...
+    deepspeed --num_gpus 8 --module drdo_lib train --config configs/tldr.yaml --stage policy \\
+        deepspeed=configs/deepspeed_zero2.json
+
+Trailing ``key=value`` arguments override the profile: a bare key sets a field of the stage's section
+(``max_steps=20``), ``section.key=value`` any section (``data.max_rows=100``), ``seed=1`` the run seed. Values are
+parsed as YAML (``true``, ``3e-5``, ``[a, b]``, ``null``). Unknown keys fail with the list of accepted fields.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from drdo_lib.config import load_profile
+
+logger = logging.getLogger("drdo_lib.cli")
+
+STAGES = ("sft", "oracle", "ensemble", "policy")
+TOP_LEVEL_KEYS = ("seed", "profile", "runs_dir", "figures_dir")
+
+
+def apply_overrides(profile: dict[str, Any], stage: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``profile`` with ``key=value`` overrides applied (see the module docstring)."""
+    out = copy.deepcopy(profile)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        if key in TOP_LEVEL_KEYS:
+            out[key] = value
+            continue
+        section, _, field = key.rpartition(".")
+        section = section or ("oracle" if stage == "ensemble" else stage)
+        if not field:
+            raise ValueError(f"override {item!r} has an empty key")
+        sec = out.setdefault(section, {}) or {}
+        if not isinstance(sec, dict):
+            raise ValueError(f"profile section {section!r} is not a mapping")
+        sec[field] = value
+        out[section] = sec
+    return out
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m drdo_lib", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="run one training stage of a profile")
+    t.add_argument("--config", required=True, help="profile YAML (configs/<profile>.yaml) or a profile name")
+    t.add_argument("--stage", choices=STAGES, default="policy", help="which stage to run (default: policy)")
+    t.add_argument("--method", default=None, help="policy stage: drdo | dpo | ipo | edpo (default: first of policy.methods)")
+    t.add_argument("--split", default=None, help="policy stage: data split (default: first of policy.splits)")
+    t.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    # The deepspeed launcher passes --local_rank=N; torchrun/accelerate use the LOCAL_RANK env var.
+    t.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    t.add_argument("overrides", nargs="*", help="key=value or section.key=value overrides")
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format=f"%(asctime)s [rank {rank}] %(name)s %(levelname)s: %(message)s",
+    )
+
+
+def run_stage(profile: dict[str, Any], stage: str, method: str | None = None, split: str | None = None) -> Path:
+    """Run one stage of an already-loaded (and overridden) profile mapping; returns the stage's output path."""
+    from drdo_lib.config import build_config
+
+    if stage == "policy":
+        from drdo_lib.trainer import PolicyConfig, run_policy
+
+        cfg = build_config(PolicyConfig, profile.get("policy") or {})
+        return run_policy(cfg, profile, method or cfg.methods[0], split or cfg.splits[0])
+    if stage == "sft":
+        from drdo_lib.sft import SFTConfig, run_sft
+
+        return run_sft(build_config(SFTConfig, profile.get("sft") or {}), profile)
+    from drdo_lib.oracle import OracleConfig, run_ensemble, run_oracle
+
+    cfg = build_config(OracleConfig, profile.get("oracle") or {})
+    return run_oracle(cfg, profile) if stage == "oracle" else run_ensemble(cfg, profile)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    if args.local_rank is not None:
+        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    if args.stage != "policy" and (args.method or args.split):
+        raise SystemExit("--method/--split apply to --stage policy only")
+    try:
+        profile = apply_overrides(load_profile(args.config), args.stage, args.overrides)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"drdo_lib train: {e}", file=sys.stderr)
+        return 2
+    out = run_stage(profile, args.stage, args.method, args.split)
+    logger.info("stage %s finished: %s", args.stage, out)
+    return 0

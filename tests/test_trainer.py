@@ -1,0 +1,221 @@
+"""PreferenceTrainer: its loss equals drdo_lib.losses on the same batch (computed independently, one sequence side
+at a time, full logits), training moves the parameters, the Fig. 4 metrics are logged, configs are validated."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+
+import datasets
+import pytest
+import torch
+
+from drdo_lib import losses as L
+from drdo_lib.data.tokenize import pad_sequences, tokenize_preference_dataset
+from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
+from drdo_lib.trainer import (
+    METHODS,
+    PolicyConfig,
+    PreferenceCollator,
+    PreferenceTrainer,
+    order_by_oracle,
+    read_metrics,
+    resolve_optim,
+    training_arguments,
+)
+
+WORDS = "alpha beta gamma delta river stone cloud light tree bird house road green blue small large".split()
+
+
+def _rows(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        prompt = "POST: " + " ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + " TL;DR:"
+        rows.append({
+            "id": str(i), "prompt": prompt,
+            "chosen": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 5))),
+            "rejected": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 6))),
+            "ref_chosen_logp": -rng.uniform(5, 15), "ref_rejected_logp": -rng.uniform(5, 15),
+            "oracle_chosen_reward": rng.gauss(0, 1), "oracle_rejected_reward": rng.gauss(0, 1),
+            "ensemble_chosen_rewards": [rng.gauss(0, 1) for _ in range(3)],
+            "ensemble_rejected_rewards": [rng.gauss(0, 1) for _ in range(3)],
+        })
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer("tiny-gpt2", vocab_words=WORDS + ["POST:", "TL;DR:", "POST", "TL", "DR", ":", ";"])
+
+
+@pytest.fixture(scope="module")
+def dataset(tok):
+    ds, counts = tokenize_preference_dataset(datasets.Dataset.from_list(_rows(32)), tok, max_prompt_length=32,
+                                             max_length=48)
+    assert counts["rows_kept"] == 32
+    return ds
+
+
+def _student(tok, method, student_reward="head", arch="tiny-gpt2"):
+    lm = build_causal_lm(arch, tok, seed=1, size="micro")
+    if method == "drdo" and student_reward == "head":
+        return CausalLMWithRewardHead.from_causal_lm(lm, head_seed=3)
+    return lm
+
+
+def _trainer(tok, ds, method, tmp_path, student_reward="head", **cfg_kw):
+    kw = dict(student_reward=student_reward, max_steps=3, logging_steps=1, save_steps=100,
+              per_device_train_batch_size=4, gradient_accumulation_steps=1, learning_rate=1e-2, warmup_steps=0)
+    kw.update(cfg_kw)
+    cfg = PolicyConfig(**kw)
+    model = _student(tok, method, student_reward)
+    args = training_arguments(cfg, tmp_path / method, seed=0, disable_tqdm=True)
+    return PreferenceTrainer(model, cfg, method, args=args, train_dataset=ds, pad_token_id=tok.pad_token_id)
+
+
+def _independent_logps(model, rows, side, reduction):
+    """z for one side, from a separate full-logit forward (no concatenation, no logits_to_keep)."""
+    ids = pad_sequences([r[f"{side}_input_ids"] for r in rows], 0)
+    attn = pad_sequences([r[f"{side}_attention_mask"] for r in rows], 0)
+    resp = pad_sequences([r[f"{side}_response_mask"] for r in rows], 0)
+    out = model(input_ids=ids, attention_mask=attn)
+    logits = out["logits"] if isinstance(out, dict) else out.logits
+    rewards = out.get("rewards") if isinstance(out, dict) else None
+    return L.sequence_logps(logits, ids, resp, reduction=reduction), rewards
+
+
+@pytest.mark.parametrize("method,student_reward,reduction", [
+    ("drdo", "head", "sum"), ("drdo", "logprob", "mean"), ("dpo", "head", "sum"), ("ipo", "head", "mean"),
+    ("edpo", "head", "sum"),
+])
+def test_trainer_loss_equals_losses_module(tok, dataset, tmp_path, method, student_reward, reduction):
+    tr = _trainer(tok, dataset, method, tmp_path, student_reward=student_reward, logp_reduction=reduction,
+                  beta=0.3, alpha=0.5, gamma=1.0)
+    rows = [dataset[i] for i in range(6)]
+    batch = PreferenceCollator(tok.pad_token_id)(rows)
+    model = tr.model.eval()
+    with torch.no_grad():
+        got = tr.compute_loss(model, batch)
+        fw = tr.concatenated_forward(model, batch)
+        zw, rw = _independent_logps(model, rows, "chosen", reduction)
+        zl, rl = _independent_logps(model, rows, "rejected", reduction)
+    # the one concatenated, response-tail-only forward gives the same z (and r̂) as separate full forwards
+    torch.testing.assert_close(fw["chosen_logps"], zw, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fw["rejected_logps"], zl, rtol=1e-5, atol=1e-5)
+    if rw is not None:
+        torch.testing.assert_close(fw["chosen_rewards"], rw, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fw["rejected_rewards"], rl, rtol=1e-5, atol=1e-5)
+    f = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float32)  # noqa: E731
+    if method == "drdo":
+        sw, sl = (rw, rl) if student_reward == "head" else (0.3 * zw, 0.3 * zl)
+        want = L.drdo_loss(zw, zl, sw, sl, f("oracle_chosen_reward"), f("oracle_rejected_reward"), alpha=0.5, gamma=1.0)
+    elif method == "edpo":
+        want = L.edpo_loss(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), f("ensemble_chosen_rewards").T,
+                           f("ensemble_rejected_rewards").T, beta=0.3)
+    else:
+        fn = L.dpo_loss if method == "dpo" else L.ipo_loss
+        want = fn(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3)
+    assert torch.isfinite(got)
+    torch.testing.assert_close(got, want.loss, rtol=1e-5, atol=1e-5)
+
+
+def test_dpo_starts_at_log2_when_reference_is_the_initial_policy(tok, dataset, tmp_path):
+    tr = _trainer(tok, dataset, "dpo", tmp_path)
+    rows = [dataset[i] for i in range(8)]
+    with torch.no_grad():
+        for side in ("chosen", "rejected"):  # reference log-probs from the very same (initial) model
+            z, _ = _independent_logps(tr.model.eval(), rows, side, "sum")
+            for r, v in zip(rows, z.tolist()):
+                r[f"ref_{side}_logp"] = v
+        loss = tr.compute_loss(tr.model, PreferenceCollator(tok.pad_token_id)(rows))
+    assert abs(float(loss) - math.log(2)) < 1e-5
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_changes_parameters_and_logs_fig4_metrics(tok, dataset, tmp_path, method):
+    tr = _trainer(tok, dataset, method, tmp_path)
+    before = {k: v.detach().clone() for k, v in tr.model.named_parameters()}
+    tr.train()
+    after = dict(tr.model.named_parameters())
+    changed = [k for k in before if not torch.equal(before[k], after[k].detach())]
+    assert any("wte" in k for k in changed), changed  # the LM itself moves
+    if method == "drdo":
+        assert any("reward_head" in k for k in changed)
+    rows = read_metrics(tmp_path / method)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for key in ("loss", "grad_norm", "bt_accuracy", "oracle_reward_advantage", "logps_chosen", "logps_rejected",
+                "p_w", "learning_rate", f"loss_{method}"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+    assert all(0.0 <= r["bt_accuracy"] <= 1.0 and 0.0 < r["p_w"] < 1.0 for r in rows)
+    if method == "drdo":
+        assert all(abs(r["loss_reward"] - r["loss_focal"] - r["loss"]) < 1e-3 * max(1, abs(r["loss"])) for r in rows)
+
+
+def test_oracle_reward_advantage_is_signed_by_student_preference(tok, dataset, tmp_path):
+    tr = _trainer(tok, dataset, "dpo", tmp_path)
+    rows = [dataset[i] for i in range(8)]
+    for i, r in enumerate(rows):  # implicit-reward margin (z − ref) decided by the (huge) reference gap
+        r["ref_chosen_logp"], r["ref_rejected_logp"] = (-1e3, 0.0) if i % 2 else (0.0, -1e3)
+        r["oracle_chosen_reward"], r["oracle_rejected_reward"] = 1.0, 0.0
+    with torch.no_grad():
+        tr.compute_loss(tr.model, PreferenceCollator(tok.pad_token_id)(rows))
+    # odd rows: student prefers chosen (+1); even rows: prefers rejected (−1) → mean 0; BT accuracy 1/2
+    assert tr._metric_sums["oracle_reward_advantage"] == [pytest.approx(0.0)]
+    assert tr._metric_sums["bt_accuracy"] == [pytest.approx(0.5)]
+
+
+def test_missing_precomputed_columns_fail_loudly(tok, dataset, tmp_path):
+    with pytest.raises(ValueError, match="ref_chosen_logp"):
+        _trainer(tok, dataset.remove_columns(["ref_chosen_logp"]), "dpo", tmp_path)
+    with pytest.raises(ValueError, match="CausalLMWithRewardHead"):
+        cfg = PolicyConfig(student_reward="head")
+        PreferenceTrainer(build_causal_lm("tiny-gpt2", tok, size="micro"), cfg, "drdo",
+                          args=training_arguments(cfg, tmp_path, 0), train_dataset=dataset, pad_token_id=0)
+
+
+def test_order_by_oracle_swaps_pairs_the_oracle_prefers_the_other_way(dataset):
+    ds = order_by_oracle(dataset)
+    for old, new in zip(dataset, ds):
+        swap = old["oracle_rejected_reward"] > old["oracle_chosen_reward"]
+        a, b = ("rejected", "chosen") if swap else ("chosen", "rejected")
+        assert new["chosen_input_ids"] == old[f"{a}_input_ids"] and new["rejected_input_ids"] == old[f"{b}_input_ids"]
+        assert new["ref_chosen_logp"] == old[f"ref_{a}_logp"]
+        assert new["ensemble_chosen_rewards"] == old[f"ensemble_{a}_rewards"]
+        assert new["oracle_chosen_reward"] >= new["oracle_rejected_reward"]
+        assert new["chosen"] == old[a]
+    assert sum(o["oracle_rejected_reward"] > o["oracle_chosen_reward"] for o in dataset) > 0  # the test swaps some
+
+
+@pytest.mark.parametrize("bad", [
+    {"methods": ["drdo", "ppo"]}, {"student_reward": "value"}, {"label_source": "judge"}, {"logp_reduction": "max"},
+    {"edpo_reduction": "median"}, {"beta": 0.0}, {"alpha": -1.0}, {"max_prompt_length": 2048}, {"max_steps": 0},
+    {"bf16": "yes"}, {"per_device_train_batch_size": 0},
+])
+def test_policy_config_validation(bad):
+    with pytest.raises(ValueError):
+        PolicyConfig(**bad)
+
+
+def test_policy_config_lists_become_tuples_and_paper_defaults():
+    cfg = PolicyConfig(methods=["dpo"], splits="D_all")
+    assert cfg.methods == ("dpo",) and cfg.splits == ("D_all",)
+    d = PolicyConfig()
+    assert (d.learning_rate, d.weight_decay, d.lr_scheduler_type, d.alpha, d.gamma, d.beta) == (5e-6, 0.05, "cosine",
+                                                                                              0.1, 2.0, 0.1)
+
+
+def test_paged_optimizer_falls_back_with_a_warning(caplog, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="drdo_lib.trainer"):
+        assert resolve_optim("paged_adamw_32bit") == "adamw_torch"
+    assert "adamw_torch" in caplog.text
+    assert resolve_optim("adamw_torch") == "adamw_torch"
+
+
+def test_metrics_jsonl_is_valid_json_lines(tok, dataset, tmp_path):
+    tr = _trainer(tok, dataset, "drdo", tmp_path, max_steps=2)
+    tr.train()
+    lines = (tmp_path / "drdo" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(isinstance(json.loads(x), dict) for x in lines)
