@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from drdo_lib.config import REPO_ROOT, run_dir
-from drdo_lib.data.loaders import EDIT_DISTANCE_UNITS, load_cnn_dailymail, load_tldr_comparisons, load_tldr_sft
+from drdo_lib.data.loaders import DATA_SUFFIXES, EDIT_DISTANCE_UNITS, load_cnn_dailymail, load_tldr_comparisons, load_tldr_sft
 from drdo_lib.data.splits import CONFIDENCE_MODES
 from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
 
@@ -148,5 +148,9 @@ def load_profile_data(cfg: DataConfig, profile: str, seed: int | None = None, ru
     return ProfileData(
         preferences=load_tldr_comparisons(folder / LOCAL_LAYOUT["comparisons"], **kw),
         sft=load_tldr_sft(folder / LOCAL_LAYOUT["sft"], strict=cfg.strict),
-        ood=load_cnn_dailymail(ood_dir, strict=cfg.strict) if ood_dir.is_dir() else None,
+        ood=load_cnn_dailymail(ood_dir, strict=cfg.strict) if _has_data(ood_dir) else None,
         data_dir=folder, testbed=testbed)
+
+
+def _has_data(folder: Path) -> bool:
+    return folder.is_dir() and any(p.name.endswith(DATA_SUFFIXES) for p in folder.rglob("*"))

@@ -447,7 +447,8 @@ class SyntheticTestbed:
         ``summarize_from_feedback_comparisons/synthetic_train.jsonl`` (split "train"),
         ``summarize_from_feedback_comparisons/synthetic_valid.jsonl`` (first fifth "valid1", the rest "valid2"),
         ``openai_summarize_tldr/carperai_format_train.jsonl`` and ``…_test.jsonl``,
-        ``cnn_dailymail/cnn_dailymail_synthetic.jsonl`` and ``synthetic_config.json`` (the settings used).
+        ``cnn_dailymail/cnn_dailymail_synthetic.jsonl`` and ``synthetic_config.json`` (the settings used); a file with
+        zero rows is not written (and a stale one is removed).
         """
         folder = Path(folder)
         n_valid1 = n_valid // 5
@@ -464,6 +465,10 @@ class SyntheticTestbed:
         }
         out: dict[str, Path] = {}
         for name, (path, rows) in files.items():
+            if not rows:  # an empty file would be "no usable rows" for the loaders: leave it out
+                if path.exists():
+                    path.unlink()
+                continue
             _write_jsonl(path, rows)
             out[name] = path
         cfg_path = folder / "synthetic_config.json"
