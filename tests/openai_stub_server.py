@@ -139,14 +139,20 @@ class _Handler(BaseHTTPRequestHandler):
                                    "total_tokens": len(content) // 4 + 12}})
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:  # a client that timed out and hung up: expected
+        pass
+
+
 class StubServer:
     """``with StubServer() as srv:`` → ``srv.base_url`` (``http://127.0.0.1:<free port>/v1``), ``srv.state``."""
 
     def __init__(self, **state_kwargs):
         self.state = StubState(**state_kwargs)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)

@@ -234,8 +234,8 @@ def test_garbage_is_discarded_and_counted(tmp_path):
 def test_transient_failures_are_retried(tmp_path, marker):
     prompts, a, b, refs, truth = _pairs(4)
     a[1] += f" {marker}"
-    settings = dict(FAST, timeout=0.4) if marker == "[slow]" else FAST
-    with StubServer(slow_s=1.2) as srv:
+    settings = dict(FAST, timeout=1.0) if marker == "[slow]" else FAST
+    with StubServer(slow_s=2.5) as srv:
         df = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
                          cache_dir=tmp_path, max_concurrency=2, **settings)
         attempts = sorted(srv.state.attempts.values())
