@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from drdo_lib.config import REPO_ROOT, run_dir
-from drdo_lib.data.loaders import DATA_SUFFIXES, EDIT_DISTANCE_UNITS, load_cnn_dailymail, load_tldr_comparisons, load_tldr_sft
+from drdo_lib.data.loaders import (
+    DATA_SUFFIXES,
+    EDIT_DISTANCE_UNITS,
+    load_cnn_dailymail,
+    load_tldr_comparisons,
+    load_tldr_sft,
+)
 from drdo_lib.data.splits import CONFIDENCE_MODES
 from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
 

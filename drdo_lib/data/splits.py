@@ -49,9 +49,12 @@ PAPER_TABLE5 = pd.DataFrame(
 )
 
 
-def _confidence_measure(rows: Any, confidence_mode: str) -> np.ndarray:
-    col = "strength" if confidence_mode == "strength" else "confidence"
-    return np.array([np.nan if v is None else float(v) for v in rows[col]], dtype=np.float64)
+def _columns(rows: Any) -> pd.DataFrame:
+    """The four columns build_splits needs, read once through Arrow (nulls become NaN)."""
+    df = rows.select_columns(["confidence", "strength", "edit_distance", "split"]).to_pandas()
+    for col in ("confidence", "strength", "edit_distance"):
+        df[col] = pd.to_numeric(df[col], errors="raise").astype(np.float64)
+    return df
 
 
 def split_masks(confidence: np.ndarray, edit: np.ndarray) -> tuple[dict[str, np.ndarray], float, float]:
@@ -96,14 +99,15 @@ def build_splits(rows: Any, confidence_mode: str = "strength") -> tuple[dict[str
         raise ValueError(f"build_splits: rows lack column(s) {sorted(missing)}; load them with a drdo_lib loader")
     if len(rows) == 0:
         raise ValueError("build_splits: no rows")
-    measure = _confidence_measure(rows, confidence_mode)
-    edit = np.asarray(rows["edit_distance"], dtype=np.float64)
+    cols = _columns(rows)
+    raw = cols["confidence"].to_numpy()
+    strength = cols["strength"].to_numpy()
+    measure = strength if confidence_mode == "strength" else raw
+    edit = cols["edit_distance"].to_numpy()
     if not np.isfinite(edit).all():
         raise ValueError("build_splits: edit_distance has non-finite values")
     masks, med_c, med_e = split_masks(measure, edit)
-    raw = _confidence_measure(rows, "raw")
-    strength = _confidence_measure(rows, "strength")
-    split_col = np.array(rows["split"], dtype=object)
+    split_col = cols["split"].to_numpy(dtype=object)
     is_train = np.isin(split_col, list(TRAIN_SPLITS))
     is_valid = np.isin(split_col, list(VALID_SPLITS))
     n_null = int(np.isnan(measure).sum())
