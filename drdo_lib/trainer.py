@@ -66,6 +66,7 @@ class PolicyConfig:
     student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
     logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
     label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
+    template: str = "tldr"  # prompt template used to tokenise pairs (same as the SFT stage): tldr | chat | raw
     max_prompt_length: int = 512  # prompts longer than this (tokens) are dropped and counted
     max_length: int = 1024  # prompt + response longer than this are dropped and counted
     max_train_rows: int | None = None  # keep at most this many training pairs (None: all)
@@ -116,6 +117,7 @@ class PolicyConfig:
             (self.save_total_limit is None or self.save_total_limit > 0, "save_total_limit must be > 0 or null"),
             (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false"),
             (self.precompute_batch_size > 0, "precompute_batch_size must be > 0"),
+            (self.template in ("tldr", "chat", "raw"), "template must be tldr, chat or raw"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -405,3 +407,173 @@ def training_arguments(cfg: PolicyConfig, output_dir: str | Path, seed: int, **o
     )
     kw.update(overrides)
     return transformers.TrainingArguments(**kw)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The stage entry point
+
+
+def _profile_mapping(profile) -> dict[str, Any]:
+    from drdo_lib.config import load_profile
+
+    return dict(profile) if isinstance(profile, dict) else load_profile(profile)
+
+
+def policy_run_dir(profile_name: str, method: str, split: str, runs_dir: str | Path | None = None) -> Path:
+    """``runs/<profile>/policy/<method>_<split>/``: checkpoints, ``metrics.jsonl``, ``final/``, ``config.json``."""
+    from drdo_lib.config import run_dir
+
+    d = run_dir(profile_name, "policy", runs_dir) / f"{method}_{split}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def precompute_cache_dir(profile_name: str, runs_dir: str | Path | None = None) -> Path:
+    """Where the reward / reference-log-prob caches of a profile live (shared with notebook 03)."""
+    from drdo_lib.config import run_dir
+
+    return run_dir(profile_name, "precompute", runs_dir)
+
+
+def stage_paths(cfg: PolicyConfig, profile_name: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
+    """The initial/reference policy, oracle and ensemble directories a policy run reads (resolved defaults)."""
+    from drdo_lib.config import run_dir
+
+    base = Path(runs_dir) if runs_dir is not None else None
+    init = cfg.init_model or str(run_dir(profile_name, "sft", base) / "final")
+    oracle = cfg.oracle_model or str(run_dir(profile_name, "oracle", base) / "final")
+    if cfg.ensemble_models is not None:
+        ensemble = list(cfg.ensemble_models)
+    else:
+        ens_root = run_dir(profile_name, "ensemble", base)
+        ensemble = [str(p) for p in sorted(ens_root.glob("member_*"), key=lambda p: int(p.name.split("_")[-1]))]
+    return {"init": init, "oracle": oracle, "ensemble": ensemble}
+
+
+def prepare_policy_dataset(cfg: PolicyConfig, profile, method: str, split: str, tokenizer, *,
+                           seed: int, runs_dir: str | Path | None = None, rows=None) -> tuple[Any, dict[str, Any]]:
+    """Training pairs of ``split`` for ``method``: tokenised, with the precomputed (cached) columns it reads.
+
+    ``rows`` (normalised preference rows, e.g. a hand-made ``datasets.Dataset``) replaces the profile's data: they
+    are used as the split as given. Otherwise the profile's ``data`` stage is loaded (``load_profile_data``), split
+    with ``build_splits`` and the split's training rows kept. Reference log-probs (the initial policy) are always
+    added (the BT implicit-reward metric needs them), oracle rewards when an oracle exists (required by DRDO and
+    ``label_source="oracle"``), ensemble rewards for e-DPO. Returns ``(dataset, report)``.
+    """
+    from drdo_lib.config import build_config
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.precompute import precompute_ref_logps, precompute_rewards
+
+    prof = _profile_mapping(profile)
+    name = prof["profile"]
+    if rows is None:
+        from drdo_lib.data import DataConfig, build_splits, load_profile_data
+        from drdo_lib.data.splits import TRAIN_SPLITS
+
+        data_cfg = build_config(DataConfig, prof.get("data") or {})
+        data = load_profile_data(data_cfg, name, seed=seed, runs_dir=runs_dir)
+        splits, _ = build_splits(data.preferences, data_cfg.confidence_mode)
+        if split not in splits:
+            raise ValueError(f"unknown split {split!r}; available: {sorted(splits)}")
+        rows = splits[split].filter(lambda s: s in TRAIN_SPLITS, input_columns="split", desc=f"{split}: train rows")
+    rows = rows.shuffle(seed=seed)
+    if cfg.max_train_rows is not None and len(rows) > cfg.max_train_rows:
+        rows = rows.select(range(cfg.max_train_rows))
+    ds, counts = tokenize_preference_dataset(rows, tokenizer, max_prompt_length=cfg.max_prompt_length,
+                                             max_length=cfg.max_length, template=cfg.template)
+    if len(ds) == 0:
+        raise ValueError(f"no {split} pairs left after the length filter: {counts}")
+    paths = stage_paths(cfg, name, runs_dir)
+    cache = precompute_cache_dir(name, runs_dir)
+    kw = dict(cache_dir=cache, batch_size=cfg.precompute_batch_size, pad_token_id=tokenizer.pad_token_id)
+    ds = precompute_ref_logps(paths["init"], ds, logp_reduction=cfg.logp_reduction, **kw)
+    need_oracle = method == "drdo" or cfg.label_source == "oracle"
+    if Path(paths["oracle"]).is_dir():
+        ds = precompute_rewards(paths["oracle"], ds, column_prefix="oracle", **kw)
+    elif need_oracle:
+        raise FileNotFoundError(f"{method} (label_source={cfg.label_source}) needs an oracle at {paths['oracle']}; "
+                                "train it first (notebook 03 / --stage oracle) or set policy.oracle_model")
+    if method == "edpo":
+        if not paths["ensemble"]:
+            raise FileNotFoundError("e-DPO needs ensemble reward models (runs/<profile>/ensemble/member_*); train them "
+                                    "first (notebook 03 / --stage ensemble) or set policy.ensemble_models")
+        ds = precompute_rewards(paths["ensemble"], ds, column_prefix="ensemble", **kw)
+    if cfg.label_source == "oracle":
+        ds = order_by_oracle(ds)
+    report = {"split": split, "method": method, "rows": counts, "train_pairs": len(ds), **paths}
+    return ds, report
+
+
+def run_policy(cfg: PolicyConfig, profile, method: str, split: str, *, seed: int | None = None,
+               runs_dir: str | Path | None = None, rows=None, callbacks=None, progress: bool = True) -> Path:
+    """Train one student (``method`` on ``split``) and return its run directory
+    ``runs/<profile>/policy/<method>_<split>/`` holding ``final/`` (model + tokenizer, safetensors),
+    ``metrics.jsonl`` (one line per logging step), ``summary.json`` and the resolved ``config.json``.
+
+    ``profile`` is a profile name, a YAML path or an already-loaded mapping (the CLI passes one with overrides
+    applied); ``seed`` defaults to its top-level ``seed`` and ``runs_dir`` to its top-level ``runs_dir`` (else
+    ``runs/``). ``rows`` replaces the profile's preference data (see :func:`prepare_policy_dataset`). Works in one process and under ``torchrun`` /
+    ``accelerate launch`` / ``deepspeed`` (data preparation runs on the main process first; others read its cache).
+    """
+    import shutil
+    import time
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from drdo_lib.config import save_config
+    from drdo_lib.models import CausalLMWithRewardHead, count_parameters
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    prof = _profile_mapping(profile)
+    name = prof["profile"]
+    seed = int(prof.get("seed", 0)) if seed is None else int(seed)
+    runs_dir = runs_dir if runs_dir is not None else prof.get("runs_dir")
+    out = policy_run_dir(name, method, split, runs_dir)
+    args = training_arguments(cfg, out, seed, disable_tqdm=not progress)
+    transformers.set_seed(seed)
+    paths = stage_paths(cfg, name, runs_dir)
+    tokenizer = AutoTokenizer.from_pretrained(paths["init"])
+    with args.main_process_first(desc="policy dataset"):
+        ds, report = prepare_policy_dataset(cfg, prof, method, split, tokenizer, seed=seed, runs_dir=runs_dir,
+                                            rows=rows)
+    lm = AutoModelForCausalLM.from_pretrained(paths["init"])
+    if cfg.gradient_checkpointing:
+        lm.config.use_cache = False
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    use_head = method == "drdo" and cfg.student_reward == "head"
+    model = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed) if use_head else lm
+
+    resume = cfg.resume_from_checkpoint
+    if resume == "last":
+        resume = get_last_checkpoint(str(out))
+        if resume is None:
+            logger.warning("resume_from_checkpoint='last' but %s has no checkpoint: training from scratch", out)
+    if resume is None and args.should_save:  # a fresh run: stale checkpoints of an earlier run would be resumed
+        for old in out.glob("checkpoint-*"):
+            shutil.rmtree(old)
+    trainer = PreferenceTrainer(model, cfg, method, args=args, train_dataset=ds, pad_token_id=tokenizer.pad_token_id,
+                                processing_class=tokenizer, callbacks=callbacks)
+    if args.should_save:
+        save_config(cfg, out / "config.json")
+    logger.info("%s on %s: %d pairs, %s parameters, %d steps", method, split, len(ds),
+                f"{count_parameters(model):,}", cfg.max_steps)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+    if args.should_save:
+        final = out / "final"
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        logs = [r for r in trainer.state.log_history if "loss" in r and "step" in r]
+        start = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else 0
+        steps_run = max(trainer.state.global_step - start, 1)
+        summary = {
+            "method": method, "split": split, "profile": name, "seed": seed, "steps": trainer.state.global_step,
+            "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / steps_run, 4),
+            "world_size": args.world_size, "device": str(args.device), "bf16": bool(args.bf16),
+            "parameters": count_parameters(model), "final": logs[-1] if logs else {}, **report,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return out

@@ -1,0 +1,40 @@
+"""Shared helpers of the policy-stage tests: a tiny profile whose SFT / oracle / ensemble directories are built
+directly from configs (random weights; no training needed to exercise the preference trainer)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+PROFILE = "ptest"
+
+
+def write_profile(tmp_path: Path, *, n_train: int = 96, policy: dict | None = None, seed: int = 0) -> Path:
+    """Write ``<tmp>/ptest.yaml`` (synthetic data, runs under ``<tmp>/runs``) and build its stage directories."""
+    from drdo_lib.config import build_config
+    from drdo_lib.data import DataConfig, load_profile_data
+    from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
+
+    runs = tmp_path / "runs"
+    data = {"source": "synthetic", "n_train": n_train, "n_valid": 8, "n_sft": 8, "n_sft_test": 4, "n_ood": 4}
+    pol = {"methods": ["drdo", "dpo", "edpo"], "splits": ["D_all"], "max_steps": 4, "logging_steps": 1,
+           "save_steps": 2, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+           "learning_rate": 1e-3, "warmup_steps": 0, "max_prompt_length": 96, "max_length": 128,
+           "precompute_batch_size": 16, "optim": "adamw_torch"}
+    pol.update(policy or {})
+    prof = {"profile": PROFILE, "seed": seed, "runs_dir": str(runs), "data": data, "policy": pol}
+    path = tmp_path / f"{PROFILE}.yaml"
+    path.write_text(yaml.safe_dump(prof, sort_keys=False))
+    rows = load_profile_data(build_config(DataConfig, data), PROFILE, seed=seed, runs_dir=runs).preferences
+    corpus = list(rows["prompt"]) + list(rows["chosen"]) + list(rows["rejected"])
+    tok = build_tokenizer("tiny-gpt2", corpus)
+    size = {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}
+    sft = runs / PROFILE / "sft" / "final"
+    build_causal_lm("tiny-gpt2", tok, seed=1, size=size).save_pretrained(sft)
+    tok.save_pretrained(sft)
+    for k, d in enumerate([runs / PROFILE / "oracle" / "final"] +
+                          [runs / PROFILE / "ensemble" / f"member_{i}" for i in range(3)]):
+        CausalLMWithRewardHead.from_causal_lm(build_causal_lm("tiny-gpt2", tok, seed=10 + k, size=size),
+                                              head_seed=k).save_pretrained(d)
+        tok.save_pretrained(d)
+    return path
