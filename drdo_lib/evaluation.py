@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -72,7 +73,7 @@ class EvalConfig:
     splits: tuple[str, ...] = ("D_all", "D_hc_he", "D_lc_le")  # training splits whose policies are evaluated
     n_prompts: int = 500  # held-out in-distribution prompts (Table 2 oracle/gold win rates); fewer if the set is smaller
     n_ood_prompts: int = 1000  # out-of-distribution prompts (Table 1 judge, Fig. 3 advantage); paper: 1,000 CNN/DM
-    n_alpaca: int = 805  # AlpacaEval instructions for Table 3 (0 = skip Table 3)
+    n_alpaca: int = 805  # Table 3 prompts at most (AlpacaEval has 805 instructions)
     prompt_template: str = "tldr"  # "tldr" | "chat" | "raw": how prompts are formatted (drdo_lib.data.tokenize)
     temperatures: tuple[float, ...] = PAPER_TEMPERATURES  # sampling temperatures (paper: 0.2, 0.5, 0.7, 0.9)
     top_p: float = 0.8  # nucleus sampling (paper: 0.8)
@@ -93,7 +94,14 @@ class EvalConfig:
     judge_max_concurrency: int = 8  # LLM judge requests in flight
     judge_max_cost: float | None = None  # USD; refuse an LLM-judged run whose estimated cost is higher
     alpaca_judge_model: str = "gold"  # judge of Table 3 (paper: gpt-4-turbo); "gold"/"oracle" work offline
-    alpaca_split: str = "D_all"  # which split's policies answer the AlpacaEval instructions
+    alpaca_prompts: str = "alpaca_eval"  # Table 3 prompts: "alpaca_eval" (805 instructions: data_dir/alpaca_eval
+    #   or the hub), "in_dist" (the in-distribution prompts: the protocol on the testbed), "none" (skip Table 3)
+    alpaca_source: str = "tatsu-lab/alpaca_eval"  # hub id or local file/folder of AlpacaEval (alpaca_prompts=alpaca_eval)
+    alpaca_split: str = "D_all"  # which split's policies answer the Table 3 prompts
+    ood_template: str = "SUBREDDIT: r/news\nTITLE: {title}\nPOST: {article}\nTL;DR:"  # OOD prompt ({title} = first
+    #   ood_title_words words of the article); the paper's Table 4 shows "Summarize this news article ..." instead
+    ood_title_words: int = 4  # words of the article used as its title
+    ood_max_article_words: int = 400  # articles are cut to this many words before formatting
     device: str = "auto"  # "auto" | "cpu" | "cuda" ...
     dtype: str = "auto"  # "auto" (bf16 on cuda) | "float32" | "bfloat16" | "float16"
     seed: int = 0  # seeds the bootstrap and the judge's A/B order
@@ -109,11 +117,9 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.baselines must be methods of {METHODS} other than the student; bad: {bad}")
         if not self.splits:
             raise ValueError("EvalConfig.splits must name at least one split")
-        for name in ("n_prompts", "n_ood_prompts", "n_bootstrap"):
+        for name in ("n_prompts", "n_ood_prompts", "n_alpaca", "n_bootstrap"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_alpaca < 0:
-            raise ValueError(f"EvalConfig.n_alpaca must be >= 0, got {self.n_alpaca}")
         if self.prompt_template not in ("tldr", "chat", "raw"):
             raise ValueError(f"EvalConfig.prompt_template must be tldr|chat|raw, got {self.prompt_template!r}")
         if not 0 < self.ci_level < 1:
@@ -127,6 +133,12 @@ class EvalConfig:
                              f"temperatures {self.temperatures} (the judged samples are reused from the grid)")
         if self.judge_order not in ("random", "both"):
             raise ValueError(f"EvalConfig.judge_order must be random|both, got {self.judge_order!r}")
+        if self.alpaca_prompts not in ("alpaca_eval", "in_dist", "none"):
+            raise ValueError(f"EvalConfig.alpaca_prompts must be alpaca_eval|in_dist|none, got {self.alpaca_prompts!r}")
+        if "{article}" not in self.ood_template:
+            raise ValueError("EvalConfig.ood_template must contain {article}")
+        if self.ood_title_words < 0 or self.ood_max_article_words < 1:
+            raise ValueError("EvalConfig.ood_title_words must be >= 0 and ood_max_article_words >= 1")
         if self.max_length <= self.max_prompt_length:
             raise ValueError("EvalConfig.max_length must be larger than max_prompt_length")
         self.generation_config()  # validates the sampling settings
@@ -315,15 +327,16 @@ def discover_policies(profile: str, cfg: EvalConfig, runs_dir: str | Path | None
 
 
 def generate_all(policies: Mapping[str, Mapping[str, Any]], prompts: pd.DataFrame, cfg: EvalConfig,
-                 out_dir: str | Path, *, name: str, progress: bool = True) -> pd.DataFrame:
+                 out_dir: str | Path, *, name: str, progress: bool = True,
+                 gen_cfg: GenerationConfig | None = None) -> pd.DataFrame:
     """Sample every policy on ``prompts`` (columns ``prompt_id``, ``prompt``) → one DataFrame of completions.
 
     Completions go to ``<out_dir>/<name>/<policy>.jsonl`` (see :func:`drdo_lib.generation.generate_policy_samples`,
-    which reuses files whose settings, model and prompts are unchanged).
+    which reuses files whose settings, model and prompts are unchanged). ``gen_cfg`` overrides the sampling grid.
     """
     from drdo_lib.generation import generate_policy_samples, load_generations, load_policy, model_fingerprint
 
-    gen_cfg = cfg.generation_config()
+    gen_cfg = gen_cfg or cfg.generation_config()
     paths = []
     for pname, info in tqdm(list(policies.items()), desc=f"policies ({name})", disable=not progress):
         model, tok = load_policy(info["dir"], device=cfg.device, dtype=cfg.dtype)
@@ -498,3 +511,248 @@ def save_eval_config(cfg: EvalConfig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, default=str))
     return path
+
+
+# ------------------------------------------------------------------------------------------------ prompt sets
+def _take(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows, a seeded random subset in a stable order (the paper samples its 1,000 prompts)."""
+    if len(df) <= n:
+        return df.reset_index(drop=True)
+    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def ood_prompt(article: str, cfg: EvalConfig) -> str:
+    """An OOD (news) prompt from an article with ``cfg.ood_template``."""
+    words = article.split()
+    return cfg.ood_template.format(article=" ".join(words[:cfg.ood_max_article_words]),
+                                   title=" ".join(words[:cfg.ood_title_words]))
+
+
+def highlights_summary(highlights: str) -> str:
+    """CNN/DailyMail highlights (one sentence per line, each ending in a detached " .") as one reference summary:
+    lines joined by spaces, the detached periods dropped (under the testbed's r* they would count as invented
+    words)."""
+    return " ".join(re.sub(r"\s+\.$", "", line.strip()) for line in highlights.splitlines() if line.strip())
+
+
+def eval_prompt_sets(data, cfg: EvalConfig, *, tokenizer=None, data_dir: str | Path | None = None
+                     ) -> dict[str, pd.DataFrame]:
+    """The prompt sets of an evaluation from a :class:`drdo_lib.data.ProfileData`.
+
+    - ``"in_dist"``: held-out in-distribution prompts with their human/reference summary — the SFT rows of split
+      "test" (else "valid"), else the unique prompts of the validation comparisons (reference = the chosen summary);
+    - ``"ood"``: OOD articles (CNN/DailyMail or the testbed's) formatted with ``cfg.ood_template``, reference =
+      the highlights (Table 1 and Fig. 3);
+    - ``"alpaca"`` (``cfg.alpaca_prompts == "alpaca_eval"``): the AlpacaEval instructions with a reference output.
+
+    Each is a DataFrame with ``prompt_id``, ``prompt`` (formatted with ``cfg.prompt_template``), ``reference`` and
+    ``instruction`` (the unformatted text). Subsets are seeded (``cfg.seed``).
+    """
+    from drdo_lib.data.tokenize import format_prompt
+
+    def fmt(texts):
+        return [format_prompt(t, tokenizer, cfg.prompt_template) for t in texts]
+
+    sets: dict[str, pd.DataFrame] = {}
+    sft = data.sft.to_pandas() if data.sft is not None else pd.DataFrame()
+    held = pd.DataFrame()
+    for split in ("test", "valid"):
+        if len(sft) and (sft["split"] == split).any():
+            held = sft[sft["split"] == split]
+            held = pd.DataFrame({"prompt_id": held["id"], "instruction": held["prompt"],
+                                 "reference": held["response"].str.strip()})
+            break
+    if held.empty and data.preferences is not None:
+        pref = data.preferences.to_pandas()
+        pref = pref[pref["split"].astype(str).str.startswith("valid")].drop_duplicates("prompt")
+        held = pd.DataFrame({"prompt_id": pref["id"], "instruction": pref["prompt"],
+                             "reference": pref["chosen"].str.strip()})
+    if held.empty:
+        raise ValueError("no held-out prompts: the data has neither SFT test/valid rows nor validation comparisons")
+    held = _take(held.drop_duplicates("prompt_id"), cfg.n_prompts, cfg.seed)
+    held["prompt"] = fmt(held["instruction"])
+    sets["in_dist"] = held
+    if data.ood is not None and len(data.ood):
+        ood = data.ood.to_pandas()
+        ood = _take(pd.DataFrame({"prompt_id": ood["id"], "instruction": [ood_prompt(a, cfg) for a in ood["article"]],
+                                  "reference": [highlights_summary(h) for h in ood["highlights"]]}),
+                    cfg.n_ood_prompts, cfg.seed)
+        ood["prompt"] = fmt(ood["instruction"])
+        sets["ood"] = ood
+    else:
+        logger.warning("the profile's data has no OOD set: Table 1 and Fig. 3 use the in-distribution prompts")
+    if cfg.alpaca_prompts == "alpaca_eval":
+        from drdo_lib.data import load_alpaca_eval
+
+        src = cfg.alpaca_source
+        if data_dir is not None and (Path(data_dir) / "alpaca_eval").is_dir():
+            src = Path(data_dir) / "alpaca_eval"
+        al = load_alpaca_eval(src).to_pandas()
+        al = _take(pd.DataFrame({"prompt_id": al["id"], "instruction": al["instruction"],
+                                 "reference": al["reference_output"]}), cfg.n_alpaca, cfg.seed)
+        al["prompt"] = fmt(al["instruction"])
+        sets["alpaca"] = al
+    return sets
+
+
+def build_scorers(profile: str, data, cfg: EvalConfig, runs_dir: str | Path | None = None, *, progress: bool = True
+                  ) -> dict[str, Callable]:
+    """Reward functions of an evaluation: ``oracle_reward`` (the trained oracle, ``runs/<profile>/oracle/final``)
+    when it exists, ``gold_reward`` (the testbed's r*) when the data is the synthetic testbed."""
+    from drdo_lib.config import REPO_ROOT
+
+    scorers: dict[str, Callable] = {}
+    oracle_dir = (Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs") / profile / "oracle" / "final"
+    if oracle_dir.is_dir():
+        scorers["oracle_reward"] = RewardScorer(oracle_dir, batch_size=max(cfg.batch_size, 32),
+                                                max_prompt_length=cfg.max_prompt_length, max_length=cfg.max_length,
+                                                device=cfg.device, dtype=cfg.dtype, progress=progress)
+    else:
+        logger.warning("no oracle at %s: oracle win rates are not computed", oracle_dir)
+    if getattr(data, "testbed", None) is not None:
+        scorers["gold_reward"] = data.testbed.true_rewards
+    return scorers
+
+
+def judge_reward_fn(judge_model: str, scorers: Mapping[str, Callable]) -> Callable[[str, str], float] | None:
+    """``reward_fn(prompt, response)`` of an offline judge ("gold" → r*, "oracle" → the oracle); None for an LLM."""
+    if judge_model not in JUDGE_OFFLINE:
+        return None
+    col = "gold_reward" if judge_model == "gold" else "oracle_reward"
+    if col not in scorers:
+        raise ValueError(f"judge_model={judge_model!r} needs {col} (gold: the synthetic testbed; oracle: a trained "
+                         "oracle); set judge_model to an LLM id or to the available offline judge")
+    fn = scorers[col]
+    return lambda prompt, response: float(fn([prompt], [response])[0])
+
+
+# ------------------------------------------------------------------------------------------------ whole run
+DISPLAY = {"drdo": "DRDO", "dpo": "DPO", "edpo": "e-DPO", "ipo": "IPO", "sft": "SFT", "reference": "Gold"}
+
+
+def table1_comparisons(cfg: EvalConfig, policies: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Table 1 rows that can be judged: student vs each baseline per split, then Gold (reference) vs each method on
+    the first split (the paper does not say which split its "Gold vs." rows used)."""
+    comps = []
+    for base in cfg.baselines:
+        for split in cfg.splits:
+            a, b = f"{cfg.student}_{split}", f"{base}_{split}"
+            if a in policies and b in policies:
+                comps.append((f"{DISPLAY[cfg.student]} vs. {DISPLAY[base]}", a, b))
+    for m in (cfg.student, *cfg.baselines):
+        p = f"{m}_{cfg.splits[0]}"
+        if p in policies:
+            comps.append((f"Gold vs. {DISPLAY[m]}", "reference", p))
+    return comps
+
+
+def run_evaluation(cfg: EvalConfig, profile: str, data, *, data_dir: str | Path | None = None,
+                   runs_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Everything notebook 05 computes, written under ``runs/<profile>/eval/``; returns the tables.
+
+    Files: ``config.json``; ``generations/<set>/<policy>.jsonl``; ``scored_<set>.jsonl`` (completions with their
+    rewards) and ``references_<set>.csv``; ``win_rates.csv`` (Table 2 form, long: reward ∈ {oracle_reward,
+    gold_reward}); ``advantage.csv`` (Fig. 3, long: set, reward, versus); ``table1.csv`` + ``table1_judgements.csv``;
+    ``table3.csv`` + ``alpaca_eval/<policy>/model_outputs.json`` + ``alpaca_eval/annotations_<baseline>.json``;
+    ``summary.json`` (what was run, sizes, missing policies).
+    """
+    from drdo_lib import alpaca_eval as ae
+    from drdo_lib.config import run_dir
+
+    out = run_dir(profile, "eval", runs_dir)
+    save_eval_config(cfg, out / "config.json")
+    policies = discover_policies(profile, cfg, runs_dir)
+    if not policies:
+        raise FileNotFoundError(f"no trained policies under runs/{profile}/ (run notebooks 02-04 first)")
+    tokenizer = None
+    if cfg.prompt_template == "chat" and "sft" in policies:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(policies["sft"]["dir"])
+    sets = eval_prompt_sets(data, cfg, tokenizer=tokenizer, data_dir=data_dir or getattr(data, "data_dir", None))
+    scorers = build_scorers(profile, data, cfg, runs_dir, progress=progress)
+    res: dict[str, Any] = {"sets": sets, "policies": policies, "scored": {}, "references": {}}
+    gen_sets = {"in_dist": sets["in_dist"], "ood": sets.get("ood", sets["in_dist"])}
+    alpaca_pols = {k: v for k, v in policies.items() if v["split"] == cfg.alpaca_split}
+    for name, prompts in gen_sets.items():
+        gen = generate_all(policies, prompts, cfg, out / "generations", name=name, progress=progress)
+        scored, refs = score_generations(gen, scorers, prompts)
+        scored.to_json(out / f"scored_{name}.jsonl", orient="records", lines=True, force_ascii=False)
+        refs.to_csv(out / f"references_{name}.csv", index=False)
+        res["scored"][name], res["references"][name] = scored, refs
+
+    # Table 2 form: oracle and gold win rates on the in-distribution prompts
+    grids = [win_rate_grid(res["scored"]["in_dist"], cfg, col) for col in scorers]
+    res["win_rates"] = pd.concat(grids, ignore_index=True) if grids else pd.DataFrame()
+    res["win_rates"].to_csv(out / "win_rates.csv", index=False)
+    # Fig. 3: reward advantage over SFT and over the references, on both prompt sets
+    adv = []
+    for name in gen_sets:
+        for col in scorers:
+            a = reward_advantage_grid(res["scored"][name], res["references"][name], cfg, col)
+            adv.append(a.assign(set=name))
+    res["advantage"] = pd.concat(adv, ignore_index=True) if adv else pd.DataFrame()
+    res["advantage"].to_csv(out / "advantage.csv", index=False)
+
+    # Table 1: judged head-to-heads on the OOD prompts
+    comps = table1_comparisons(cfg, policies)
+    t1, j1 = head_to_head(res["scored"]["ood"], res["references"]["ood"], comps, cfg=cfg, judge_model=cfg.judge_model,
+                          template="tldr_reference", cache_dir=out / "judge_cache",
+                          reward_fn=judge_reward_fn(cfg.judge_model, scorers))
+    if len(t1):
+        t1.insert(1, "split", [policies[b]["split"] for b in t1["policy_b"]])
+        t1["set"] = "ood" if "ood" in sets else "in_dist"
+    res["table1"], res["table1_judgements"] = t1, j1
+    t1.to_csv(out / "table1.csv", index=False)
+    j1.to_csv(out / "table1_judgements.csv", index=False)
+
+    # Table 3: AlpacaEval-style head-to-head
+    res["table3"] = pd.DataFrame()
+    if cfg.alpaca_prompts != "none" and alpaca_pols:
+        if cfg.alpaca_prompts == "alpaca_eval":
+            one = dataclasses.replace(cfg.generation_config(), temperatures=(cfg.head_to_head_temperature,),
+                                      seeds=(cfg.seeds[0],), samples_per_prompt=1)
+            gen = generate_all(alpaca_pols, sets["alpaca"], cfg, out / "generations", name="alpaca",
+                               progress=progress, gen_cfg=one)
+            instr = dict(zip(sets["alpaca"]["prompt_id"], sets["alpaca"]["instruction"]))
+        else:
+            gen = res["scored"]["in_dist"]
+            instr = dict(zip(sets["in_dist"]["prompt_id"], sets["in_dist"]["instruction"]))
+        sel = gen[np.isclose(gen["temperature"], cfg.head_to_head_temperature) & (gen["seed"] == cfg.seeds[0])
+                  & (gen["sample"] == 0)]
+        outputs = {}
+        for pname in alpaca_pols:
+            g = sel[sel["policy"] == pname]
+            recs = ae.to_model_outputs([instr[i] for i in g["prompt_id"]], list(g["response"]), pname)
+            ae.write_model_outputs(recs, out / "alpaca_eval" / pname / "model_outputs.json")
+            outputs[pname] = recs
+        student = f"{cfg.student}_{cfg.alpaca_split}"
+        results = {}
+        for base in cfg.baselines:
+            bname = f"{base}_{cfg.alpaca_split}"
+            if student not in outputs or bname not in outputs:
+                continue
+            ann = ae.head_to_head(outputs[student], outputs[bname], model=cfg.alpaca_judge_model
+                                  if cfg.alpaca_judge_model not in JUDGE_OFFLINE else "gold",
+                                  cache_dir=out / "judge_cache", seed=cfg.seed, order=cfg.judge_order,
+                                  max_concurrency=cfg.judge_max_concurrency,
+                                  reward_fn=judge_reward_fn(cfg.alpaca_judge_model, scorers),
+                                  **({} if cfg.alpaca_judge_model in JUDGE_OFFLINE else
+                                     {"base_url": cfg.judge_base_url}))
+            ae.write_annotations(ann, out / "alpaca_eval" / f"annotations_{bname}.json")
+            results[(student, bname)] = ann
+        if results:
+            t3 = ae.head_to_head_table(results, n_boot=cfg.n_bootstrap, seed=cfg.seed)
+            t3.insert(0, "comparison", [f"{DISPLAY[cfg.student]} vs. {DISPLAY[policies[b]['method']]}"
+                                        for b in t3["baseline"]])
+            t3["prompts"] = cfg.alpaca_prompts
+            t3["judge"] = cfg.alpaca_judge_model
+            res["table3"] = t3
+    res["table3"].to_csv(out / "table3.csv", index=False)
+    summary = {"profile": profile, "policies": sorted(policies), "rewards": sorted(scorers),
+               "n_prompts": {k: len(v) for k, v in sets.items()}, "judge_model": cfg.judge_model,
+               "alpaca_judge_model": cfg.alpaca_judge_model, "alpaca_prompts": cfg.alpaca_prompts,
+               "temperatures": list(cfg.temperatures), "seeds": list(cfg.seeds)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    res["summary"], res["dir"] = summary, out
+    return res

@@ -260,3 +260,59 @@ def test_pipeline_on_tiny_policies_in_the_run_layout(tmp_path):
     # generating again reuses the files (same settings, same models)
     again = generate_all(pols, prompts, cfg, tmp_path / "eval", name="in_dist", progress=False)
     pd.testing.assert_frame_equal(again, gen)
+
+
+def _fake_run_layout(runs, profile, tb, methods=("drdo", "dpo", "edpo"), splits=("D_all",)):
+    """Untrained tiny policies + oracle saved where the training stages put them."""
+    from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
+
+    tok = build_tokenizer("tiny-gpt2", vocab_words=tb.vocabulary + ["SUBREDDIT", "TITLE", "POST", "TL", "DR"])
+    size = {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}
+    dirs = {"sft/final": 0, "oracle/final": 1}
+    dirs.update({f"policy/{m}_{s}/final": 2 + i for i, (m, s) in enumerate((m, s) for m in methods for s in splits)})
+    for rel, seed in dirs.items():
+        lm = build_causal_lm("tiny-gpt2", tok, seed=seed, size=size)
+        model = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=seed) if rel.startswith(("oracle", "policy/drdo")) \
+            else lm
+        model.save_pretrained(runs / profile / rel)
+        tok.save_pretrained(runs / profile / rel)
+    return tok
+
+
+def test_run_evaluation_end_to_end_writes_every_table(tmp_path):
+    import json as _json
+
+    from drdo_lib.data import DataConfig, load_profile_data
+    from drdo_lib.evaluation import run_evaluation
+
+    runs = tmp_path / "runs"
+    data = load_profile_data(DataConfig(n_train=50, n_valid=20, n_sft=20, n_sft_test=12, n_ood=10), "p", seed=0,
+                             runs_dir=runs)
+    _fake_run_layout(runs, "p", data.testbed)
+    cfg = EvalConfig(splits=("D_all",), n_prompts=6, n_ood_prompts=5, temperatures=(0.2, 0.9),
+                     head_to_head_temperature=0.9, max_new_tokens=4, batch_size=8, seeds=(0, 1), n_bootstrap=50,
+                     alpaca_prompts="in_dist", device="cpu")
+    res = run_evaluation(cfg, "p", data, runs_dir=runs, progress=False)
+    out = runs / "p" / "eval"
+    for f in ("config.json", "win_rates.csv", "advantage.csv", "table1.csv", "table1_judgements.csv", "table3.csv",
+              "summary.json", "scored_in_dist.jsonl", "scored_ood.jsonl"):
+        assert (out / f).exists(), f
+    wr = res["win_rates"]
+    assert set(wr.reward) == {"oracle_reward", "gold_reward"}
+    assert set(wr.baseline) == {"sft", "dpo", "edpo"} and (wr.n == 6 * 2).all()
+    # gold win rates are the hand count of r* on the scored completions
+    sc = res["scored"]["in_dist"]
+    a = sc[(sc.policy == "drdo_D_all") & (sc.temperature == 0.9)].sort_values(["prompt_id", "seed"])
+    b = sc[(sc.policy == "sft") & (sc.temperature == 0.9)].sort_values(["prompt_id", "seed"])
+    ra = np.array([data.testbed.true_reward(p, y) for p, y in zip(a.prompt, a.response)])
+    rb = np.array([data.testbed.true_reward(p, y) for p, y in zip(b.prompt, b.response)])
+    row = wr[(wr.reward == "gold_reward") & (wr.baseline == "sft") & (wr.temperature == 0.9)].iloc[0]
+    assert (row.wins, row.ties) == (int((ra > rb).sum()), int((ra == rb).sum()))
+    t1 = res["table1"]
+    assert list(t1.comparison) == ["DRDO vs. DPO", "DRDO vs. e-DPO", "Gold vs. DRDO", "Gold vs. DPO", "Gold vs. e-DPO"]
+    assert (t1.judged + t1.discarded == 5).all()
+    t3 = res["table3"]
+    assert set(t3.comparison) == {"DRDO vs. DPO", "DRDO vs. e-DPO"} and (t3.n_total == 6).all()
+    mo = _json.loads((out / "alpaca_eval" / "drdo_D_all" / "model_outputs.json").read_text())
+    assert len(mo) == 6 and set(mo[0]) >= {"instruction", "output", "generator"}
+    assert set(res["advantage"].versus) == {"sft", "reference"} and set(res["advantage"]["set"]) == {"in_dist", "ood"}
