@@ -316,3 +316,26 @@ def test_run_evaluation_end_to_end_writes_every_table(tmp_path):
     mo = _json.loads((out / "alpaca_eval" / "drdo_D_all" / "model_outputs.json").read_text())
     assert len(mo) == 6 and set(mo[0]) >= {"instruction", "output", "generator"}
     assert set(res["advantage"].versus) == {"sft", "reference"} and set(res["advantage"]["set"]) == {"in_dist", "ood"}
+
+
+# ------------------------------------------------------------------------------------------- paper numbers
+def test_paper_numbers_match_the_paper_text():
+    from pathlib import Path
+
+    from drdo_lib import paper_numbers as pn
+
+    paper = Path(__file__).resolve().parents[2] / "shared" / "paper" / "000_e78bc0cc26b8d448.txt"
+    if not paper.exists():
+        pytest.skip(f"paper text not found at {paper}")
+    lines = paper.read_text().splitlines()
+    for model in pn.PAPER_TABLE2_MODELS:  # Table 2: one tab-separated line per model
+        (line,) = [x for x in lines if x.startswith(model + "\t")]
+        assert [float(v) for v in line.split("\t")[1:]] == list(pn.TABLE2.loc[model].values)
+    table_rows = [x.split("\t") for x in lines if x.count("\t") == 2 and x.strip().endswith("%")]
+    pairs = [(int(w), round(float(r.rstrip("%")) / 100, 6)) for _, w, r in table_rows]
+    assert pairs == list(zip(pn.TABLE1.wins, pn.TABLE1.win_rate)) + list(zip(pn.TABLE3.wins, pn.TABLE3.win_rate))
+    # Table 5 rows: Conf, Edit, Train, Validation
+    t5 = [x.split("\t") for x in lines if x.count("\t") == 4 and x.split("\t")[1].replace(".", "").isdigit()]
+    assert [(float(c), float(e), int(t.replace(",", "")), int(v.replace(",", ""))) for _, c, e, t, v in t5] == \
+        list(pn.TABLE5[["mean_confidence", "mean_edit_distance", "n_train", "n_valid"]].itertuples(index=False,
+                                                                                                   name=None))
