@@ -404,6 +404,8 @@ def training_arguments(cfg: PolicyConfig, output_dir: str | Path, seed: int, **o
         bf16=resolve_bf16(cfg.bf16), deepspeed=cfg.deepspeed, report_to="none", remove_unused_columns=False,
         ddp_find_unused_parameters=False, dataloader_num_workers=0, disable_tqdm=False,
         logging_nan_inf_filter=False,
+        # On a machine without CUDA, use_cpu makes accelerate treat a torchrun/accelerate launch as MULTI_CPU (gloo).
+        use_cpu=not torch.cuda.is_available(),
     )
     kw.update(overrides)
     return transformers.TrainingArguments(**kw)
