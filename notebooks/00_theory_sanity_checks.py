@@ -92,7 +92,7 @@ display(pd.DataFrame(finite_sample_table(cfg)))
 #
 # Three runs on the same data (left: the implicit-reward margin β[(z − z_ref) − (z′ − z′_ref)] of each pair, on a log
 # step axis; middle: the mass on responses that appear as dispreferred, π(C(y_l)); right: the mass on responses
-# never seen as preferred — here, all of it sits on sequences that are not in the data at all).
+# never seen as preferred — in this toy almost all of it sits on token sequences that are not in the data at all).
 
 # %%
 data, reward_models, runs = run_all_methods(cfg)
@@ -114,8 +114,8 @@ display(growth)
 
 # %% [markdown]
 # **What the numbers say (Lemma 1).** DPO's margin on the deterministic pair and on the one-sided p* = ½ pair keeps
-# growing, by roughly the same amount per decade of steps (no finite optimum: Lemma 1b/1c), and π(C(y_l)) collapses
-# towards 0. The mass does *not* go to the preferred responses: because the loser of one pair shares tokens with other
+# growing with no plateau in sight (the logistic loss of a one-sided pair has no finite minimiser; asymptotically the
+# margin grows like log t: Lemma 1b/1c), and π(C(y_l)) collapses towards 0. The mass does *not* go to the preferred responses: because the loser of one pair shares tokens with other
 # responses, most of it ends on token sequences that never appear in the data (right panel) — Lemma 1c's
 # π(C(y_l)^c) → 1 in its worst form. The pair seen in both orders behaves differently from what Lemma 1a's wording
 # suggests: its margin converges to a *finite* value near logit(p̂) = log(n_yy′/n_y′y) (it is pulled a little by the
@@ -128,7 +128,7 @@ display(growth)
 # training length, and e-DPO inherits it (table and figure below).
 #
 # **DRDO** with the true r* as oracle pulls β·(z − z′) to Δr* (here r̂ = β·z, `student_reward="logprob"`): the
-# deterministic margin settles at Δr*, the p* = ½ pairs stay near 0. Note that this does not keep mass on the data's
+# deterministic margin settles at Δr* and stops there, the p* = ½ pairs stay small and stop growing. Note that this does not keep mass on the data's
 # responses in this toy: reaching Δr* = 3 at β = 0.1 needs a 30-nat log-ratio, which also drives down every response
 # that shares tokens with y1; the focal term (α = 0.1) is too weak to hold mass on the winners.
 
@@ -246,6 +246,22 @@ else:
     print("static mode (DRDO_STATIC=1 or ipywidgets missing): see the figures above")
 
 # %% [markdown]
+# ## Findings
+#
+# - Prop. 1 holds trivially (σ(Δr) = ½ ⇔ Δr = 0); what matters in practice is that a *finite* sample of a p* = ½ pair
+#   is one-sided with probability 2^(1−n), and then BT / DPO have no finite optimum.
+# - Lemma 1: on one-sided pairs (deterministic, or p* = ½ seen in one order) DPO's margin grows without bound,
+#   π(y_l) → 0, and the freed mass lands on responses never seen as preferred. A p* = ½ pair seen in both orders is
+#   *not* divergent: DPO converges to logit(p̂), and with equal counts its gradients cancel exactly (nothing learnt).
+# - Lemma 2: e-DPO reproduces the reward models' gap exactly, so it diverges exactly as far as they do.
+# - DRDO: the focal weight (1 − p_w)^γ keeps the gradient alive at p_w ≈ ½ and removes it at p_w ≈ 1 (γ > 0); on a tie
+#   seen in both orders DRDO's gradient does not cancel. Its margins are tied to the oracle's Δr*, so it is only as
+#   protected from over-confident pairs as its oracle is right.
+# - App. A.5: Eq. 32–33 agree with autograd to float32 precision. The term labelled "decrease π(y_l)" *raises*
+#   log π(y_l) under gradient descent; π(y_l) still falls through the other parts.
+# - With `logp_reduction="sum"` the log(1 − π(y_l|x)) half of the focal term is numerically zero for realistic
+#   responses; `"mean"` keeps it alive.
+#
 # ## Summary (checked by nbval)
 
 # %%

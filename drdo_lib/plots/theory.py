@@ -123,6 +123,10 @@ def plot_logp_reduction(rows: Sequence[Mapping[str, float]]):
         ax.plot(L, [-r["log1m_pi_mean"] for r in sub], "--s", color=c, label=f"mean, token logp {u:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(1e-12, 10)
+    ax.axhspan(1e-12, 1.2e-7, color="0.9", zorder=0)
+    ax.text(0.98, 0.03, "shaded: < float32 eps, lost when added to z_w (|z_w| ≥ 1); < 1e-12 off the axis",
+            transform=ax.transAxes, ha="right", fontsize=7, color="0.35")
     ax.set_xlabel("response length (tokens)")
     ax.set_ylabel(r"$-\log(1-\pi(y_l|x))$")
     ax.set_title("the unlikelihood term vanishes with sum-reduced log-probs")
