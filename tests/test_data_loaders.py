@@ -320,3 +320,45 @@ def test_real_sft_cnn_uf_alpaca():
     ae = load_alpaca_eval(d / "alpaca_eval" / "alpaca_eval_gpt4_1106_preview_reference.json")
     assert len(ae) == 805 and dropped_counts(ae) == {}
     assert not any(math.isnan(x) for x in uf["edit_distance"])
+
+
+# ------------------------------------------------------------------------------------------- hub route (cached map)
+def fake_hub(monkeypatch, splits: dict):
+    import datasets
+
+    def fake_load_dataset(hub_id, config=None, **kw):
+        return datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+
+
+def test_hub_route_drops_and_strict(monkeypatch):
+    rows = [comparison(pid="t3_1"), comparison(pid="t3_2", conf=5), comparison(pid="t3_3", texts=(" a", " a")),
+            comparison(pid="t3_1")]  # the last one repeats the first row exactly (same id)
+    fake_hub(monkeypatch, {"train": rows})
+    ds = load_tldr_comparisons("org/comparisons")
+    assert ds["post_id"] == ["t3_1"]
+    assert dropped_counts(ds) == {"confidence_out_of_range": 1, "identical_responses": 1, "duplicate_id": 1}
+    assert ds.features["confidence"].dtype == "int64" and ds.features["strength"].dtype == "float64"
+    with pytest.raises(BadRowError, match=r"org/comparisons\[train\]: row 2: field 'extra.confidence'"):
+        load_tldr_comparisons("org/comparisons", strict=True)
+    with pytest.raises(ValueError, match="no split"):
+        load_tldr_comparisons("org/comparisons", hub_splits=["validation"])
+
+
+def test_hub_and_local_routes_agree_on_real_data(monkeypatch):
+    d = shared_data()
+    raw = [json.loads(line) for line in open(d / "summarize_from_feedback_comparisons" / "batch18.jsonl")]
+    local = load_tldr_comparisons(d / "summarize_from_feedback_comparisons" / "batch18.jsonl")
+    fake_hub(monkeypatch, {"validation": raw})
+    hub = load_tldr_comparisons("openai/summarize_from_feedback")
+    cols = [c for c in local.column_names if c != "origin"]
+    assert hub.select_columns(cols).to_list() == local.select_columns(cols).to_list()
+    for name, mod_loader, sub in [("sft", load_tldr_sft, "openai_summarize_tldr/carperai_format_test500.jsonl"),
+                                  ("cnn", load_cnn_dailymail, "cnn_dailymail/cnn_dailymail_hf_schema_250.jsonl")]:
+        recs = [json.loads(line) for line in open(d / sub)]
+        loc = mod_loader(d / sub)
+        fake_hub(monkeypatch, {"test": recs})
+        via_hub = mod_loader("org/" + name, hub_splits=["test"])
+        assert via_hub["prompt" if name == "sft" else "article"] == loc["prompt" if name == "sft" else "article"]
+        assert set(via_hub["split"]) == {"test"}

@@ -50,6 +50,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
+import pandas as pd
 from rapidfuzz.distance import Levenshtein
 from tqdm.auto import tqdm
 
@@ -73,6 +75,24 @@ __all__ = [
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 EDIT_DISTANCE_UNITS = ("word", "char", "token")
 _PROGRESS_MIN_ROWS = 20_000  # show a progress bar when normalising at least this many rows
+
+
+def _features(**cols: str):
+    import datasets
+
+    return datasets.Features({k: datasets.Value(v) for k, v in cols.items()})
+
+
+_S = "string"
+#: Column types of the normalised rows (see the module docstring).
+PREFERENCE_COLUMNS = dict(id=_S, pair_id=_S, prompt=_S, chosen=_S, rejected=_S, confidence="int64",
+                          strength="float64", edit_distance="float64", choice="int64", source=_S, origin=_S,
+                          split=_S, worker=_S, batch=_S, post_id=_S, subreddit=_S, chosen_policy=_S,
+                          rejected_policy=_S)
+SFT_COLUMNS = dict(id=_S, prompt=_S, response=_S, split=_S, source=_S, origin=_S)
+OOD_COLUMNS = dict(id=_S, article=_S, highlights=_S, split=_S, source=_S, origin=_S)
+ALPACA_COLUMNS = dict(id=_S, instruction=_S, dataset=_S, reference_output=_S, reference_generator=_S, source=_S,
+                      origin=_S)
 
 
 class BadRowError(ValueError):
@@ -163,50 +183,55 @@ def _iter_file(path: Path, drops: Counter, strict: bool) -> Iterator[tuple[int, 
                 drops["invalid_json"] += 1
 
 
-def _hub_records(hub_id: str, config: str | None, splits: Sequence[str] | None) -> Iterator[tuple[str, int, Any]]:
-    import datasets
-
-    logger.info("loading %s (config %s) from the hub with datasets.load_dataset", hub_id, config)
-    dsd = datasets.load_dataset(hub_id, config) if config else datasets.load_dataset(hub_id)
-    names = list(splits) if splits else list(dsd.keys())
-    for name in names:
-        for i, rec in enumerate(dsd[name], start=1):
-            yield f"{hub_id}[{name}]", i, rec
-
-
-def _records(source: str | Path, hub_config: str | None, hub_splits: Sequence[str] | None,
-             drops: Counter, strict: bool, schema_keys: set[str]) -> Iterator[tuple[str, str, int, Any]]:
-    """(origin name, hub split or "", row number, record) for every record of ``source``."""
-    if _is_local(source):
-        for path in _data_files(Path(source)):
-            n_ok = n_seen = 0
-            for i, rec in _iter_file(path, drops, strict):
-                n_seen += 1
-                if isinstance(rec, dict) and schema_keys & set(rec):
-                    n_ok += 1
-                yield path.name, "", i, rec
-                if n_seen >= 50 and n_ok == 0:
-                    break
-            if n_seen and n_ok == 0:
-                raise ValueError(f"{path}: not in the expected schema: none of the first {n_seen} rows has any of "
-                                 f"the fields {sorted(schema_keys)}")
-    else:
-        for origin, i, rec in _hub_records(str(source), hub_config, hub_splits):
-            yield origin, origin.rsplit("[", 1)[-1].rstrip("]"), i, rec
+def _records(source: str | Path, drops: Counter, strict: bool,
+             schema_keys: set[str]) -> Iterator[tuple[str, str, int, Any]]:
+    """(origin name, "", row number, record) for every record of a local file or folder."""
+    for path in _data_files(Path(source)):
+        n_ok = n_seen = 0
+        for i, rec in _iter_file(path, drops, strict):
+            n_seen += 1
+            if isinstance(rec, dict) and schema_keys & set(rec):
+                n_ok += 1
+            yield path.name, "", i, rec
+            if n_seen >= 50 and n_ok == 0:
+                break
+        if n_seen and n_ok == 0:
+            raise ValueError(f"{path}: not in the expected schema: none of the first {n_seen} rows has any of "
+                             f"the fields {sorted(schema_keys)}")
 
 
 def _normalise_all(source: str | Path, normalise: Callable[[dict, str, str], dict], *, hub_config: str | None,
                    hub_splits: Sequence[str] | None, strict: bool, schema_keys: set[str], name: str,
-                   key: str = "id"):
+                   features: Any, key: str = "id"):
     """Run ``normalise`` on every record; returns a Dataset of good rows with drop counts in its info."""
+    if _is_local(source):
+        return _normalise_local(source, normalise, strict=strict, schema_keys=schema_keys, name=name,
+                                features=features, key=key)
+    return _normalise_hub(str(source), normalise, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
+                          name=name, features=features, key=key)
+
+
+def _finish(drops: Counter, source: Any, name: str, n_kept: int, features: Any):
+    import datasets
+
+    if drops:
+        logger.warning("%s from %s: kept %d rows, dropped %d: %s", name, source, n_kept, sum(drops.values()),
+                       dict(sorted(drops.items())))
+    if n_kept == 0:
+        raise ValueError(f"{name}: no usable rows in {source} (dropped: {dict(drops)})")
+    return datasets.DatasetInfo(description=json.dumps({"drdo_dropped": dict(sorted(drops.items())),
+                                                        "drdo_source": str(source)}), features=features)
+
+
+def _normalise_local(source: str | Path, normalise: Callable[[dict, str, str], dict], *, strict: bool,
+                     schema_keys: set[str], name: str, features: Any, key: str):
     import datasets
 
     drops: Counter = Counter()
     rows: list[dict] = []
     seen_ids: set[str] = set()
     bar = None
-    for n, (origin, hub_split, i, rec) in enumerate(_records(source, hub_config, hub_splits, drops, strict,
-                                                             schema_keys)):
+    for n, (origin, hub_split, i, rec) in enumerate(_records(source, drops, strict, schema_keys)):
         if n == _PROGRESS_MIN_ROWS:
             bar = tqdm(desc=f"normalising {name}", unit=" rows", initial=n)
         if bar is not None:
@@ -227,14 +252,65 @@ def _normalise_all(source: str | Path, normalise: Callable[[dict, str, str], dic
         rows.append(row)
     if bar is not None:
         bar.close()
-    if drops:
-        logger.warning("%s from %s: kept %d rows, dropped %d: %s", name, source, len(rows), sum(drops.values()),
-                       dict(sorted(drops.items())))
-    info = datasets.DatasetInfo(description=json.dumps({"drdo_dropped": dict(sorted(drops.items())),
-                                                        "drdo_source": str(source)}))
-    if not rows:
-        raise ValueError(f"{name}: no usable rows in {source} (dropped: {dict(drops)})")
-    return datasets.Dataset.from_list(rows, info=info)
+    info = _finish(drops, source, name, len(rows), features)
+    return datasets.Dataset.from_list(rows, features=features, info=info)
+
+
+def _normalise_hub(hub_id: str, normalise: Callable[[dict, str, str], dict], *, hub_config: str | None,
+                   hub_splits: Sequence[str] | None, strict: bool, name: str, features: Any, key: str):
+    """Hub source: ``datasets.load_dataset`` then a batched, cached ``Dataset.map`` of ``normalise``."""
+    import datasets
+
+    logger.info("loading %s (config %s) with datasets.load_dataset", hub_id, hub_config)
+    dsd = datasets.load_dataset(hub_id, hub_config) if hub_config else datasets.load_dataset(hub_id)
+    if isinstance(dsd, datasets.Dataset):
+        dsd = datasets.DatasetDict({"train": dsd})
+    names = list(hub_splits) if hub_splits else list(dsd.keys())
+    unknown = [n for n in names if n not in dsd]
+    if unknown:
+        raise ValueError(f"{hub_id}: no split(s) {unknown}; available: {list(dsd.keys())}")
+    out_features = datasets.Features({**features, "_drop": datasets.Value("string")})
+    empty = {k: None for k in features}
+    drops: Counter = Counter()
+    parts = []
+    for split in names:
+        origin = f"{hub_id}[{split}]"
+
+        def fn(batch: dict, indices: list[int], origin: str = origin, split: str = split) -> dict:
+            cols = list(batch)
+            out: dict[str, list] = {k: [] for k in out_features}
+            for j, idx in enumerate(indices):
+                rec = {c: batch[c][j] for c in cols}
+                try:
+                    row, reason = normalise(rec, origin, split), ""
+                except _Drop as d:
+                    if strict:
+                        raise BadRowError(f"{origin}: row {idx + 1}: field {d.field!r}: {d.reason}"
+                                          + (f" ({d.detail})" if d.detail else "")) from None
+                    row, reason = empty, d.reason
+                for k in features:
+                    out[k].append(row[k])
+                out["_drop"].append(reason)
+            return out
+
+        mapped = dsd[split].map(fn, batched=True, with_indices=True, remove_columns=dsd[split].column_names,
+                                features=out_features, desc=f"normalising {name} [{split}]")
+        drop_col = mapped["_drop"]
+        drops.update(r for r in drop_col if r)
+        parts.append(mapped)
+    ds = datasets.concatenate_datasets(parts)
+    frame = pd.DataFrame({"drop": ds["_drop"], "id": ds[key]})
+    ok = (frame["drop"] == "").to_numpy()
+    dup = frame["id"].duplicated().to_numpy() & ok
+    if dup.any():
+        if strict:
+            first = int(np.flatnonzero(dup)[0])
+            raise BadRowError(f"{hub_id}: row {first + 1} of the concatenated splits: field {key!r}: duplicate_id")
+        drops["duplicate_id"] += int(dup.sum())
+    keep = np.flatnonzero(ok & ~dup)
+    info = _finish(drops, hub_id, name, len(keep), datasets.Features(features))
+    ds = ds.select(keep).remove_columns("_drop").flatten_indices()
+    return datasets.Dataset(ds.data, info=info)
 
 
 def _get(rec: dict, field: str, path: str | None = None) -> Any:
@@ -331,7 +407,7 @@ def load_tldr_comparisons(source: str | Path = "openai/summarize_from_feedback",
         raise ValueError("edit_distance_unit='token' needs a tokenizer")
     return _normalise_all(source, _tldr_comparison(edit_distance_unit, tokenizer), hub_config=hub_config,
                           hub_splits=hub_splits, strict=strict, schema_keys={"info", "summaries", "choice"},
-                          name="TL;DR comparisons")
+                          name="TL;DR comparisons", features=_features(**PREFERENCE_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------- TL;DR SFT
@@ -377,7 +453,7 @@ def load_tldr_sft(source: str | Path = "CarperAI/openai_summarize_tldr", *, hub_
     """
     return _normalise_all(source, _tldr_sft, hub_config=None, hub_splits=hub_splits, strict=strict,
                           schema_keys={"prompt", "label", "subreddit", "title", "post", "instruction"},
-                          name="TL;DR SFT")
+                          name="TL;DR SFT", features=_features(**SFT_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------- CNN/DailyMail
@@ -397,7 +473,7 @@ def load_cnn_dailymail(source: str | Path = "cnn_dailymail", *, hub_config: str 
                        hub_splits: Sequence[str] | None = ("test",), strict: bool = False):
     """CNN/DailyMail (``{id, article, highlights}``, config 3.0.0), the OOD test set; hub default split "test"."""
     return _normalise_all(source, _cnn, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
-                          schema_keys={"article", "highlights"}, name="CNN/DailyMail")
+                          schema_keys={"article", "highlights"}, name="CNN/DailyMail", features=_features(**OOD_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------- UltraFeedback
@@ -456,7 +532,7 @@ def load_ultrafeedback(source: str | Path = "argilla/ultrafeedback-binarized-pre
         raise ValueError(f"edit_distance_unit must be one of {EDIT_DISTANCE_UNITS}, got {edit_distance_unit!r}")
     return _normalise_all(source, _ultrafeedback(edit_distance_unit, tokenizer), hub_config=None,
                           hub_splits=hub_splits, strict=strict, schema_keys={"prompt", "chosen", "rejected"},
-                          name="UltraFeedback")
+                          name="UltraFeedback", features=_features(**PREFERENCE_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------- AlpacaEval
@@ -478,4 +554,4 @@ def load_alpaca_eval(source: str | Path = "tatsu-lab/alpaca_eval", *, hub_config
     reference generator.
     """
     return _normalise_all(source, _alpaca, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
-                          schema_keys={"instruction"}, name="AlpacaEval")
+                          schema_keys={"instruction"}, name="AlpacaEval", features=_features(**ALPACA_COLUMNS))
