@@ -186,15 +186,6 @@ def response_logps(logits: torch.Tensor, responses: torch.Tensor, reduction: str
     return z if reduction == "sum" else z / logits.shape[0]
 
 
-def _all_response_probs(logits: torch.Tensor) -> torch.Tensor:
-    """π over all V^L responses (only used for small V^L); flattened in row-major token order."""
-    probs = torch.softmax(logits, dim=-1)
-    out = probs[0]
-    for t in range(1, probs.shape[0]):
-        out = (out.unsqueeze(-1) * probs[t].unsqueeze(0)).reshape(-1)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # preference data
 # ---------------------------------------------------------------------------------------------------------------
@@ -383,7 +374,6 @@ def run_method(
     params = [logits, head] if (method == "drdo" and cfg.student_reward == "head") else [logits]
 
     pref, disp = data.preferred_set, data.dispreferred_set
-    small = cfg.n_actions**cfg.response_length <= 200_000
     rec: dict[str, list] = {k: [] for k in ("step", "loss", "probs", "mdisp", "mpref", "munseen")}
     rec_m: dict[str, list] = {n: [] for n in data.pair_names}
     rec_g: dict[str, list] = {n: [] for n in data.pair_names}
@@ -398,8 +388,7 @@ def run_method(
             rec["probs"].append(probs.numpy().copy())
             rec["mdisp"].append(float(probs[disp].sum()))
             rec["mpref"].append(float(probs[pref].sum()))
-            total_seen = float(probs.sum()) if small else float("nan")
-            rec["munseen"].append(1.0 - total_seen)
+            rec["munseen"].append(1.0 - float(probs.sum()))
             for k, (a, b) in enumerate(data.pair_members):
                 name = data.pair_names[k]
                 dz = zs[a] - zs[b]

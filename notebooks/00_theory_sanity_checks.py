@@ -39,7 +39,6 @@ theory = {}  # the `theory:` section of configs/<profile>.yaml: fields of drdo_l
 
 # %%
 import logging
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -63,7 +62,6 @@ from drdo_lib.theory import (
     prop1_table,
     run_all_methods,
     tie_gradients,
-    train_reward_models,
     run_method,
 )
 from drdo_lib.widgets import interactive_enabled, theory_explorer
