@@ -36,7 +36,8 @@ def main() -> None:
     print(f"build_splits (2 modes) : {t3 - t2:6.1f} s")
     print(f"load + normalise + split: {t3 - t1:6.1f} s   (target < 60 s)")
     print(f"total                  : {t3 - t0:6.1f} s")
-    print(report_strength[["split", "n_train", "n_valid", "mean_confidence", "mean_edit_distance"]].to_string(index=False))
+    cols = ["split", "n_train", "n_valid", "mean_confidence", "mean_edit_distance"]
+    print(report_strength[cols].to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ cfg
 # (coverage bonus, a penalty per invented word, a penalty per word beyond |K| + 2; the weights are `SyntheticConfig`
 # settings). The ideal summary scores 4. SFT labels are **noisy references** (key words dropped with probability
 # 0.25, occasional filler or invented words). Comparison candidates are perturbations of varying quality, and the
-# label is sampled from **Bradley–Terry on r\*** with a temperature: p* = σ((r*₁ − r*₀)/T), `choice` ~ Bernoulli(p*).
+# label is sampled from **Bradley–Terry on r\*** with a temperature: p* = σ((r*₁ − r*₀)/T),
+# `choice` ~ Bernoulli(p*).
 # The labeller's strength is 2|p* − ½| plus noise binned into 1–4 and written in the directional 1–9 form. So
 # low-strength pairs are genuinely non-deterministic (p* ≈ ½), and r* is the gold judge of every later notebook.
 
@@ -98,8 +99,9 @@ display(pd.DataFrame(rows.select(range(3))).loc[:, ["prompt", "chosen", "rejecte
 # `conf` is the mean **raw** 1–9 confidence (what the paper reports), `mean_strength` the mean |confidence − 5|,
 # `edit` the mean normalised word edit distance, `train`/`valid` the counts (raw split "train" vs "valid1"/"valid2").
 # The paper's counts are of the full data set (92,858 train / 86,086 validation rows on the hub); ours are of the rows
-# of this profile. In raw mode the "high" split has mean confidence ≈ 7–8 and the "low" one ≈ 2–4 because it selects
-# by direction, as in the paper; in strength mode both are ≈ 5 (directions balanced) while the strength differs.
+# of this profile. In raw mode the "high" split has mean confidence ≈ 7–8 and the "low" one ≈ 2–4 because it
+# selects by direction, as in the paper; in strength mode both are ≈ 5 (directions balanced) while the strength
+# differs.
 #
 # Edit distances are not comparable with the paper's: the paper does not say how its 0.12 is normalised. On the real
 # samples (profile `sample`) the normalised *word* Levenshtein distance averages ≈ 0.87, because the two summaries

@@ -222,7 +222,8 @@ def test_hub_route_uses_load_dataset(monkeypatch):
 
 # ------------------------------------------------------------------------------------------- TL;DR SFT
 def test_sft_both_layouts_give_the_same_prompt(tmp_path):
-    carper = {"id": "t3_x", "prompt": "SUBREDDIT: r/pets\nTITLE: Dog\nPOST: My dog barks.\nTL;DR: ", "label": "dog barks"}
+    carper = {"id": "t3_x", "prompt": "SUBREDDIT: r/pets\nTITLE: Dog\nPOST: My dog barks.\nTL;DR: ",
+              "label": "dog barks"}
     dove = {"instruction_id": "t3_y", "subreddit": "pets", "title": "Dog", "instruction": "My dog barks.",
             "gold_response": "dog barks"}
     openai = {"id": "t3_z", "subreddit": "pets", "title": "Dog", "post": "My dog barks.", "summary": " dog barks"}

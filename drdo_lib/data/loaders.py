@@ -2,7 +2,10 @@
 
 Every loader takes ``source`` = a Hugging Face hub id (loaded with ``datasets.load_dataset``; needs network or a
 warm cache) **or** a local ``.jsonl`` / ``.json`` / ``.parquet`` file or a folder of them (read here, no hub).
-A path wins when it exists; anything else is treated as a hub id.
+A path wins when it exists; anything else is treated as a hub id. Hub datasets are normalised with a batched
+``Dataset.map`` (Arrow, cached by ``datasets`` like the download); local files are parsed in Python, row by row, so
+that a row Arrow could not type is dropped with its reason instead of failing the whole file. Both give the same
+rows (tested) with the Arrow types of ``PREFERENCE_COLUMNS`` / ``SFT_COLUMNS`` / ``OOD_COLUMNS`` / ``ALPACA_COLUMNS``.
 
 Normalised row shapes
 ---------------------
@@ -24,21 +27,26 @@ Preference rows (:func:`load_tldr_comparisons`, :func:`load_ultrafeedback`)::
 
 SFT rows (:func:`load_tldr_sft`): ``{id, prompt, response, split, source, origin}``; ``prompt`` ends with "TL;DR:" and
 ``response`` starts with one space (CarperAI's "TL;DR: " + label, re-cut), so ``prompt + response`` is the text.
-Also reads the OpenAI/dove field layout ``{id|instruction_id, subreddit, title, post|instruction, summary|gold_response}``.
+Also reads the OpenAI/dove layout ``{id|instruction_id, subreddit, title, post|instruction, summary|gold_response}``.
 OOD rows (:func:`load_cnn_dailymail`): ``{id, article, highlights, split, source, origin}``.
 AlpacaEval rows (:func:`load_alpaca_eval`): ``{id, instruction, dataset, reference_output, reference_generator,
 source, origin}``.
 
 Bad input
 ---------
-Rows that cannot be used are never silently used or lost: each is dropped with a reason (``missing_field``,
-``no_tldr_fields``, ``empty_response``, ``identical_responses``, ``bad_choice``, ``bad_summaries``,
-``null_confidence`` is *kept* (strength None; :func:`~drdo_lib.data.splits.build_splits` excludes it from the
-confidence splits and counts it), ``confidence_out_of_range``, ``confidence_direction_mismatch``,
-``non_finite_rating``, ``invalid_json``, ``not_a_record``, ``duplicate_id``), counted, logged, and the counts are
-stored with the dataset (:func:`dropped_counts`). A whole file with none of the schema's fields raises ``ValueError``
-naming the file. With ``strict=True`` the first bad row raises ``ValueError`` naming the file, the row (1-based line
-or index) and the field.
+Rows that cannot be used are never silently used or lost: each is dropped with a reason, counted, logged, and the
+counts are stored with the dataset (read them with :func:`dropped_counts`; ``build_splits`` copies them into its
+report; they survive ``select``/``filter``/``map``, while ``concatenate_datasets`` keeps only the first one's).
+Reasons: ``missing_field`` (absent, null or wrongly typed field, including a renamed one),
+``no_tldr_fields`` (``info`` without post/title/subreddit, e.g. the CNN/DM comparisons; an SFT prompt without
+"TL;DR:"), ``bad_summaries`` (not exactly two), ``bad_choice``, ``empty_response``, ``identical_responses``,
+``confidence_out_of_range`` (not an integer in 1–4 or 6–9), ``confidence_direction_mismatch`` (1–4 with choice 1
+or 6–9 with choice 0), ``non_finite_rating``, ``invalid_json``, ``not_a_record``, ``duplicate_id``.
+A **null** confidence is not an error: the row is kept with ``confidence = strength = None``;
+:func:`~drdo_lib.data.splits.build_splits` keeps it in D_all, leaves it out of the confidence splits and counts it
+(``dropped_null_confidence``). A whole file with none of the schema's fields raises ``ValueError`` naming the file.
+With ``strict=True`` the first bad row raises :class:`BadRowError` naming the file, the row (1-based line or index)
+and the field.
 """
 from __future__ import annotations
 
@@ -473,7 +481,8 @@ def load_cnn_dailymail(source: str | Path = "cnn_dailymail", *, hub_config: str 
                        hub_splits: Sequence[str] | None = ("test",), strict: bool = False):
     """CNN/DailyMail (``{id, article, highlights}``, config 3.0.0), the OOD test set; hub default split "test"."""
     return _normalise_all(source, _cnn, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
-                          schema_keys={"article", "highlights"}, name="CNN/DailyMail", features=_features(**OOD_COLUMNS))
+                          schema_keys={"article", "highlights"}, name="CNN/DailyMail",
+                          features=_features(**OOD_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------- UltraFeedback
@@ -518,7 +527,8 @@ def _ultrafeedback(unit: str, tokenizer: Any) -> Callable[[dict, str, str], dict
             "edit_distance": edit_distance(chosen, rejected, unit, tokenizer), "choice": -1,
             "source": "ultrafeedback", "origin": origin, "split": hub_split or _split_from_name(origin) or "train",
             "worker": "", "batch": str(rec.get("source") or ""), "post_id": "", "subreddit": "",
-            "chosen_policy": str(rec.get("chosen-model") or ""), "rejected_policy": str(rec.get("rejected-model") or ""),
+            "chosen_policy": str(rec.get("chosen-model") or ""),
+            "rejected_policy": str(rec.get("rejected-model") or ""),
         }
 
     return normalise

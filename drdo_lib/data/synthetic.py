@@ -146,7 +146,7 @@ class SyntheticConfig:
     """Settings of the synthetic testbed (all generation is a deterministic function of these)."""
 
     seed: int = 0  # master seed; every split/kind gets its own string-seeded stream derived from it
-    temperature: float = 1.0  # Bradley–Terry temperature: p* = σ((r*_1 − r*_0)/temperature); higher = noisier labels
+    temperature: float = 1.0  # Bradley–Terry temperature: p* = σ((r*_1 − r*_0)/temperature); higher = noisier
     confidence_noise: float = 0.15  # std of labeller noise added to 2|p* − ½| before binning into strength 1..4
     null_confidence_fraction: float = 0.0  # fraction of comparison rows written with extra.confidence = null
     repeat_fraction: float = 0.1  # fraction of pairs labelled a second time by another worker
