@@ -56,6 +56,12 @@ __all__ = [
     "reward_advantage_grid",
     "head_to_head",
     "JUDGE_OFFLINE",
+    "eval_prompt_sets",
+    "build_scorers",
+    "judge_reward_fn",
+    "run_evaluation",
+    "policy_reward_table",
+    "table1_comparisons",
 ]
 
 #: Preference methods evaluated against each other (DRDO is the student of Tables 1–3).
@@ -188,8 +194,10 @@ def win_rate(r_a: Sequence[float], r_b: Sequence[float], *, groups: Sequence[Any
              tie_tolerance: float = 0.0, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Win/tie/loss rates of a over b from paired rewards (Table 2 form: a win is ``r_a > r_b``; ties separate).
 
-    Returns ``n, wins, ties, losses, win_rate, tie_rate, loss_rate`` and bootstrap intervals
-    ``win_rate_ci_low/high`` and ``tie_rate_ci_low/high`` (prompt-clustered when ``groups`` is given).
+    Returns ``n, wins, ties, losses, win_rate, tie_rate, loss_rate``, ``score = (wins + ties / 2) / n`` (the
+    ties-as-half win rate, comparable to 0.5 and to judges that never tie) and bootstrap intervals
+    ``win_rate_ci_low/high``, ``tie_rate_ci_low/high``, ``score_ci_low/high`` (prompt-clustered when ``groups``
+    is given).
     """
     a, b = np.asarray(r_a, dtype=np.float64), np.asarray(r_b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
@@ -203,14 +211,15 @@ def win_rate(r_a: Sequence[float], r_b: Sequence[float], *, groups: Sequence[Any
                            "losses": int(n - win.sum() - tie.sum())}
     if n == 0:
         nan = float("nan")
-        out.update(win_rate=nan, tie_rate=nan, loss_rate=nan, win_rate_ci_low=nan, win_rate_ci_high=nan,
-                   tie_rate_ci_low=nan, tie_rate_ci_high=nan)
+        out.update(win_rate=nan, tie_rate=nan, loss_rate=nan, score=nan, win_rate_ci_low=nan, win_rate_ci_high=nan,
+                   tie_rate_ci_low=nan, tie_rate_ci_high=nan, score_ci_low=nan, score_ci_high=nan)
         return out
-    out.update(win_rate=out["wins"] / n, tie_rate=out["ties"] / n, loss_rate=out["losses"] / n)
-    lo, hi = bootstrap_ci(np.stack([win, tie], axis=1).astype(float), groups=groups, n_boot=n_boot, level=level,
-                          seed=seed)
+    out.update(win_rate=out["wins"] / n, tie_rate=out["ties"] / n, loss_rate=out["losses"] / n,
+               score=(out["wins"] + out["ties"] / 2) / n)
+    lo, hi = bootstrap_ci(np.stack([win, tie, win + 0.5 * tie], axis=1).astype(float), groups=groups,
+                          n_boot=n_boot, level=level, seed=seed)
     out.update(win_rate_ci_low=float(lo[0]), win_rate_ci_high=float(hi[0]), tie_rate_ci_low=float(lo[1]),
-               tie_rate_ci_high=float(hi[1]))
+               tie_rate_ci_high=float(hi[1]), score_ci_low=float(lo[2]), score_ci_high=float(hi[2]))
     return out
 
 
@@ -756,3 +765,23 @@ def run_evaluation(cfg: EvalConfig, profile: str, data, *, data_dir: str | Path 
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     res["summary"], res["dir"] = summary, out
     return res
+
+
+def policy_reward_table(scored: pd.DataFrame, refs: pd.DataFrame | None, column: str, cfg: EvalConfig
+                        ) -> pd.DataFrame:
+    """Mean reward (with a prompt-clustered bootstrap CI) of every policy at every temperature, plus the
+    references' mean reward (temperature NaN) — the plain numbers behind the win rates."""
+    rows = []
+    for (pname, t), g in scored.groupby(["policy", "temperature"]):
+        lo, hi = bootstrap_ci(g[column].to_numpy(), groups=g["prompt_id"], n_boot=cfg.n_bootstrap,
+                              level=cfg.ci_level, seed=cfg.seed)
+        rows.append({"policy": pname, "method": g["method"].iloc[0], "split": g["split"].iloc[0],
+                     "temperature": float(t), "mean": float(g[column].mean()), "ci_low": lo, "ci_high": hi,
+                     "n": len(g), "mean_new_tokens": float(g["n_new_tokens"].mean()),
+                     "finished": float(g["finished"].mean())})
+    if refs is not None and column in refs:
+        lo, hi = bootstrap_ci(refs[column].to_numpy(), n_boot=cfg.n_bootstrap, level=cfg.ci_level, seed=cfg.seed)
+        rows.append({"policy": "reference", "method": "reference", "split": None, "temperature": float("nan"),
+                     "mean": float(refs[column].mean()), "ci_low": lo, "ci_high": hi, "n": len(refs),
+                     "mean_new_tokens": float("nan"), "finished": float("nan")})
+    return pd.DataFrame(rows)

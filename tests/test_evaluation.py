@@ -52,6 +52,8 @@ def test_win_rate_hand_count_and_ties():
     assert (r["n"], r["wins"], r["ties"], r["losses"]) == (6, 3, 2, 1)
     assert r["win_rate"] == pytest.approx(3 / 6) and r["tie_rate"] == pytest.approx(2 / 6)
     assert r["win_rate"] + r["tie_rate"] + r["loss_rate"] == pytest.approx(1.0)
+    assert r["score"] == pytest.approx((3 + 2 / 2) / 6)
+    assert r["score_ci_low"] <= r["score"] <= r["score_ci_high"]
     r = win_rate(a, b, tie_tolerance=0.1, n_boot=200)  # 2.0 vs 1.95 becomes a tie
     assert (r["wins"], r["ties"], r["losses"]) == (2, 3, 1)
     assert r["win_rate_ci_low"] <= r["win_rate"] <= r["win_rate_ci_high"]
