@@ -49,6 +49,11 @@ echo "[jupyterlab] kernel: $(jupyter kernelspec list | awk '$1 == "drdo" {print 
 echo "[jupyterlab] open: $url"
 echo "[jupyterlab] stop with Ctrl-C"
 # No announcements/news feed and no update check: JupyterLab makes no request to the internet on its own.
+# Jupytext pairs notebooks/NN_x.ipynb with its percent script NN_x.py (the committed source): JupyterLab reads the
+# inputs from the .py and the outputs from the .ipynb, and saving writes both. run_all.sh (papermill) leaves the
+# .ipynb newer than the .py, with an injected-parameters cell, and jupytext's default 1-second margin would then
+# refuse to open it ("File Load Error ... is more recent than ..."); the .py is the source of truth here, so the
+# timestamp check is off (an infinite margin is jupytext's documented way to skip it).
 exec jupyter lab \
   --ServerApp.ip=127.0.0.1 \
   --ServerApp.port="$port" \
@@ -58,4 +63,5 @@ exec jupyter lab \
   --IdentityProvider.token="$token" \
   --LabApp.news_url=None \
   --LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
+  --JupytextConfiguration.outdated_text_notebook_margin=inf \
   "${extra[@]}" "${open_args[@]}" "$@"

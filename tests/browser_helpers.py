@@ -60,6 +60,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class WaitAborted(RuntimeError):
+    """Raised inside a :func:`wait_for` predicate to stop waiting at once (e.g. the server process died)."""
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.25) -> object:
     """Poll ``predicate`` until it returns something truthy; raise ``TimeoutError`` naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
@@ -69,6 +73,8 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
             value = predicate()
             if value:
                 return value
+        except WaitAborted:
+            raise
         except Exception as exc:  # stale elements and the like: retry until the deadline
             last_exc = exc
         time.sleep(interval)
@@ -144,6 +150,21 @@ def output_root(state_dir: Path) -> Path:
     return state_dir / "outputs"
 
 
+def wait_until_serving(server: LabServer, timeout: float) -> None:
+    """Wait until ``server`` answers ``/api/status``; raise with its log if the process exits first."""
+    def ready() -> bool:
+        if server.proc.poll() is not None:
+            raise WaitAborted(f"JupyterLab exited with {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            return bool(server.api("status"))
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+    try:
+        wait_for(ready, timeout, "JupyterLab to answer /api/status", interval=0.5)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{server.log_tail()}") from exc
+
+
 @contextlib.contextmanager
 def jupyterlab_server(root_dir: Path, state_dir: Path, timeout: float = 90.0) -> Iterator[LabServer]:
     """Start JupyterLab (this interpreter's, i.e. the project's .venv) on a free loopback port; stop it on exit."""
@@ -159,6 +180,9 @@ def jupyterlab_server(root_dir: Path, state_dir: Path, timeout: float = 90.0) ->
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
+        # as scripts/jupyterlab.sh: jupytext reads a paired notebook's inputs from its .py even when the
+        # papermill-executed .ipynb is newer (see the comment there)
+        "--JupytextConfiguration.outdated_text_notebook_margin=inf",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
@@ -167,17 +191,7 @@ def jupyterlab_server(root_dir: Path, state_dir: Path, timeout: float = 90.0) ->
                                 stderr=subprocess.STDOUT, start_new_session=True)
     server = LabServer(proc, port, token, root_dir, state_dir, log_path)
     try:
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{server.log_tail()}")
-            try:
-                return bool(server.api("status"))
-            except (urllib.error.URLError, ConnectionError, OSError):
-                return False
-        try:
-            wait_for(ready, timeout, "JupyterLab to answer /api/status", interval=0.5)
-        except RuntimeError as exc:  # raised from inside the predicate: surface it as-is
-            raise exc
+        wait_until_serving(server, timeout)
         yield server
     finally:
         stop_process(proc)
@@ -284,11 +298,15 @@ def run_menu_command(drv, menu: str, label: str, timeout: float = 20.0) -> None:
     wait_for(click_item, timeout, f"menu item {menu} → {label}")
 
 
-def open_notebook(drv, server: LabServer, rel_path: str, timeout: float = 120.0) -> NotebookRun:
-    """Open ``rel_path`` (relative to the server root) in JupyterLab and wait for its kernel to be idle."""
+def open_notebook(drv, server: LabServer, rel_path: str, timeout: float = 120.0, url: str | None = None) -> NotebookRun:
+    """Open ``rel_path`` (relative to the server root) in JupyterLab and wait for its kernel to be idle.
+
+    ``url`` is the address to load (default: ``lab/tree/<rel_path>?reset``, a fresh workspace with only this
+    notebook); pass the URL a launcher printed to check that it opens the notebook by itself.
+    """
     result = NotebookRun()
     server.shutdown_sessions()
-    drv.get(server.url(f"lab/tree/{rel_path}?reset"))  # ?reset: a fresh workspace, only this notebook
+    drv.get(url or server.url(f"lab/tree/{rel_path}?reset"))
     wait_for(lambda: _js(drv, "return document.querySelectorAll('.jp-NotebookPanel .jp-Cell').length"),
              timeout, f"notebook {rel_path} to render")
 
@@ -428,9 +446,13 @@ def screenshot(drv, path: Path) -> Path:
 
 
 def copy_notebook(src: Path, root: Path, rel_path: str) -> Path:
-    """Copy a notebook into the server root (the repository's copy is never opened, so never modified)."""
+    """Copy a notebook and its paired jupytext ``.py`` (if any) into the server root, keeping the repository's
+    modification times (so jupytext pairs them as it does in the checkout). The repository's copies are never
+    opened, so never modified."""
     dst = root / rel_path
     dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+    shutil.copy2(src, dst)
+    if src.with_suffix(".py").is_file():
+        shutil.copy2(src.with_suffix(".py"), dst.with_suffix(".py"))
     return dst
 

@@ -16,6 +16,10 @@ DRDO_BROWSER_TIMEOUT (seconds for Run All, default 300), DRDO_CHROMIUM / DRDO_CH
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -134,3 +138,41 @@ def test_notebook00_runs_in_jupyterlab(lab, driver, tmp_path):
                 "the widget figure to redraw after moving a slider")
     bh.collect_dom(driver, run)
     assert run.dom_errors == [], "moving a slider raised:\n" + "\n---\n".join(run.dom_errors)
+
+
+def test_jupyterlab_script_opens_notebook00_without_kernel_prompt(lab, driver, tmp_path):
+    """The README command, scripts/jupyterlab.sh, as a user runs it: the URL it prints opens notebook 00 with the
+    project's kernel and no "Select Kernel" prompt. (Only opened, not run: the test above runs it.)"""
+    nb_path = REPO / NOTEBOOK_00
+    assert nb_path.exists(), f"{NOTEBOOK_00} is missing"
+    nb_bytes = nb_path.read_bytes()
+    checkpoints = REPO / "notebooks" / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
+    port, token = bh.free_port(), secrets.token_hex(16)
+    env = bh.lab_environment(tmp_path / "state")
+    env.update(DRDO_JUPYTER_PORT=str(port), DRDO_JUPYTER_TOKEN=token)
+    log_path = tmp_path / "jupyterlab_sh.log"
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen([str(REPO / "scripts" / "jupyterlab.sh"), "--no-browser",
+                                 "--LabApp.extension_manager=readonly"],
+                                cwd=tmp_path, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    server = bh.LabServer(proc, port, token, REPO, tmp_path / "state", log_path)
+    try:
+        # scripts/setup_env.sh runs first; it is quick when .venv is up to date, minutes when it has to install.
+        bh.wait_until_serving(server, timeout=600)
+        printed = re.findall(r"\[jupyterlab\] open: (\S+)", log_path.read_text())
+        assert printed == [f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK_00}?token={token}"], server.log_tail()
+        assert server.api("kernelspecs")["default"] == bh.KERNEL_NAME
+        run = bh.open_notebook(driver, server, NOTEBOOK_00, url=printed[0])
+        assert not run.kernel_dialog, "a 'Select Kernel' dialog appeared"
+        assert run.kernel_display_name == bh.KERNEL_DISPLAY_NAME, _explain(server, run)
+        assert run.session_kernels == [bh.KERNEL_NAME], _explain(server, run)
+        tab = driver.execute_script(
+            "const t = document.querySelector('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel');"
+            "return t ? t.textContent : '';")
+        assert tab == Path(NOTEBOOK_00).name, tab
+    finally:
+        bh.stop_process(proc)
+        if not had_checkpoints and checkpoints.is_dir():  # JupyterLab's own bookkeeping; not ours to leave behind
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    assert nb_path.read_bytes() == nb_bytes, f"opening {NOTEBOOK_00} in JupyterLab modified it"
