@@ -6,8 +6,8 @@ sampling is nucleus (top-p) at the given temperature (``temperature == 0`` means
 after ``max_new_tokens``. Randomness is seeded per batch from ``(seed, batch index)``, so a rerun with the same
 settings reproduces the same text on the same hardware.
 
-:func:`generate_policy_samples` runs the whole grid (temperatures × seeds × samples per prompt) for one policy and
-writes it as JSON Lines, one record per completion, each carrying the settings that produced it (temperature, top-p,
+:func:`generate_policy_samples` runs the whole grid (temperatures × seeds × samples per prompt) for one policy (the
+replicates of one temperature in one batched call) and writes it as JSON Lines, one record per completion, each carrying the settings that produced it (temperature, top-p,
 max_new_tokens, seed, model fingerprint). A ``<name>.settings.json`` file beside it stores the resolved
 :class:`GenerationConfig` and a cache key (settings + model fingerprint + prompts); when the key matches, the file is
 read back instead of sampling again, so re-executing a notebook is cheap and reproducible.
@@ -271,15 +271,20 @@ def generate_policy_samples(
         except json.JSONDecodeError:
             pass
     records: list[dict[str, Any]] = []
-    grid = [(s, t, k) for s in cfg.seeds for t in cfg.temperatures for k in range(cfg.samples_per_prompt)]
-    for seed, temp, k in tqdm(grid, desc=f"sample {name}", disable=not progress):
-        outs = generate(model, tokenizer, prompts, temperature=temp, top_p=cfg.top_p,
+    # All replicates (seed × sample) of one temperature are sampled in one batched call over the tiled prompts,
+    # which keeps batches full; the random stream is seeded from (first seed, temperature), so each replicate is an
+    # independent, reproducible draw ("seed" labels the replicate).
+    reps = [(sd, k) for sd in cfg.seeds for k in range(cfg.samples_per_prompt)]
+    for ti, temp in enumerate(tqdm(cfg.temperatures, desc=f"sample {name}", disable=not progress)):
+        outs = generate(model, tokenizer, list(prompts) * len(reps), temperature=temp, top_p=cfg.top_p,
                         max_new_tokens=cfg.max_new_tokens, max_prompt_length=cfg.max_prompt_length,
-                        batch_size=cfg.batch_size, seed=seed * 1000 + k, progress=False)
-        for pid, prompt, o in zip(prompt_ids, prompts, outs):
-            records.append({"policy": name, **(extra or {}), "prompt_id": pid, "prompt": prompt,
-                            "temperature": temp, "seed": seed, "sample": k, **o, "top_p": cfg.top_p,
-                            "max_new_tokens": cfg.max_new_tokens, "model_fingerprint": fp})
+                        batch_size=cfg.batch_size, seed=cfg.seeds[0] * 1000 + ti, progress=False)
+        for r, (sd, k) in enumerate(reps):
+            block = outs[r * len(prompts):(r + 1) * len(prompts)]
+            for pid, prompt, o in zip(prompt_ids, prompts, block):
+                records.append({"policy": name, **(extra or {}), "prompt_id": pid, "prompt": prompt,
+                                "temperature": temp, "seed": sd, "sample": k, **o, "top_p": cfg.top_p,
+                                "max_new_tokens": cfg.max_new_tokens, "model_fingerprint": fp})
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w") as f:
         for r in records:

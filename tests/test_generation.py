@@ -148,6 +148,8 @@ def test_generate_policy_samples_jsonl_settings_and_cache(tok_model, tmp_path, m
     assert len(df) == len(PROMPTS) * 2 * 2 * 2
     assert set(df.temperature) == {0.2, 0.9} and set(df.seed) == {0, 1} and set(df["sample"]) == {0, 1}
     assert (df.top_p == 0.8).all() and (df.max_new_tokens == 4).all() and (df.method == "sft").all()
+    hot = df[df.temperature == 0.9].sort_values(["prompt_id", "sample"])
+    assert list(hot[hot.seed == 0].response) != list(hot[hot.seed == 1].response)  # replicates are distinct draws
     settings = json.loads((tmp_path / "sft.settings.json").read_text())
     assert settings["generation_config"]["temperatures"] == [0.2, 0.9]
     # cache hit: generate must not be called again
