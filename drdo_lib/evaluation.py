@@ -549,7 +549,8 @@ def eval_prompt_sets(data, cfg: EvalConfig, *, tokenizer=None, data_dir: str | P
     """The prompt sets of an evaluation from a :class:`drdo_lib.data.ProfileData`.
 
     - ``"in_dist"``: held-out in-distribution prompts with their human/reference summary — the SFT rows of split
-      "test" (else "valid"), else the unique prompts of the validation comparisons (reference = the chosen summary);
+      "test" (else "valid"), else the unique prompts of the validation/test preference rows (reference = the chosen
+      response; e.g. UltraFeedback's test prompts for Table 2);
     - ``"ood"``: OOD articles (CNN/DailyMail or the testbed's) formatted with ``cfg.ood_template``, reference =
       the highlights (Table 1 and Fig. 3);
     - ``"alpaca"`` (``cfg.alpaca_prompts == "alpaca_eval"``): the AlpacaEval instructions with a reference output.
@@ -573,7 +574,7 @@ def eval_prompt_sets(data, cfg: EvalConfig, *, tokenizer=None, data_dir: str | P
             break
     if held.empty and data.preferences is not None:
         pref = data.preferences.to_pandas()
-        pref = pref[pref["split"].astype(str).str.startswith("valid")].drop_duplicates("prompt")
+        pref = pref[pref["split"].astype(str).str.startswith(("valid", "test"))].drop_duplicates("prompt")
         held = pd.DataFrame({"prompt_id": pref["id"], "instruction": pref["prompt"],
                              "reference": pref["chosen"].str.strip()})
     if held.empty:

@@ -341,3 +341,30 @@ def test_paper_numbers_match_the_paper_text():
     assert [(float(c), float(e), int(t.replace(",", "")), int(v.replace(",", ""))) for _, c, e, t, v in t5] == \
         list(pn.TABLE5[["mean_confidence", "mean_edit_distance", "n_train", "n_valid"]].itertuples(index=False,
                                                                                                    name=None))
+
+
+def test_eval_prompt_sets_on_the_real_samples():
+    import os
+    from pathlib import Path
+
+    from drdo_lib.data import DataConfig, load_profile_data
+    from drdo_lib.evaluation import eval_prompt_sets, highlights_summary
+
+    folder = Path(os.environ.get("DRDO_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    if not (folder / "cnn_dailymail").is_dir() or not (folder / "alpaca_eval").is_dir():
+        pytest.skip(f"real data samples not found at {folder} (set DRDO_DATA_DIR)")
+    data = load_profile_data(DataConfig(source="local", data_dir=str(folder.resolve())), "sample")
+    cfg = EvalConfig(n_prompts=7, n_ood_prompts=5, n_alpaca=3, ood_max_article_words=50)
+    sets = eval_prompt_sets(data, cfg, data_dir=data.data_dir)
+    assert {k: len(v) for k, v in sets.items()} == {"in_dist": 7, "ood": 5, "alpaca": 3}
+    for df in sets.values():
+        assert df["prompt_id"].is_unique and (df["reference"].str.len() > 0).all()
+    assert sets["in_dist"]["prompt"].str.endswith("TL;DR:").all()
+    ood = sets["ood"]
+    assert ood["prompt"].str.startswith("SUBREDDIT: r/news\nTITLE: ").all() and ood["prompt"].str.endswith("TL;DR:").all()
+    assert all(len(p.split("POST: ", 1)[1].split()) <= 51 for p in ood["prompt"])  # 50 words + "TL;DR:"
+    assert not ood["reference"].str.contains("\n").any()
+    assert highlights_summary("A b .\nC d .") == "A b C d"
+    # the same settings give the same subset
+    again = eval_prompt_sets(data, cfg, data_dir=data.data_dir)
+    assert list(again["ood"]["prompt_id"]) == list(ood["prompt_id"])
