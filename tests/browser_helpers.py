@@ -128,7 +128,6 @@ def lab_environment(state_dir: Path) -> dict[str, str]:
     # backend; a user in JupyterLab has neither.
     for key in ("DRDO_STATIC", "MPLBACKEND", "JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH"):
         env.pop(key, None)
-    env["SE_OFFLINE"] = "true"  # selenium never looks for drivers online
     # Answer JupyterLab's "get notified about official Jupyter news?" toast with "never" up front: no request to
     # the news feed or the update check, and no toast over the notebook in the screenshot.
     notif = state_dir / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
