@@ -356,6 +356,7 @@ def run_all_and_wait(drv, result: NotebookRun, timeout: float = 300.0, settle: f
         return time.monotonic() - idle_since[0] >= settle
     wait_for(settled, timeout, "all cells to finish (kernel idle, no [*] prompt)", interval=0.5)
     result.seconds = time.monotonic() - t0 - settle
+    log.info("Run All finished in %.1f s", result.seconds)
 
 
 def collect_dom(drv, result: NotebookRun) -> None:
@@ -373,8 +374,10 @@ def collect_dom(drv, result: NotebookRun) -> None:
                 n_dropdowns: panel.querySelectorAll('.widget-dropdown').length};""")
     for text in info["stderr"]:
         clean = _ANSI.sub("", text)
-        is_error = "Traceback (most recent call last)" in clean or re.search(
-            r"^\s*\w*(Error|Exception)\b.*$", clean, flags=re.M) is not None and "Warning" not in clean
+        # Error outputs render as stderr text too: a traceback, or (IPython's short form, e.g. SyntaxError) a line
+        # "SomeError: ..."; warnings and log lines on stderr are kept apart (reported, not failed on).
+        names_an_error = re.search(r"^\s*\w*(Error|Exception)\b", clean, flags=re.M) is not None
+        is_error = "Traceback (most recent call last)" in clean or (names_an_error and "Warning" not in clean)
         (result.dom_errors if is_error else result.dom_stderr).append(clean.strip()[-2000:])
     result.n_images = info["n_images"]
     result.n_widget_images = info["n_widget_images"]

@@ -1,15 +1,19 @@
 """End-to-end: notebook 00 in JupyterLab, in a real (headless) browser, the way a user meets it.
 
 A JupyterLab server from this virtualenv starts on a free loopback port with a token and temporary user state; Debian's
-Chromium (selenium + chromedriver, nothing downloaded) opens a temporary copy of notebook 00 — the repository's copy
-is never touched — checks that the project's kernel "Python (drdo)" starts without a "Select Kernel" prompt, runs
-Run → Run All Cells, waits for the kernel to settle idle, and asserts: no cell shows an error (in the page and in the
-saved notebook), every code cell ran, a figure rendered, the ipywidgets controls (α, γ, β sliders and the
-logp_reduction dropdown) are live and redraw the figure. It then saves a screenshot.
+Chromium (selenium + chromedriver, nothing downloaded) opens a temporary copy of notebook 00 (with its paired .py;
+the repository's copies are never opened) and checks that the project's kernel "Python (drdo)" starts without a
+"Select Kernel" prompt. It clears all outputs, runs Run → Run All Cells, waits for the kernel to settle idle, and
+asserts: no cell shows an error (in the page and in the saved notebook), every code cell ran, a figure rendered,
+the ipywidgets controls (α, γ, β sliders and the logp_reduction dropdown) are there and redraw the figure when a
+slider moves. It saves a screenshot. The kernels write figures to a temporary folder (browser_helpers.lab_environment).
+A second test starts the README command itself, scripts/jupyterlab.sh, and opens the URL it prints: notebook 00 with
+the kernel "drdo", no prompt. A third checks the harness: a notebook with a failing cell must be reported.
 
-Regenerate the README screenshot (from the repository root):
-    DRDO_SCREENSHOT=docs/jupyterlab_screenshot.png ./scripts/test.sh --slow -k browser
-Needs Chromium + chromedriver (./scripts/install_browser_deps.sh); skips with the reason when they are absent.
+Regenerate the README screenshot (from the repository root, after ./scripts/install_browser_deps.sh):
+    DRDO_SCREENSHOT=docs/jupyterlab_screenshot.png .venv/bin/python -m pytest tests/test_jupyterlab_browser.py -k notebook00
+(or through the test command: DRDO_SCREENSHOT=docs/jupyterlab_screenshot.png ./scripts/test.sh --slow -k browser,
+which then also runs the notebook regression tests). Skips with the reason when Chromium/chromedriver are absent.
 Settings: DRDO_SCREENSHOT (PNG path, relative to the repository root; default: pytest's tmp folder),
 DRDO_BROWSER_TIMEOUT (seconds for Run All, default 300), DRDO_CHROMIUM / DRDO_CHROMEDRIVER (binaries).
 """
@@ -31,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_00 = "notebooks/00_theory_sanity_checks.ipynb"
-PROFILE = "mini"  # the profile of the committed notebook (its parameters cell); its figures go to figures/mini/
+PROFILE = "mini"  # the profile in the committed notebook's parameters cell: it saves figures under figures/mini/
 RUN_TIMEOUT = float(os.environ.get("DRDO_BROWSER_TIMEOUT", "300"))
 
 
