@@ -183,7 +183,7 @@ def tokenize_sft_dataset(
     completion_column: str | None = None,
     num_proc: int | None = None,
 ):
-    """Tokenise SFT rows (``prompt`` + ``label`` or ``completion``) for TRL's ``SFTTrainer``.
+    """Tokenise SFT rows (``prompt`` + ``completion``, ``response`` or ``label``) for TRL's ``SFTTrainer``.
 
     Returns ``(dataset, counts)``; the dataset has exactly ``input_ids`` (prompt + completion + EOS) and
     ``completion_mask`` (1 on the completion and EOS), which ``SFTTrainer(completion_only_loss=True)`` turns into
@@ -191,9 +191,9 @@ def tokenize_sft_dataset(
     """
     cols = set(ds.column_names)
     if completion_column is None:
-        completion_column = next((c for c in ("completion", "label", "chosen") if c in cols), None)
+        completion_column = next((c for c in ("completion", "response", "label", "chosen") if c in cols), None)
     if completion_column is None or completion_column not in cols:
-        raise ValueError(f"SFT dataset needs a completion column ('completion' or 'label'); has {sorted(cols)}")
+        raise ValueError(f"SFT dataset needs a completion column (completion, response or label); has {sorted(cols)}")
     if max_prompt_length is None:
         max_prompt_length = max_length - 1
     enc = _Encoder(tokenizer, template)

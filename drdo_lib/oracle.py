@@ -1,0 +1,300 @@
+"""The Oracle reward model (paper Sec. 4, Eq. 5) and the e-DPO reward ensemble (Eq. 2).
+
+Both are :class:`~drdo_lib.models.CausalLMWithRewardHead`: the SFT causal LM (its LM head kept) plus a linear head
+read at the last real token of prompt + response. One forward of ``cat([chosen, rejected])`` gives the rewards
+``r_w, r_l`` and the logits; the loss is :func:`drdo_lib.losses.oracle_loss`:
+
+    L = (1 − α) · (−log σ(r_w − r_l)) + α · NLL(y_w | x)          α = 0.01 for the Oracle (Eq. 5)
+
+where NLL is the mean per-token negative log-likelihood of the chosen response under the oracle's own LM head. The
+e-DPO ensemble trains ``K = 3`` reward models with α = 0 (the plain Bradley–Terry loss, Eq. 2), identical except
+for the random initialisation of the reward head (``ensemble_head_seeds``), as the paper describes.
+
+Pairwise accuracy (the fraction of held-out pairs with ``r_w > r_l``) is measured before and after training and
+written to ``metrics.json``; the training curve (loss, BT loss, NLL, batch accuracy, margin) to ``metrics.jsonl``.
+Outputs: ``runs/<profile>/oracle/final/`` and ``runs/<profile>/ensemble/member_{k}/`` (safetensors + tokenizer;
+``metrics.json`` beside them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from drdo_lib import losses as L
+from drdo_lib.config import run_dir, save_config
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OracleConfig", "RewardModelTrainer", "run_oracle", "run_ensemble", "train_reward_model",
+           "pairwise_accuracy"]
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    """Settings of the Oracle and e-DPO ensemble stage (profile section ``oracle``); defaults from Table 6 / App. D."""
+
+    init_model: str | None = None  # causal LM the reward models start from (dir or hub id); None: runs/<profile>/sft/final
+    alpha: float = 0.01  # Eq. 5 weight of the chosen-response NLL (paper 0.01); the ensemble uses ensemble_alpha
+    head_seed: int = 0  # seed of the Oracle's reward-head initialisation
+    ensemble_size: int = 3  # K reward models for e-DPO (paper: 3)
+    ensemble_alpha: float = 0.0  # α of the ensemble members (0: plain Bradley–Terry loss, Eq. 2)
+    ensemble_head_seeds: tuple[int, ...] = (1, 2, 3)  # one head seed per member (len == ensemble_size)
+    train_split: str = "D_all"  # which preference split's training pairs train the reward models
+    template: str = "tldr"  # prompt template: tldr | chat | raw
+    max_prompt_length: int = 512  # prompts longer than this (tokens) are dropped and counted
+    max_length: int = 1024  # prompt + response + EOS longer than this are dropped and counted (paper: 1024)
+    max_train_rows: int | None = None  # train on at most this many pairs (None: all)
+    max_eval_rows: int | None = None  # held-out pairs for the pairwise accuracy (None: all validation pairs)
+    learning_rate: float = 1e-5  # peak learning rate (paper: 1e-5)
+    lr_scheduler_type: str = "cosine"  # transformers scheduler name
+    warmup_steps: float = 0.0  # warm-up steps (>= 1) or fraction of training (< 1)
+    weight_decay: float = 0.0  # decoupled weight decay
+    num_train_epochs: float = 1.0  # epochs over the training pairs (paper: 1)
+    max_steps: int = -1  # optimizer steps; -1: num_train_epochs decides
+    per_device_train_batch_size: int = 12  # pairs per device per micro-batch (paper: same as the policy, 12)
+    gradient_accumulation_steps: int = 4  # micro-batches per optimizer step (paper: 4)
+    per_device_eval_batch_size: int = 32  # pairs per batch when scoring held-out pairs and in the precompute
+    optim: str = "adamw_torch"  # transformers optimizer; paged_* falls back to adamw_torch without CUDA+bnb
+    max_grad_norm: float = 1.0  # gradient clipping
+    logging_steps: int = 10  # log metrics every this many steps (metrics.jsonl)
+    gradient_checkpointing: bool = False  # activation checkpointing (use_reentrant=False)
+    bf16: str | bool = "auto"  # bfloat16: "auto" = on when a CUDA GPU supports it
+    trust_remote_code: bool = False  # allow custom model code from the hub
+
+    def __post_init__(self) -> None:
+        from drdo_lib.data.tokenize import TEMPLATES
+
+        if isinstance(self.ensemble_head_seeds, (list, int)):
+            seeds = [self.ensemble_head_seeds] if isinstance(self.ensemble_head_seeds, int) else self.ensemble_head_seeds
+            object.__setattr__(self, "ensemble_head_seeds", tuple(int(s) for s in seeds))
+        checks = [
+            (0.0 <= self.alpha <= 1.0 and 0.0 <= self.ensemble_alpha <= 1.0, "alpha values must be in [0, 1]"),
+            (self.ensemble_size >= 0, "ensemble_size must be >= 0"),
+            (len(self.ensemble_head_seeds) == self.ensemble_size, "ensemble_head_seeds needs one seed per member"),
+            (len(set(self.ensemble_head_seeds)) == len(self.ensemble_head_seeds), "ensemble_head_seeds must differ"),
+            (self.template in TEMPLATES, f"template must be one of {TEMPLATES}"),
+            (0 < self.max_prompt_length < self.max_length, "need 0 < max_prompt_length < max_length"),
+            (self.max_train_rows is None or self.max_train_rows > 0, "max_train_rows must be > 0 or null"),
+            (self.max_eval_rows is None or self.max_eval_rows > 0, "max_eval_rows must be > 0 or null"),
+            (self.learning_rate > 0 and self.weight_decay >= 0, "learning_rate must be > 0, weight_decay >= 0"),
+            (self.warmup_steps >= 0 and self.max_grad_norm >= 0, "warmup_steps and max_grad_norm must be >= 0"),
+            (self.num_train_epochs > 0 or self.max_steps > 0, "need num_train_epochs > 0 or max_steps > 0"),
+            (self.max_steps == -1 or self.max_steps > 0, "max_steps must be -1 or > 0"),
+            (min(self.per_device_train_batch_size, self.gradient_accumulation_steps,
+                 self.per_device_eval_batch_size) > 0, "batch sizes must be > 0"),
+            (self.logging_steps > 0, "logging_steps must be > 0"),
+            (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"OracleConfig: {msg} (got {dataclasses.asdict(self)})")
+
+
+class RewardModelTrainer(transformers.Trainer):
+    """``transformers.Trainer`` for a :class:`~drdo_lib.models.CausalLMWithRewardHead` with the Eq. 5 loss.
+
+    One concatenated forward of chosen + rejected; ``chosen_nll`` is the mean token NLL of ``y_w`` from the same
+    logits (:func:`drdo_lib.losses.sequence_logps` with ``reduction="mean"``); loss = :func:`~drdo_lib.losses.oracle_loss`.
+    """
+
+    def __init__(self, *args, alpha: float = 0.01, **kwargs):
+        self.alpha = alpha
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+        self._metric_sums: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        n = inputs["chosen_input_ids"].shape[0]
+        ids = torch.cat([inputs["chosen_input_ids"], inputs["rejected_input_ids"]])
+        att = torch.cat([inputs["chosen_attention_mask"], inputs["rejected_attention_mask"]])
+        need_logits = self.alpha > 0
+        out = model(ids, att, return_logits=False)
+        rewards = out["rewards"].float()
+        if need_logits:
+            # the NLL needs the chosen half only: apply the LM head to those hidden states
+            lm = self.accelerator.unwrap_model(model).lm
+            logits = lm.get_output_embeddings()(out["hidden"][:n])
+            nll = -L.sequence_logps(logits, inputs["chosen_input_ids"], inputs["chosen_response_mask"], "mean")
+        else:
+            nll = torch.zeros(n, device=rewards.device)
+        res = L.oracle_loss(rewards[:n], rewards[n:], nll, alpha=self.alpha)
+        for k, v in res.metrics.items():
+            self._metric_sums[k].append(v)
+        return (res.loss, out) if return_outputs else res.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metric_sums:
+            for k, v in self._metric_sums.items():
+                logs[f"train_{k}" if k == "loss" else k] = round(sum(v) / len(v), 6)
+            self._metric_sums.clear()
+        super().log(logs, start_time)
+
+
+def pairwise_accuracy(model, tokenized_ds, *, batch_size: int = 32, pad_token_id: int = 0) -> dict[str, float]:
+    """Held-out pairwise accuracy (fraction with r_w > r_l), ties (r_w == r_l) and mean margin of a reward model."""
+    from drdo_lib.precompute import score_rewards
+
+    if len(tokenized_ds) == 0:
+        return {"accuracy": float("nan"), "ties": float("nan"), "margin": float("nan"), "pairs": 0}
+    r = score_rewards(model, tokenized_ds, batch_size=batch_size, pad_token_id=pad_token_id)
+    d = r[:, 0] - r[:, 1]
+    return {"accuracy": float((d > 0).mean()), "ties": float((d == 0).mean()), "margin": float(d.mean()),
+            "pairs": int(len(d))}
+
+
+def _tokenize(cfg: OracleConfig, rows, tokenizer, limit):
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+
+    if limit is not None and len(rows) > limit:
+        rows = rows.select(range(limit))
+    return tokenize_preference_dataset(rows, tokenizer, max_prompt_length=cfg.max_prompt_length,
+                                       max_length=cfg.max_length, template=cfg.template)
+
+
+def train_reward_model(
+    cfg: OracleConfig,
+    out_dir: str | Path,
+    *,
+    init_model: str | Path,
+    train_rows,
+    eval_rows=None,
+    alpha: float,
+    head_seed: int,
+    seed: int,
+    final_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train one reward model from ``init_model`` on preference rows; writes the model and metrics.
+
+    The model + tokenizer go to ``final_dir`` (default ``out_dir/final``), which is returned. ``metrics.json`` holds the held-out pairwise accuracy before and after training,
+    the length-filter counts and timings; ``metrics.jsonl`` the training curve.
+    """
+    from drdo_lib.data.tokenize import collate_preference
+    from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
+    from drdo_lib.trainer import MetricsJsonlCallback, resolve_bf16, resolve_optim
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    transformers.set_seed(seed)
+    tokenizer = build_tokenizer(str(init_model), trust_remote_code=cfg.trust_remote_code)
+    lm = build_causal_lm(str(init_model), tokenizer, seed=seed, trust_remote_code=cfg.trust_remote_code)
+    model = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=head_seed)
+    train_ds, train_counts = _tokenize(cfg, train_rows, tokenizer, cfg.max_train_rows)
+    if len(train_ds) == 0:
+        raise ValueError(f"no training pairs left after the length filter: {train_counts}")
+    eval_ds, eval_counts = (_tokenize(cfg, eval_rows, tokenizer, cfg.max_eval_rows) if eval_rows is not None
+                            else (None, {}))
+    pad = tokenizer.pad_token_id
+    before = pairwise_accuracy(model, eval_ds, batch_size=cfg.per_device_eval_batch_size, pad_token_id=pad) \
+        if eval_ds is not None else {}
+
+    args = transformers.TrainingArguments(
+        output_dir=str(out_dir), seed=seed, data_seed=seed, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
+        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
+        gradient_checkpointing=False, bf16=resolve_bf16(cfg.bf16), report_to="none", remove_unused_columns=False,
+        dataloader_num_workers=0, disable_tqdm=not progress, logging_nan_inf_filter=False,
+    )
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    jsonl = out_dir / "metrics.jsonl"
+    if jsonl.exists():
+        jsonl.unlink()
+    trainer = RewardModelTrainer(
+        model=model, args=args, train_dataset=train_ds, alpha=alpha,
+        data_collator=lambda b: collate_preference(b, pad, "right"), callbacks=[MetricsJsonlCallback()],
+    )
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    after = pairwise_accuracy(model, eval_ds, batch_size=cfg.per_device_eval_batch_size, pad_token_id=pad) \
+        if eval_ds is not None else {}
+    train_acc = pairwise_accuracy(model, train_ds.select(range(min(len(train_ds), 1000))),
+                                  batch_size=cfg.per_device_eval_batch_size, pad_token_id=pad)
+    final = Path(final_dir) if final_dir is not None else out_dir / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    steps = max(int(trainer.state.global_step), 1)
+    metrics: dict[str, Any] = {
+        "init_model": str(init_model), "alpha": alpha, "head_seed": head_seed, "seed": seed,
+        "train_rows": train_counts, "eval_rows": eval_counts, "steps": int(trainer.state.global_step),
+        "train_loss": float(result.training_loss), "train_seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / steps, 4), "device": str(args.device), "bf16": bool(args.bf16),
+        "heldout_before": before, "heldout": after, "train_subset": train_acc,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    logger.info("reward model (alpha=%s, head_seed=%d): held-out accuracy %.3f -> %.3f in %.1fs; saved to %s",
+                alpha, head_seed, before.get("accuracy", float("nan")), after.get("accuracy", float("nan")),
+                seconds, final)
+    del trainer, model, lm
+    return final
+
+
+def _default_init(cfg: OracleConfig, profile: str, runs_dir) -> str:
+    if cfg.init_model is not None:
+        return cfg.init_model
+    d = run_dir(profile, "sft", runs_dir) / "final"
+    if not (d / "config.json").exists():
+        raise FileNotFoundError(f"{d} has no model: run the SFT stage (notebook 02) first or set oracle.init_model")
+    return str(d)
+
+
+def _rows(profile: str, cfg: OracleConfig, runs_dir, train_rows, eval_rows):
+    if train_rows is None:
+        from drdo_lib.stage_data import profile_preference_rows
+
+        train_rows, eval_rows = profile_preference_rows(profile, cfg.train_split, runs_dir=runs_dir)
+    return train_rows, eval_rows
+
+
+def _seed(profile: str, seed: int | None) -> int:
+    from drdo_lib.config import load_profile
+
+    return int(load_profile(profile).get("seed", 0)) if seed is None else int(seed)
+
+
+def run_oracle(cfg: OracleConfig, profile: str, *, train_rows=None, eval_rows=None, seed: int | None = None,
+               runs_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Train the Oracle (Eq. 5, α = ``cfg.alpha``) and return ``runs/<profile>/oracle/final``.
+
+    ``train_rows`` / ``eval_rows`` (untokenised preference rows) default to the training / validation pairs of
+    ``cfg.train_split`` from the data stage; ``seed`` to the profile's seed.
+    """
+    seed = _seed(profile, seed)
+    train_rows, eval_rows = _rows(profile, cfg, runs_dir, train_rows, eval_rows)
+    out = run_dir(profile, "oracle", runs_dir)
+    save_config(cfg, out / "config.json")
+    return train_reward_model(cfg, out, init_model=_default_init(cfg, profile, runs_dir), train_rows=train_rows,
+                              eval_rows=eval_rows, alpha=cfg.alpha, head_seed=cfg.head_seed, seed=seed,
+                              progress=progress)
+
+
+def run_ensemble(cfg: OracleConfig, profile: str, *, train_rows=None, eval_rows=None, seed: int | None = None,
+                 runs_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
+    """Train the e-DPO ensemble: ``cfg.ensemble_size`` reward models, α = ``cfg.ensemble_alpha`` (Eq. 2), one head
+    seed each; returns ``[runs/<profile>/ensemble/member_{k}, ...]`` (model, tokenizer and metrics.json in each)."""
+    seed = _seed(profile, seed)
+    train_rows, eval_rows = _rows(profile, cfg, runs_dir, train_rows, eval_rows)
+    base = run_dir(profile, "ensemble", runs_dir)
+    save_config(cfg, base / "config.json")
+    init = _default_init(cfg, profile, runs_dir)
+    dirs = []
+    for k, head_seed in enumerate(cfg.ensemble_head_seeds):
+        logger.info("ensemble member %d/%d (head seed %d)", k + 1, cfg.ensemble_size, head_seed)
+        dirs.append(train_reward_model(cfg, base / f"member_{k}", init_model=init, train_rows=train_rows,
+                                       eval_rows=eval_rows, alpha=cfg.ensemble_alpha, head_seed=head_seed,
+                                       seed=seed, final_dir=base / f"member_{k}", progress=progress))
+    return dirs

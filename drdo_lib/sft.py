@@ -1,0 +1,223 @@
+"""Supervised fine-tuning of the initial policy with TRL's ``SFTTrainer`` (paper App. B, D), completion-only loss.
+
+The SFT model is the starting point and the reference policy of every preference method, and the initialisation
+of the Oracle (:mod:`drdo_lib.oracle`). Rows are ``{prompt, response}`` (the data stage's normalised SFT rows;
+``label`` as in ``CarperAI/openai_summarize_tldr`` or ``completion`` also work). They are tokenised by :func:`drdo_lib.data.tokenize.tokenize_sft_dataset`
+exactly as the preference stages tokenise pairs (same prompt template, BOS, EOS), and ``SFTTrainer`` masks the
+prompt out of the loss (``completion_only_loss=True``, via the ``completion_mask`` column).
+
+For a tiny model (``tiny-gpt2`` …) the tokenizer is trained here on the training texts and saved with the model, so
+every later stage reads it from ``runs/<profile>/sft/final``. Outputs: ``final/`` (model + tokenizer, safetensors),
+``metrics.json`` (length-filter counts, parameter count, loss curve, step time), ``config.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from drdo_lib.config import run_dir, save_config
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SFTConfig", "run_sft", "true_reward_of_samples", "load_sft_rows"]
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Settings of the SFT stage (profile section ``sft``); defaults follow the paper (App. D, Table 6)."""
+
+    model_name_or_path: str = "tiny-gpt2"  # hub id, local dir, or a tiny config (tiny-gpt2 | tiny-opt | tiny-phi3)
+    model_size: str = "mini"  # tiny models only: micro | mini | small | bench (drdo_lib.models.TINY_SIZES)
+    tokenizer_vocab_size: int = 8000  # tiny models only: word-level vocabulary cap (specials included)
+    template: str = "tldr"  # prompt template: tldr | chat (tokenizer's chat template) | raw
+    max_prompt_length: int = 512  # prompts longer than this (tokens) are dropped and counted
+    max_length: int = 1024  # prompt + completion + EOS longer than this are dropped and counted
+    max_train_rows: int | None = None  # use at most this many SFT rows (None: all)
+    learning_rate: float = 1e-5  # peak learning rate (paper: 1e-5)
+    lr_scheduler_type: str = "cosine"  # transformers scheduler name (paper: cosine)
+    warmup_steps: float = 100  # warm-up steps (>= 1) or fraction of training (< 1) (paper: 100 steps)
+    weight_decay: float = 0.0  # decoupled weight decay
+    num_train_epochs: float = 1.0  # passes over the SFT rows (ignored when max_steps > 0)
+    max_steps: int = -1  # optimizer steps; -1: num_train_epochs decides
+    per_device_train_batch_size: int = 8  # rows per device per micro-batch
+    gradient_accumulation_steps: int = 8  # micro-batches per optimizer step
+    optim: str = "adamw_torch"  # transformers optimizer name; paged_* falls back to adamw_torch without CUDA+bnb
+    max_grad_norm: float = 1.0  # gradient clipping
+    logging_steps: int = 10  # log the training loss every this many steps
+    gradient_checkpointing: bool = False  # activation checkpointing (use_reentrant=False)
+    bf16: str | bool = "auto"  # bfloat16: "auto" = on when a CUDA GPU supports it
+    trust_remote_code: bool = False  # allow custom model code from the hub (off: only transformers' own classes)
+    eval_prompts: int = 64  # held-out prompts whose greedy samples are scored (notebook 02); 0 disables
+    eval_max_new_tokens: int = 32  # generation length cap for those samples
+
+    def __post_init__(self) -> None:
+        from drdo_lib.data.tokenize import TEMPLATES
+        from drdo_lib.models import TINY_SIZES
+
+        checks = [
+            (bool(self.model_name_or_path), "model_name_or_path must be set"),
+            (self.model_size in TINY_SIZES, f"model_size must be one of {sorted(TINY_SIZES)}"),
+            (self.tokenizer_vocab_size > 4, "tokenizer_vocab_size must be > 4"),
+            (self.template in TEMPLATES, f"template must be one of {TEMPLATES}"),
+            (0 < self.max_prompt_length < self.max_length, "need 0 < max_prompt_length < max_length"),
+            (self.max_train_rows is None or self.max_train_rows > 0, "max_train_rows must be > 0 or null"),
+            (self.learning_rate > 0 and self.weight_decay >= 0, "learning_rate must be > 0, weight_decay >= 0"),
+            (self.warmup_steps >= 0 and self.max_grad_norm >= 0, "warmup_steps and max_grad_norm must be >= 0"),
+            (self.num_train_epochs > 0 or self.max_steps > 0, "need num_train_epochs > 0 or max_steps > 0"),
+            (self.max_steps == -1 or self.max_steps > 0, "max_steps must be -1 or > 0"),
+            (self.per_device_train_batch_size > 0 and self.gradient_accumulation_steps > 0, "batch sizes must be > 0"),
+            (self.logging_steps > 0, "logging_steps must be > 0"),
+            (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false"),
+            (self.eval_prompts >= 0 and self.eval_max_new_tokens > 0, "eval_prompts >= 0, eval_max_new_tokens > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"SFTConfig: {msg} (got {dataclasses.asdict(self)})")
+
+
+def load_sft_rows(profile: str, runs_dir: str | Path | None = None):
+    """``(train_rows, eval_rows, corpus)`` of a profile from the data stage: SFT rows (train / held-out) and the
+    texts a tiny tokenizer is trained on (SFT rows + preference pairs)."""
+    from drdo_lib.stage_data import profile_sft_data
+
+    return profile_sft_data(profile, runs_dir=runs_dir)
+
+
+def _texts(ds, columns: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for c in columns:
+        if c in ds.column_names:
+            out.extend(x for x in ds[c] if isinstance(x, str))
+    return out
+
+
+def run_sft(
+    cfg: SFTConfig,
+    profile: str,
+    *,
+    train_rows=None,
+    corpus: Sequence[str] | None = None,
+    seed: int | None = None,
+    runs_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train the SFT policy and return its directory ``runs/<profile>/sft/final`` (model + tokenizer).
+
+    ``train_rows`` (a ``datasets.Dataset`` with ``prompt`` and ``response``/``label``/``completion``) and ``corpus`` (texts for a
+    tiny model's tokenizer) default to the profile's data (:func:`load_sft_rows`); ``seed`` defaults to the
+    profile's top-level ``seed``.
+    """
+    import transformers
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from drdo_lib.config import load_profile
+    from drdo_lib.data.tokenize import tokenize_sft_dataset
+    from drdo_lib.models import TINY_MODELS, build_causal_lm, build_tokenizer, count_parameters
+    from drdo_lib.trainer import MetricsJsonlCallback, resolve_bf16, resolve_optim
+
+    if seed is None:
+        seed = int(load_profile(profile).get("seed", 0))
+    if train_rows is None:
+        train_rows, _, data_corpus = load_sft_rows(profile, runs_dir)
+        corpus = corpus if corpus is not None else data_corpus
+    if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
+        train_rows = train_rows.select(range(cfg.max_train_rows))
+    out_dir = run_dir(profile, "sft", runs_dir)
+    save_config(cfg, out_dir / "config.json")
+    transformers.set_seed(seed)
+
+    tiny = cfg.model_name_or_path in TINY_MODELS
+    if tiny:
+        texts = list(corpus) if corpus is not None else _texts(train_rows, ("prompt", "response", "label", "completion"))
+        tokenizer = build_tokenizer(cfg.model_name_or_path, texts, vocab_size=cfg.tokenizer_vocab_size)
+    else:
+        tokenizer = build_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+    model = build_causal_lm(cfg.model_name_or_path, tokenizer, seed=seed, size=cfg.model_size if tiny else None,
+                            trust_remote_code=cfg.trust_remote_code)
+    n_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if n_pos is not None and cfg.max_length > n_pos:
+        raise ValueError(f"sft.max_length={cfg.max_length} exceeds the model's {n_pos} positions")
+    ds, counts = tokenize_sft_dataset(train_rows, tokenizer, max_length=cfg.max_length,
+                                      max_prompt_length=cfg.max_prompt_length, template=cfg.template)
+    if len(ds) == 0:
+        raise ValueError(f"no SFT rows left after the length filter: {counts}")
+
+    args = TRLSFTConfig(
+        output_dir=str(out_dir / "checkpoints"), seed=seed, data_seed=seed,
+        completion_only_loss=True, max_length=cfg.max_length, packing=False,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
+        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        bf16=resolve_bf16(cfg.bf16), report_to="none", dataloader_num_workers=0, disable_tqdm=not progress,
+        dataset_num_proc=None,
+    )
+    metrics_file = out_dir / "checkpoints" / "metrics.jsonl"
+    if metrics_file.exists():
+        metrics_file.unlink()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
+                         callbacks=[MetricsJsonlCallback()])
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    final = out_dir / "final"
+    trainer.model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    steps = max(int(trainer.state.global_step), 1)
+    metrics: dict[str, Any] = {
+        "profile": profile, "seed": seed, "model": cfg.model_name_or_path, "parameters": count_parameters(model),
+        "vocab_size": len(tokenizer), "rows": counts, "train_loss": float(result.training_loss),
+        "steps": int(trainer.state.global_step), "train_seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / steps, 4), "device": str(trainer.args.device),
+        "bf16": bool(args.bf16),
+        "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r],
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    logger.info("SFT done: %d steps in %.1fs, final dir %s", metrics["steps"], seconds, final)
+    del trainer, model
+    return final
+
+
+def true_reward_of_samples(
+    model_or_dir,
+    tokenizer,
+    prompts: Sequence[str],
+    reward_fn: Callable[[Sequence[str], Sequence[str]], Sequence[float]],
+    *,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    max_prompt_length: int = 512,
+) -> dict[str, Any]:
+    """Sample one response per prompt (greedy by default) and score it with ``reward_fn(prompts, responses)``.
+
+    Used on the synthetic testbed (``reward_fn = SyntheticTestbed.true_rewards``) to check that the SFT policy has
+    learned the task. Returns ``{mean, std, rewards, responses, finished}``.
+    """
+    import numpy as np
+
+    from drdo_lib.generation import generate
+
+    model = model_or_dir
+    if isinstance(model_or_dir, (str, Path)):
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(model_or_dir)
+    samples = generate(model, tokenizer, list(prompts), temperature=temperature, max_new_tokens=max_new_tokens,
+                       seed=seed, batch_size=batch_size, max_prompt_length=max_prompt_length, progress=False)
+    responses = [s["response"] for s in samples]
+    r = np.asarray(reward_fn(list(prompts), responses), dtype=float)
+    return {"mean": float(r.mean()), "std": float(r.std()), "rewards": r.tolist(), "responses": responses,
+            "finished": float(np.mean([s["finished"] for s in samples]))}
