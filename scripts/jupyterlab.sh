@@ -42,6 +42,20 @@ else
   url="http://127.0.0.1:$port/lab?token=$token"
 fi
 unset DRDO_STATIC
+# The news feed is off (below), so JupyterLab's "get notified about official Jupyter news?" toast would ask for
+# nothing: default that setting to "never" for this virtualenv's JupyterLab (app settings overrides.json; a value
+# already there, or one the user picks in Settings, wins).
+python - <<'EOF'
+import json, sys
+from pathlib import Path
+path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+data = json.loads(path.read_text()) if path.is_file() else {}
+notification = data.setdefault("@jupyterlab/apputils-extension:notification", {})
+if "fetchNews" not in notification:
+    notification["fetchNews"] = "false"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+EOF
 extra=()
 if [ "$(id -u)" -eq 0 ]; then extra+=(--allow-root); fi  # containers often run as root
 
