@@ -15,7 +15,8 @@ Regenerate the README screenshot (from the repository root, after ./scripts/inst
 (or through the test command: DRDO_SCREENSHOT=docs/jupyterlab_screenshot.png ./scripts/test.sh --slow -k browser,
 which then also runs the notebook regression tests). Skips with the reason when Chromium/chromedriver are absent.
 Settings: DRDO_SCREENSHOT (PNG path, relative to the repository root; default: pytest's tmp folder),
-DRDO_BROWSER_TIMEOUT (seconds for Run All, default 300), DRDO_CHROMIUM / DRDO_CHROMEDRIVER (binaries).
+DRDO_BROWSER_TIMEOUT (seconds for Run All, default 300), DRDO_CHROMIUM / DRDO_CHROMEDRIVER (binaries),
+DRDO_REQUIRE_BROWSER=1 (fail instead of skipping when the browser is missing; for CI).
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ RUN_TIMEOUT = float(os.environ.get("DRDO_BROWSER_TIMEOUT", "300"))
 def binaries():
     found = bh.browser_paths()
     if isinstance(found, str):
+        if os.environ.get("DRDO_REQUIRE_BROWSER") == "1":  # CI sets this: a missing browser is a failure there
+            pytest.fail(found)
         pytest.skip(found)
     return found
 
