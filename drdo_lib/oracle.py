@@ -175,8 +175,9 @@ def train_reward_model(
 ) -> Path:
     """Train one reward model from ``init_model`` on preference rows; writes the model and metrics.
 
-    The model + tokenizer go to ``final_dir`` (default ``out_dir/final``), which is returned. ``metrics.json`` holds the held-out pairwise accuracy before and after training,
-    the length-filter counts and timings; ``metrics.jsonl`` the training curve.
+    The model + tokenizer go to ``final_dir`` (default ``out_dir/final``), which is returned. ``metrics.json``
+    holds the held-out pairwise accuracy before and after training, the length-filter counts and timings;
+    ``metrics.jsonl`` the training curve.
     """
     from drdo_lib.data.tokenize import collate_preference
     from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
@@ -204,8 +205,9 @@ def train_reward_model(
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
         max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
-        gradient_checkpointing=False, bf16=resolve_bf16(cfg.bf16), report_to="none", remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=not progress, logging_nan_inf_filter=False,
+        bf16=resolve_bf16(cfg.bf16), report_to="none", remove_unused_columns=False,
+        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=not progress,
+        logging_nan_inf_filter=False,
     )
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

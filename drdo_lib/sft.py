@@ -2,13 +2,14 @@
 
 The SFT model is the starting point and the reference policy of every preference method, and the initialisation
 of the Oracle (:mod:`drdo_lib.oracle`). Rows are ``{prompt, response}`` (the data stage's normalised SFT rows;
-``label`` as in ``CarperAI/openai_summarize_tldr`` or ``completion`` also work). They are tokenised by :func:`drdo_lib.data.tokenize.tokenize_sft_dataset`
-exactly as the preference stages tokenise pairs (same prompt template, BOS, EOS), and ``SFTTrainer`` masks the
+``label`` as in ``CarperAI/openai_summarize_tldr`` or ``completion`` also work). They are tokenised by
+:func:`drdo_lib.data.tokenize.tokenize_sft_dataset` exactly as the preference stages tokenise pairs (same prompt template, BOS, EOS), and ``SFTTrainer`` masks the
 prompt out of the loss (``completion_only_loss=True``, via the ``completion_mask`` column).
 
 For a tiny model (``tiny-gpt2`` …) the tokenizer is trained here on the training texts and saved with the model, so
-every later stage reads it from ``runs/<profile>/sft/final``. Outputs: ``final/`` (model + tokenizer, safetensors),
-``metrics.json`` (length-filter counts, parameter count, loss curve, step time), ``config.json``.
+every later stage reads it from ``runs/<profile>/sft/final``. Outputs under ``runs/<profile>/sft/``: ``final/``
+(model + tokenizer, safetensors), ``metrics.json`` (length-filter counts, parameter count, step time, final loss),
+``metrics.jsonl`` (the loss curve) and ``config.json``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from drdo_lib.config import run_dir, save_config
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SFTConfig", "run_sft", "true_reward_of_samples", "load_sft_rows"]
+__all__ = ["SFTConfig", "run_sft", "build_sft_trainer", "true_reward_of_samples", "load_sft_rows"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,32 @@ def _texts(ds, columns: Sequence[str]) -> list[str]:
     return out
 
 
+def build_sft_trainer(cfg: SFTConfig, model, tokenizer, tokenized_ds, output_dir: str | Path, *, seed: int,
+                      progress: bool = True):
+    """TRL ``SFTTrainer`` on rows from :func:`~drdo_lib.data.tokenize.tokenize_sft_dataset` (``input_ids`` +
+    ``completion_mask``): ``completion_only_loss=True`` turns the mask into labels (prompt tokens → -100)."""
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from drdo_lib.trainer import MetricsJsonlCallback, resolve_bf16, resolve_optim
+
+    args = TRLSFTConfig(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        completion_only_loss=True, max_length=cfg.max_length, packing=False,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
+        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
+        activation_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        bf16=resolve_bf16(cfg.bf16), report_to="none", dataloader_num_workers=0, dataloader_pin_memory=False,
+        disable_tqdm=not progress,
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=tokenized_ds, processing_class=tokenizer,
+                      callbacks=[MetricsJsonlCallback()])
+
+
 def run_sft(
     cfg: SFTConfig,
     profile: str,
@@ -110,18 +137,15 @@ def run_sft(
 ) -> Path:
     """Train the SFT policy and return its directory ``runs/<profile>/sft/final`` (model + tokenizer).
 
-    ``train_rows`` (a ``datasets.Dataset`` with ``prompt`` and ``response``/``label``/``completion``) and ``corpus`` (texts for a
-    tiny model's tokenizer) default to the profile's data (:func:`load_sft_rows`); ``seed`` defaults to the
+    ``train_rows`` (a ``datasets.Dataset`` with ``prompt`` and ``response``/``label``/``completion``) and
+    ``corpus`` (texts for a tiny model's tokenizer) default to the profile's data (:func:`load_sft_rows`); ``seed`` defaults to the
     profile's top-level ``seed``.
     """
     import transformers
-    from trl import SFTConfig as TRLSFTConfig
-    from trl import SFTTrainer
 
     from drdo_lib.config import load_profile
     from drdo_lib.data.tokenize import tokenize_sft_dataset
     from drdo_lib.models import TINY_MODELS, build_causal_lm, build_tokenizer, count_parameters
-    from drdo_lib.trainer import MetricsJsonlCallback, resolve_bf16, resolve_optim
 
     if seed is None:
         seed = int(load_profile(profile).get("seed", 0))
@@ -150,24 +174,11 @@ def run_sft(
     if len(ds) == 0:
         raise ValueError(f"no SFT rows left after the length filter: {counts}")
 
-    args = TRLSFTConfig(
-        output_dir=str(out_dir / "checkpoints"), seed=seed, data_seed=seed,
-        completion_only_loss=True, max_length=cfg.max_length, packing=False,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
-        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        bf16=resolve_bf16(cfg.bf16), report_to="none", dataloader_num_workers=0, disable_tqdm=not progress,
-        dataset_num_proc=None,
-    )
-    metrics_file = out_dir / "checkpoints" / "metrics.jsonl"
+    metrics_file = out_dir / "metrics.jsonl"  # the training curve, one line per logging step
     if metrics_file.exists():
         metrics_file.unlink()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                         callbacks=[MetricsJsonlCallback()])
+    trainer = build_sft_trainer(cfg, model, tokenizer, ds, out_dir, seed=seed, progress=progress)
+    args = trainer.args
     t0 = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - t0

@@ -1,0 +1,73 @@
+"""Tests for drdo_lib.sft: TRL SFTTrainer with completion-only loss on our tokenisation; outputs; learning."""
+import json
+
+import pytest
+import torch
+
+from drdo_lib.data.tokenize import tokenize_sft_dataset
+from drdo_lib.models import build_causal_lm, build_tokenizer
+from drdo_lib.sft import SFTConfig, build_sft_trainer, run_sft, true_reward_of_samples
+from train_fixtures import GOOD, corpus, sft_rows
+
+FAST = dict(model_size="micro", max_prompt_length=40, max_length=48, learning_rate=1e-2, warmup_steps=0,
+            per_device_train_batch_size=16, gradient_accumulation_steps=1, logging_steps=5, eval_prompts=0)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="max_prompt_length"):
+        SFTConfig(max_prompt_length=10, max_length=10)
+    with pytest.raises(ValueError, match="template"):
+        SFTConfig(template="nope")
+    with pytest.raises(ValueError, match="model_size"):
+        SFTConfig(model_size="huge")
+
+
+def test_completion_only_labels_mask_the_prompt(tmp_path):
+    tok = build_tokenizer("tiny-gpt2", corpus())
+    ds, _ = tokenize_sft_dataset(sft_rows(8), tok, max_length=48)
+    model = build_causal_lm("tiny-gpt2", tok, size="micro")
+    trainer = build_sft_trainer(SFTConfig(**FAST, max_steps=1), model, tok, ds, tmp_path, seed=0, progress=False)
+    batch = next(iter(trainer.get_train_dataloader()))
+    labels, ids = batch["labels"], batch["input_ids"]
+    for i in range(labels.shape[0]):
+        row = ds[i] if False else None  # rows are shuffled by the sampler: check the invariant per row instead
+        real = batch["attention_mask"][i].bool()
+        scored = labels[i] != -100
+        # exactly the completion (3 tokens: key word, good word, EOS) is scored; the prompt and padding are not
+        assert int(scored.sum()) == 3
+        assert torch.equal(labels[i][scored], ids[i][scored])
+        last = int(real.nonzero().max())
+        assert bool(scored[last]) and ids[i, last] == tok.eos_token_id
+        assert not bool(scored[: last - 2].any())
+
+
+def test_run_sft_learns_and_writes_outputs(tmp_path):
+    rows = sft_rows(256)
+    cfg = SFTConfig(**FAST, max_steps=40)
+    final = run_sft(cfg, "unit", train_rows=rows, corpus=corpus(), seed=0, runs_dir=tmp_path, progress=False)
+    assert final == tmp_path / "unit" / "sft" / "final"
+    assert (final / "model.safetensors").exists() and (final / "tokenizer.json").exists()
+    metrics = json.loads((tmp_path / "unit" / "sft" / "metrics.json").read_text())
+    assert metrics["steps"] == 40 and metrics["rows"]["rows_kept"] == 256
+    curve = [json.loads(x)["loss"] for x in (tmp_path / "unit" / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert len(curve) == 8 and curve[-1] < 0.5 * curve[0]  # completion loss falls (start ≈ log |V| ≈ 3.4)
+    saved = json.loads((tmp_path / "unit" / "sft" / "config.json").read_text())
+    assert saved["max_steps"] == 40
+    # the trained model writes the topic's first word and a good word (greedy), an untrained one does not
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(final)
+    prompts = sft_rows(16, seed=1)["prompt"]
+
+    def reward(ps, rs):  # 1 per expected word present
+        return [float(r.split()[:1] == [("cat" if "r/cats" in p else "dog")]) + float(any(g in r.split() for g in GOOD))
+                for p, r in zip(ps, rs)]
+
+    trained = true_reward_of_samples(final, tok, prompts, reward, max_new_tokens=4)
+    fresh = true_reward_of_samples(build_causal_lm("tiny-gpt2", tok, seed=0, size="micro"), tok, prompts, reward,
+                                   max_new_tokens=4)
+    assert trained["mean"] > 1.2 and fresh["mean"] < 0.5
+    # parameters changed
+    init = build_causal_lm("tiny-gpt2", tok, seed=0, size="micro").state_dict()
+    after = AutoModelForCausalLM.from_pretrained(final).state_dict()
+    assert any(not torch.allclose(init[k], after[k]) for k in init if k in after)
