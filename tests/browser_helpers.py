@@ -253,6 +253,7 @@ class NotebookRun:
     n_widget_images: int = 0              # ... of which inside ipywidgets Output widgets
     n_sliders: int = 0
     n_dropdowns: int = 0
+    widget_labels: list[str] = field(default_factory=list)  # descriptions of the sliders and dropdowns
     saved_errors: list[str] = field(default_factory=list)  # "error" outputs in the saved .ipynb
     saved_unexecuted: int = 0             # code cells without an execution count in the saved .ipynb
     saved_images: int = 0                 # image/png outputs in the saved .ipynb
@@ -371,7 +372,9 @@ def collect_dom(drv, result: NotebookRun) -> None:
         const wimgs = panel.querySelectorAll('.widget-output .jp-OutputArea-output img, .jupyter-widgets-output-area img');
         return {stderr: stderr, n_images: imgs.length, n_widget_images: wimgs.length,
                 n_sliders: panel.querySelectorAll('.widget-slider').length,
-                n_dropdowns: panel.querySelectorAll('.widget-dropdown').length};""")
+                n_dropdowns: panel.querySelectorAll('.widget-dropdown').length,
+                labels: Array.from(panel.querySelectorAll('.widget-slider .widget-label, .widget-dropdown .widget-label'))
+                    .map(e => e.textContent.trim())};""")
     for text in info["stderr"]:
         clean = _ANSI.sub("", text)
         # Error outputs render as stderr text too: a traceback, or (IPython's short form, e.g. SyntaxError) a line
@@ -383,6 +386,7 @@ def collect_dom(drv, result: NotebookRun) -> None:
     result.n_widget_images = info["n_widget_images"]
     result.n_sliders = info["n_sliders"]
     result.n_dropdowns = info["n_dropdowns"]
+    result.widget_labels = info["labels"]
 
 
 def save_and_read(drv, server: LabServer, rel_path: str, result: NotebookRun, timeout: float = 30.0) -> dict:

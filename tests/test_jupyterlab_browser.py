@@ -11,7 +11,7 @@ A second test starts the README command itself, scripts/jupyterlab.sh, and opens
 the kernel "drdo", no prompt. A third checks the harness: a notebook with a failing cell must be reported.
 
 Regenerate the README screenshot (from the repository root, after ./scripts/install_browser_deps.sh):
-    DRDO_SCREENSHOT=docs/jupyterlab_screenshot.png .venv/bin/python -m pytest tests/test_jupyterlab_browser.py -k notebook00
+    DRDO_SCREENSHOT=docs/jupyterlab_screenshot.png .venv/bin/python -m pytest tests/test_jupyterlab_browser.py -k notebook00_runs
 (or through the test command: DRDO_SCREENSHOT=docs/jupyterlab_screenshot.png ./scripts/test.sh --slow -k browser,
 which then also runs the notebook regression tests). Skips with the reason when Chromium/chromedriver are absent.
 Settings: DRDO_SCREENSHOT (PNG path, relative to the repository root; default: pytest's tmp folder),
@@ -126,6 +126,8 @@ def test_notebook00_runs_in_jupyterlab(lab, driver, tmp_path):
     assert run.n_images >= 1 and run.saved_images >= 1, f"no figure rendered\n{_explain(lab, run)}"
     # issue 6 item 2: sliders for alpha, gamma, beta and a logp_reduction dropdown, redrawing the figure live
     assert run.n_sliders >= 3 and run.n_dropdowns >= 1, f"widgets missing\n{_explain(lab, run)}"
+    for name in ("α", "γ", "β", "logp_reduction"):
+        assert any(name in label for label in run.widget_labels), f"no control for {name}: {run.widget_labels}"
     assert run.n_widget_images >= 1, f"no figure inside the widgets' output\n{_explain(lab, run)}"
 
     shot = Path(os.environ.get("DRDO_SCREENSHOT") or tmp_path / "jupyterlab_screenshot.png")
