@@ -33,6 +33,19 @@ STAGES = ("sft", "oracle", "ensemble", "policy")
 TOP_LEVEL_KEYS = ("seed", "profile", "runs_dir", "figures_dir")
 
 
+def _parse_value(raw: str) -> Any:
+    """YAML scalar/list parsing, plus floats like ``3e-5`` that YAML 1.1 reads as strings."""
+    if raw == "":
+        return None
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def apply_overrides(profile: dict[str, Any], stage: str, overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``profile`` with ``key=value`` overrides applied (see the module docstring)."""
     out = copy.deepcopy(profile)
@@ -40,7 +53,7 @@ def apply_overrides(profile: dict[str, Any], stage: str, overrides: Sequence[str
         if "=" not in item:
             raise ValueError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = _parse_value(raw)
         if key in TOP_LEVEL_KEYS:
             out[key] = value
             continue

@@ -1,0 +1,61 @@
+"""The CLI (``python -m drdo_lib train ...``): override parsing, errors, and one real policy run in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drdo_lib.cli import _build_parser, apply_overrides, main
+
+from policy_helpers import PROFILE, write_profile
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_overrides_go_to_the_stage_section_a_named_section_or_the_top_level():
+    prof = {"seed": 0, "policy": {"beta": 0.1}, "data": {"n_train": 10}}
+    out = apply_overrides(prof, "policy", ["beta=0.5", "methods=[dpo, ipo]", "data.n_train=7", "seed=3",
+                                           "deepspeed=null", "bf16=true", "learning_rate=3e-5"])
+    assert out["policy"] == {"beta": 0.5, "methods": ["dpo", "ipo"], "deepspeed": None, "bf16": True,
+                             "learning_rate": 3e-5}
+    assert out["data"] == {"n_train": 7} and out["seed"] == 3
+    assert prof["policy"] == {"beta": 0.1} and prof["seed"] == 0  # the input is not modified
+    assert apply_overrides({}, "ensemble", ["lr=1"])["oracle"] == {"lr": 1}  # the ensemble reads the oracle section
+
+
+@pytest.mark.parametrize("bad", ["beta", "=3", "policy.=1"])
+def test_malformed_overrides_are_rejected(bad):
+    with pytest.raises(ValueError):
+        apply_overrides({"policy": {}}, "policy", [bad])
+
+
+def test_parser_accepts_the_deepspeed_launcher_local_rank():
+    args = _build_parser().parse_args(["train", "--config", "x.yaml", "--local_rank=1", "--method", "dpo", "beta=1"])
+    assert args.local_rank == 1 and args.method == "dpo" and args.overrides == ["beta=1"]
+
+
+def test_unknown_setting_fails_with_the_accepted_fields(tmp_path):
+    cfg = write_profile(tmp_path)
+    with pytest.raises(ValueError, match="unknown setting.*betta.*accepted"):
+        main(["train", "--config", str(cfg), "--method", "dpo", "betta=0.2"])
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_cli_subprocess_trains_a_policy(tmp_path):
+    cfg = write_profile(tmp_path, policy={"max_steps": 2, "save_steps": 10})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-m", "drdo_lib", "train", "--config", str(cfg), "--stage", "policy",
+                           "--method", "drdo", "--split", "D_all", "alpha=0.5", "student_reward=logprob"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "runs" / PROFILE / "policy" / "drdo_D_all"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["method"] == "drdo" and summary["world_size"] == 1
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["alpha"] == 0.5 and saved["student_reward"] == "logprob"
+    assert (out / "final" / "model.safetensors").exists() and not (out / "final" / "reward_head.safetensors").exists()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
