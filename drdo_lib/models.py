@@ -50,7 +50,7 @@ TINY_MODELS = ("tiny-gpt2", "tiny-opt", "tiny-phi3")
 TINY_SIZES = {
     "micro": dict(n_layer=1, n_embd=32, n_head=2, n_positions=128),  # unit tests
     "mini": dict(n_layer=4, n_embd=128, n_head=4, n_positions=128),  # ~0.85M + vocab·128 parameters
-    "small": dict(n_layer=6, n_embd=256, n_head=8, n_positions=512),  # the `sample` profile (real text)
+    "small": dict(n_layer=4, n_embd=128, n_head=4, n_positions=512),  # the `sample` profile (real text, long posts)
     "bench": dict(n_layer=8, n_embd=640, n_head=10, n_positions=512),  # ≥ 50M parameters for benchmarks
 }
 

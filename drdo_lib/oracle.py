@@ -35,7 +35,7 @@ from drdo_lib.config import run_dir, save_config
 logger = logging.getLogger(__name__)
 
 __all__ = ["OracleConfig", "RewardModelTrainer", "run_oracle", "run_ensemble", "train_reward_model",
-           "pairwise_accuracy"]
+           "pairwise_accuracy", "reward_agreement"]
 
 
 @dataclass(frozen=True)
@@ -300,3 +300,51 @@ def run_ensemble(cfg: OracleConfig, profile: str, *, train_rows=None, eval_rows=
                                        eval_rows=eval_rows, alpha=cfg.ensemble_alpha, head_seed=head_seed,
                                        seed=seed, final_dir=base / f"member_{k}", progress=progress))
     return dirs
+
+
+def reward_agreement(model_dir: str | Path, rows, *, cfg: OracleConfig, true_reward_fn=None,
+                     batch_size: int | None = None) -> dict[str, Any]:
+    """How a saved reward model's scores on preference ``rows`` relate to the labels and (synthetic data) to r*.
+
+    Returns ``accuracy_vs_labels`` (r_w > r_l); with ``true_reward_fn(prompts, responses)``: ``accuracy_vs_true``
+    (the model orders the pair as r* does, pairs with equal r* left out), ``labels_vs_true`` (how often the human
+    label agrees with r*: the label-noise ceiling), Pearson and Spearman correlations of the model's rewards with
+    r* over all responses and of the reward differences, and the arrays (``diff``, ``true_diff``) for a scatter.
+    """
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.models import CausalLMWithRewardHead
+    from drdo_lib.precompute import score_rewards
+
+    model = CausalLMWithRewardHead.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pad_token_id = tok.pad_token_id
+    ds, _ = tokenize_preference_dataset(rows, tok, max_prompt_length=cfg.max_prompt_length,
+                                        max_length=cfg.max_length, template=cfg.template)
+    r = score_rewards(model, ds, batch_size=batch_size or cfg.per_device_eval_batch_size, pad_token_id=pad_token_id)
+    diff = r[:, 0] - r[:, 1]
+    out: dict[str, Any] = {"pairs": int(len(ds)), "accuracy_vs_labels": float((diff > 0).mean()),
+                           "diff": diff.tolist()}
+    if true_reward_fn is not None:
+        prompts = list(ds["prompt"])
+        tc = np.asarray(true_reward_fn(prompts, list(ds["chosen"])), dtype=float)
+        tr = np.asarray(true_reward_fn(prompts, list(ds["rejected"])), dtype=float)
+        td = tc - tr
+        decided = td != 0
+
+        def spearman(a, b):
+            ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+            return float(np.corrcoef(ra, rb)[0, 1])
+
+        learned, true = np.concatenate([r[:, 0], r[:, 1]]), np.concatenate([tc, tr])
+        out.update({
+            "accuracy_vs_true": float(((diff > 0) == (td > 0))[decided].mean()),
+            "labels_vs_true": float((td[decided] > 0).mean()),
+            "pearson_reward": float(np.corrcoef(learned, true)[0, 1]),
+            "spearman_reward": spearman(learned, true),
+            "pearson_diff": float(np.corrcoef(diff, td)[0, 1]),
+            "true_diff": td.tolist(),
+        })
+    return out

@@ -27,7 +27,8 @@ from drdo_lib.config import run_dir, save_config
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SFTConfig", "run_sft", "build_sft_trainer", "true_reward_of_samples", "load_sft_rows"]
+__all__ = ["SFTConfig", "run_sft", "build_sft_trainer", "true_reward_of_samples", "load_sft_rows", "evaluate_sft",
+           "completion_nll"]
 
 
 @dataclass(frozen=True)
@@ -232,3 +233,85 @@ def true_reward_of_samples(
     r = np.asarray(reward_fn(list(prompts), responses), dtype=float)
     return {"mean": float(r.mean()), "std": float(r.std()), "rewards": r.tolist(), "responses": responses,
             "finished": float(np.mean([s["finished"] for s in samples]))}
+
+
+@torch.no_grad()
+def completion_nll(lm, tokenized_sft, *, batch_size: int = 64, pad_token_id: int = 0) -> float:
+    """Mean per-token negative log-likelihood of the completions (EOS included) of a tokenised SFT dataset."""
+    from drdo_lib.data.tokenize import pad_sequences
+    from drdo_lib.precompute import response_logps_sum
+
+    lm = getattr(lm, "lm", lm)
+    was_training = lm.training
+    lm.eval()
+    dev = next(lm.parameters()).device
+    total, count = 0.0, 0
+    try:
+        for s in range(0, len(tokenized_sft), batch_size):
+            rows = tokenized_sft[s:s + batch_size]
+            ids = pad_sequences(rows["input_ids"], pad_token_id)
+            att = pad_sequences([[1] * len(x) for x in rows["input_ids"]], 0)
+            cm = pad_sequences(rows["completion_mask"], 0)
+            total += float(response_logps_sum(lm, ids.to(dev), att.to(dev), cm.to(dev)).sum())
+            count += int(cm[:, 1:].sum())
+    finally:
+        lm.train(was_training)
+    return -total / max(count, 1)
+
+
+def evaluate_sft(
+    final_dir: str | Path,
+    heldout_rows,
+    *,
+    testbed=None,
+    n_prompts: int = 64,
+    max_new_tokens: int = 32,
+    max_length: int = 1024,
+    template: str = "tldr",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare the SFT policy with a randomly initialised model of the same architecture on held-out SFT rows.
+
+    Always: the per-token NLL of the held-out reference completions under both models. With a synthetic
+    ``testbed``: the true reward r* of greedy samples from both, of the references and of the ideal summaries.
+    Returns ``{"nll": {...}, "true_reward": {...} | None, "samples": [rows for a table]}``.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from drdo_lib.data.tokenize import tokenize_sft_dataset
+    from drdo_lib.stage_data import SFT_COMPLETION
+
+    tok = AutoTokenizer.from_pretrained(final_dir)
+    sft = AutoModelForCausalLM.from_pretrained(final_dir).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        rand = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(final_dir)).eval()
+    rows = heldout_rows.select(range(min(n_prompts, len(heldout_rows))))
+    col = SFT_COMPLETION if SFT_COMPLETION in rows.column_names else "label"
+    tokd, _ = tokenize_sft_dataset(rows, tok, max_length=max_length, template=template, completion_column=col)
+    pad = tok.pad_token_id
+    out: dict[str, Any] = {"n_prompts": len(rows),
+                           "nll": {"sft": completion_nll(sft, tokd, pad_token_id=pad),
+                                   "random_init": completion_nll(rand, tokd, pad_token_id=pad)},
+                           "true_reward": None}
+    prompts, refs = list(rows["prompt"]), list(rows[col])
+    kw = dict(max_new_tokens=max_new_tokens, seed=seed, max_prompt_length=max_length)
+    if testbed is not None:
+        s = true_reward_of_samples(sft, tok, prompts, testbed.true_rewards, **kw)
+        r = true_reward_of_samples(rand, tok, prompts, testbed.true_rewards, **kw)
+        out["true_reward"] = {
+            "sft": s["mean"], "random_init": r["mean"],
+            "reference": float(sum(testbed.true_rewards(prompts, refs)) / len(prompts)),
+            "ideal": float(sum(testbed.true_rewards(prompts, [testbed.ideal_summary(p) for p in prompts]))
+                           / len(prompts)),
+            "sft_finished": s["finished"],
+        }
+        samples, rewards = s["responses"], s["rewards"]
+    else:
+        from drdo_lib.generation import generate
+
+        samples = [g["response"] for g in generate(sft, tok, prompts, temperature=0.0, progress=False, **kw)]
+        rewards = [None] * len(prompts)
+    out["samples"] = [{"prompt_end": p[-80:], "reference": ref.strip(), "sft_sample": y, "r*": rw}
+                      for p, ref, y, rw in zip(prompts[:8], refs[:8], samples[:8], rewards[:8])]
+    return out
