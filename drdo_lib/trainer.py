@@ -55,6 +55,7 @@ class PolicyConfig:
 
     methods: tuple[str, ...] = ("drdo", "dpo", "edpo")  # methods notebook 04 / run_all.sh trains, each of METHODS
     splits: tuple[str, ...] = ("D_all", "D_hc_he", "D_lc_le")  # data splits to train on (names from drdo_lib.data)
+    row_splits: tuple[str, ...] = ("train",)  # train on rows whose `split` column is one of these (sample: valid*)
     init_model: str | None = None  # initial policy = reference policy (dir or hub id); None: runs/<profile>/sft/final
     oracle_model: str | None = None  # oracle dir for precomputed rewards; None: runs/<profile>/oracle/final
     ensemble_models: tuple[str, ...] | None = None  # e-DPO reward models; None: runs/<profile>/ensemble/member_*
@@ -91,15 +92,15 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         # YAML gives lists; store tuples so the frozen config stays hashable.
-        for name in ("methods", "splits", "ensemble_models"):
+        for name in ("methods", "splits", "row_splits", "ensemble_models"):
             v = getattr(self, name)
             if isinstance(v, (list, str)):
                 object.__setattr__(self, name, tuple([v] if isinstance(v, str) else v))
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"policy.methods must be a non-empty subset of {METHODS}, got {self.methods}")
-        if not self.splits:
-            raise ValueError("policy.splits must name at least one split")
+        if not self.splits or not self.row_splits:
+            raise ValueError("policy.splits and policy.row_splits must name at least one split each")
         checks = [
             (self.student_reward in STUDENT_REWARDS, f"student_reward must be one of {STUDENT_REWARDS}"),
             (self.label_source in LABEL_SOURCES, f"label_source must be one of {LABEL_SOURCES}"),
@@ -392,6 +393,29 @@ def resolve_bf16(value: str | bool) -> bool:
     return bool(value)
 
 
+def resolve_deepspeed(path: str | None) -> str | None:
+    """The DeepSpeed JSON to use, or None.
+
+    ZeRO-2 shards optimizer states and gradients across *processes*; a single-process run (a notebook, a plain
+    ``python -m drdo_lib``) trains without DeepSpeed (logged). A relative path is resolved against the working
+    directory, then the repository root (notebooks run with ``--cwd notebooks``).
+    """
+    if not path:
+        return None
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        logger.warning("deepspeed=%s ignored: single-process run (launch with deepspeed/torchrun/accelerate to use it)",
+                       path)
+        return None
+    from drdo_lib.config import REPO_ROOT
+
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
+        p = REPO_ROOT / p
+    if not p.exists():
+        raise FileNotFoundError(f"DeepSpeed config {path} not found")
+    return str(p)
+
+
 def training_arguments(cfg: PolicyConfig, output_dir: str | Path, seed: int, **overrides) -> transformers.TrainingArguments:
     """``TrainingArguments`` of a policy run (no evaluation, no external loggers, explicit seeds)."""
     kw = dict(
@@ -401,7 +425,7 @@ def training_arguments(cfg: PolicyConfig, output_dir: str | Path, seed: int, **o
         lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         optim=resolve_optim(cfg.optim), max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        bf16=resolve_bf16(cfg.bf16), deepspeed=cfg.deepspeed, report_to="none", remove_unused_columns=False,
+        bf16=resolve_bf16(cfg.bf16), deepspeed=resolve_deepspeed(cfg.deepspeed), report_to="none", remove_unused_columns=False,
         ddp_find_unused_parameters=False, dataloader_num_workers=0, disable_tqdm=False,
         logging_nan_inf_filter=False,
         # On a machine without CUDA, use_cpu makes accelerate treat a torchrun/accelerate launch as MULTI_CPU (gloo).
@@ -458,7 +482,7 @@ def prepare_policy_dataset(cfg: PolicyConfig, profile, method: str, split: str, 
 
     ``rows`` (normalised preference rows, e.g. a hand-made ``datasets.Dataset``) replaces the profile's data: they
     are used as the split as given. Otherwise the profile's ``data`` stage is loaded (``load_profile_data``), split
-    with ``build_splits`` and the split's training rows kept. Reference log-probs (the initial policy) are always
+    with ``build_splits`` and the split's rows whose ``split`` column is in ``cfg.row_splits`` kept. Reference log-probs (the initial policy) are always
     added (the BT implicit-reward metric needs them), oracle rewards when an oracle exists (required by DRDO and
     ``label_source="oracle"``), ensemble rewards for e-DPO. Returns ``(dataset, report)``.
     """
@@ -470,14 +494,16 @@ def prepare_policy_dataset(cfg: PolicyConfig, profile, method: str, split: str, 
     name = prof["profile"]
     if rows is None:
         from drdo_lib.data import DataConfig, build_splits, load_profile_data
-        from drdo_lib.data.splits import TRAIN_SPLITS
 
         data_cfg = build_config(DataConfig, prof.get("data") or {})
         data = load_profile_data(data_cfg, name, seed=seed, runs_dir=runs_dir)
         splits, _ = build_splits(data.preferences, data_cfg.confidence_mode)
         if split not in splits:
             raise ValueError(f"unknown split {split!r}; available: {sorted(splits)}")
-        rows = splits[split].filter(lambda s: s in TRAIN_SPLITS, input_columns="split", desc=f"{split}: train rows")
+        keep = set(cfg.row_splits)
+        rows = splits[split].filter(lambda s: s in keep, input_columns="split", desc=f"{split}: training rows")
+        if len(rows) == 0:
+            raise ValueError(f"{split} has no rows with split in {sorted(keep)} (set policy.row_splits)")
     rows = rows.shuffle(seed=seed)
     if cfg.max_train_rows is not None and len(rows) > cfg.max_train_rows:
         rows = rows.select(range(cfg.max_train_rows))
