@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-__all__ = ["plot_metric_curves", "plot_reward_vs_true"]
+__all__ = ["plot_metric_curves", "plot_reward_vs_true", "plot_fig4_training_curves", "FIG4_PANELS"]
 
 
 def plot_metric_curves(
@@ -67,4 +67,70 @@ def plot_reward_vs_true(learned_diff, true_diff, *, learned_label: str = "oracle
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+#: The four panels of the paper's Fig. 4 (metric key in metrics.jsonl → panel title).
+FIG4_PANELS = {
+    "bt_accuracy": "(a) BT implicit-reward accuracy",
+    "oracle_reward_advantage": "(b) oracle reward advantage",
+    "logps_chosen": "(c) log π(y_w|x)",
+    "logps_rejected": "(d) log π(y_l|x)",
+}
+FIG4_COLORS = {"drdo": "tab:red", "dpo": "tab:blue", "edpo": "tab:green", "ipo": "tab:purple"}
+
+
+def _ema(ys, weight: float):
+    out, acc = [], None
+    for y in ys:
+        acc = y if acc is None else weight * acc + (1 - weight) * y
+        out.append(acc)
+    return out
+
+
+def plot_fig4_training_curves(
+    curves: Mapping[tuple[str, str], Sequence[Mapping[str, float]]],
+    *,
+    methods: Sequence[str],
+    splits: Sequence[str],
+    panels: Mapping[str, str] | None = None,
+    smooth: float = 0.6,
+    suptitle: str | None = None,
+):
+    """The paper's Fig. 4: one row per split, one column per panel (BT accuracy, oracle reward advantage, chosen and
+    rejected log-probs vs step), one line per method.
+
+    ``curves`` maps ``(method, split)`` to its ``metrics.jsonl`` rows; ``smooth`` is an exponential-moving-average
+    weight in [0, 1) applied to each line (0: raw values; the raw values are drawn faintly behind).
+    """
+    import matplotlib.pyplot as plt
+
+    panels = dict(panels or FIG4_PANELS)
+    fig, axes = plt.subplots(len(splits), len(panels), figsize=(3.3 * len(panels), 2.5 * len(splits) + 0.4),
+                             squeeze=False)
+    for i, split in enumerate(splits):
+        for j, (metric, title) in enumerate(panels.items()):
+            ax = axes[i, j]
+            for method in methods:
+                rows = [r for r in curves.get((method, split), []) if metric in r]
+                if not rows:
+                    continue
+                xs, ys = [r["step"] for r in rows], [r[metric] for r in rows]
+                color = FIG4_COLORS.get(method)
+                if smooth > 0:
+                    ax.plot(xs, ys, color=color, alpha=0.2, lw=0.8)
+                ax.plot(xs, _ema(ys, smooth) if smooth > 0 else ys, color=color, lw=1.5, label=method)
+            if i == 0:
+                ax.set_title(title, fontsize=10)
+            if j == 0:
+                ax.set_ylabel(split, fontsize=10)
+            if i == len(splits) - 1:
+                ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, bbox_to_anchor=(0.5, -0.01))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
