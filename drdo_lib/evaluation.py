@@ -77,7 +77,7 @@ class EvalConfig:
     student: str = "drdo"  # the method whose win rates are reported (the rows of Tables 1-3)
     baselines: tuple[str, ...] = ("dpo", "edpo")  # preference baselines it is compared with (SFT is always added)
     splits: tuple[str, ...] = ("D_all", "D_hc_he", "D_lc_le")  # training splits whose policies are evaluated
-    n_prompts: int = 500  # held-out in-distribution prompts (Table 2 oracle/gold win rates); fewer if the set is smaller
+    n_prompts: int = 500  # held-out in-distribution prompts (Table 2 oracle/gold win rates); at most the set's size
     n_ood_prompts: int = 1000  # out-of-distribution prompts (Table 1 judge, Fig. 3 advantage); paper: 1,000 CNN/DM
     n_alpaca: int = 805  # Table 3 prompts at most (AlpacaEval has 805 instructions)
     prompt_template: str = "tldr"  # "tldr" | "chat" | "raw": how prompts are formatted (drdo_lib.data.tokenize)
@@ -102,7 +102,7 @@ class EvalConfig:
     alpaca_judge_model: str = "gold"  # judge of Table 3 (paper: gpt-4-turbo); "gold"/"oracle" work offline
     alpaca_prompts: str = "alpaca_eval"  # Table 3 prompts: "alpaca_eval" (805 instructions: data_dir/alpaca_eval
     #   or the hub), "in_dist" (the in-distribution prompts: the protocol on the testbed), "none" (skip Table 3)
-    alpaca_source: str = "tatsu-lab/alpaca_eval"  # hub id or local file/folder of AlpacaEval (alpaca_prompts=alpaca_eval)
+    alpaca_source: str = "tatsu-lab/alpaca_eval"  # hub id or local file/folder (used when alpaca_prompts=alpaca_eval)
     alpaca_split: str = "D_all"  # which split's policies answer the Table 3 prompts
     ood_template: str = "SUBREDDIT: r/news\nTITLE: {title}\nPOST: {article}\nTL;DR:"  # OOD prompt ({title} = first
     #   ood_title_words words of the article); the paper's Table 4 shows "Summarize this news article ..." instead
@@ -423,7 +423,8 @@ def table2_form(grid: pd.DataFrame, value: str = "win_rate") -> pd.DataFrame:
     return wide.reindex(columns=pd.MultiIndex.from_tuples(cols, names=["T", "baseline"]))
 
 
-def _normalise(gen: pd.DataFrame, refs: pd.DataFrame | None, column: str, how: str) -> tuple[pd.Series, pd.Series | None]:
+def _normalise(gen: pd.DataFrame, refs: pd.DataFrame | None, column: str, how: str
+               ) -> tuple[pd.Series, pd.Series | None]:
     if how == "none":
         return gen[column], (refs[column] if refs is not None else None)
     pool = pd.concat([gen[column]] + ([refs[column]] if refs is not None else []))

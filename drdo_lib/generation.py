@@ -7,10 +7,11 @@ after ``max_new_tokens``. Randomness is seeded per batch from ``(seed, batch ind
 settings reproduces the same text on the same hardware.
 
 :func:`generate_policy_samples` runs the whole grid (temperatures × seeds × samples per prompt) for one policy (the
-replicates of one temperature in one batched call) and writes it as JSON Lines, one record per completion, each carrying the settings that produced it (temperature, top-p,
-max_new_tokens, seed, model fingerprint). A ``<name>.settings.json`` file beside it stores the resolved
-:class:`GenerationConfig` and a cache key (settings + model fingerprint + prompts); when the key matches, the file is
-read back instead of sampling again, so re-executing a notebook is cheap and reproducible.
+replicates of one temperature in one batched call) and writes it as JSON Lines, one record per completion, each
+carrying the settings that produced it (temperature, top-p, max_new_tokens, seed, model fingerprint). A
+``<name>.settings.json`` file beside it stores the resolved :class:`GenerationConfig` and a cache key (settings +
+model fingerprint + prompts); when the key matches, the file is read back instead of sampling again, so re-executing
+a notebook is cheap and reproducible.
 
 Every policy produced by the training stages can be loaded with :func:`load_policy` (a plain causal LM directory or
 a :class:`~drdo_lib.models.CausalLMWithRewardHead` directory, whose LM is used for generation).
@@ -22,7 +23,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -250,7 +251,7 @@ def generate_policy_samples(
     fingerprint: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Sample the grid ``cfg.seeds × cfg.temperatures × cfg.samples_per_prompt`` for one policy → ``<out_dir>/<name>.jsonl``.
+    """Sample ``cfg.seeds × cfg.temperatures × cfg.samples_per_prompt`` for one policy → ``<out_dir>/<name>.jsonl``.
 
     ``extra`` (e.g. ``{"method": "drdo", "split": "D_all", "model": "runs/.../final"}``) is copied into every record.
     If ``<name>.settings.json`` holds the same cache key (settings, model fingerprint, prompts) the existing file is

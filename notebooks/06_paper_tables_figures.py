@@ -44,14 +44,15 @@ eval = {}  # the `eval:` section of the profile: fields of drdo_lib.evaluation.E
 import logging
 
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import Markdown, display
 
 from drdo_lib import paper_numbers as pn
 from drdo_lib import report
 from drdo_lib.config import build_config, figures_dir
 from drdo_lib.evaluation import EvalConfig
 from drdo_lib.plots import save_figure
-from drdo_lib.plots.evaluation import plot_head_to_head, plot_reward_advantage, plot_training_curves, plot_win_rates
+from drdo_lib.plots.evaluation import plot_head_to_head, plot_reward_advantage, plot_win_rates
+from drdo_lib.plots.training import plot_fig4_training_curves
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 pd.set_option("display.precision", 3)
@@ -158,13 +159,17 @@ fig3_main = fig3[fig3["reward"] == "oracle_reward"] if len(fig3) else fig3
 
 # %% [markdown]
 # ## Fig. 4 — training curves (BT accuracy, oracle reward advantage, log-probabilities of y_w and y_l)
-# Paper: OPT-1.3B on UltraFeedback. Ours: every run of notebook 04 on the first split, from its `metrics.jsonl`.
+# Paper: OPT-1.3B on UltraFeedback. Ours: every run of notebook 04 (one row per split), from its `metrics.jsonl`,
+# drawn with notebook 04's plotting function.
 
 # %%
 curves = report.load_training_curves(profile)
-first_split = {k: v for k, v in curves.items() if k.endswith("_" + eval_cfg.splits[0])}
-if first_split:
-    fig = plot_training_curves(first_split, report.FIG4_PANELS, title=f"Fig. 4 ({eval_cfg.splits[0]}, {profile})")
+if curves:
+    by_run = {tuple(name.split("_", 1)): df.to_dict("records") for name, df in curves.items()}
+    methods = [m for m in (eval_cfg.student, *eval_cfg.baselines) if any(k[0] == m for k in by_run)]
+    fig = plot_fig4_training_curves(by_run, methods=methods, splits=[s for s in eval_cfg.splits
+                                                                     if any(k[1] == s for k in by_run)],
+                                    suptitle=f"Fig. 4: training curves ({profile})")
     save_figure(fig, figs / "paper_fig4")
 fig4 = report.fig4_final_metrics(curves)
 report.write_table(fig4, figs / "paper_fig4_final")

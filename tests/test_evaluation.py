@@ -137,7 +137,8 @@ def _fake_generations():
         for pid in range(4):
             for t in (0.2, 0.9):
                 for seed in (0, 1):
-                    r = base + (0.5 if (pol == "drdo_D_all" and pid == 0) else 0.0) - (3.0 if pol == "sft" and pid == 3 else 0)
+                    r = base + (0.5 if (pol == "drdo_D_all" and pid == 0) else 0.0) \
+                        - (3.0 if pol == "sft" and pid == 3 else 0.0)
                     rows.append({"policy": pol, "method": method, "split": split, "prompt_id": pid,
                                  "prompt": f"p{pid}", "temperature": t, "seed": seed, "sample": 0,
                                  "response": f"{pol}-{pid}", "oracle_reward": r})
@@ -361,7 +362,8 @@ def test_eval_prompt_sets_on_the_real_samples():
         assert df["prompt_id"].is_unique and (df["reference"].str.len() > 0).all()
     assert sets["in_dist"]["prompt"].str.endswith("TL;DR:").all()
     ood = sets["ood"]
-    assert ood["prompt"].str.startswith("SUBREDDIT: r/news\nTITLE: ").all() and ood["prompt"].str.endswith("TL;DR:").all()
+    assert ood["prompt"].str.startswith("SUBREDDIT: r/news\nTITLE: ").all()
+    assert ood["prompt"].str.endswith("TL;DR:").all()
     assert all(len(p.split("POST: ", 1)[1].split()) <= 51 for p in ood["prompt"])  # 50 words + "TL;DR:"
     assert not ood["reference"].str.contains("\n").any()
     assert highlights_summary("A b .\nC d .") == "A b C d"

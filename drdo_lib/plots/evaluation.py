@@ -1,14 +1,14 @@
 """Figures of the evaluation (notebooks 05 and 06): Fig. 3 reward advantage, Table 2 win rates vs temperature,
-judged head-to-heads beside the paper's numbers. Every function returns a matplotlib Figure; save it with
-:func:`drdo_lib.plots.save_figure`."""
+judged head-to-heads beside the paper's numbers (Fig. 4 is :func:`drdo_lib.plots.training.plot_fig4_training_curves`).
+Every function returns a matplotlib Figure; save it with :func:`drdo_lib.plots.save_figure`."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_reward_advantage", "plot_win_rates", "plot_head_to_head", "plot_training_curves", "METHOD_COLORS"]
+__all__ = ["plot_reward_advantage", "plot_win_rates", "plot_head_to_head", "METHOD_COLORS"]
 
 METHOD_COLORS = {"drdo": "#1b9e77", "dpo": "#d95f02", "edpo": "#7570b3", "ipo": "#e7298a", "sft": "#666666"}
 _LABEL = {"drdo": "DRDO", "dpo": "DPO", "edpo": "e-DPO", "ipo": "IPO", "sft": "SFT"}
@@ -106,30 +106,5 @@ def plot_head_to_head(ours: pd.DataFrame, paper: pd.DataFrame | None = None, *, 
     ax.legend(frameon=False, fontsize=8, loc="lower right")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_training_curves(curves: Mapping[str, pd.DataFrame], panels: Sequence[tuple[str, str]], *, title: str = ""):
-    """Fig. 4-style panels from ``metrics.jsonl`` frames: ``curves`` maps a run name (``drdo_D_all``) to its metrics;
-    ``panels`` are ``(column, y-label)``; the method (prefix of the run name) picks the colour."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False)
-    for ax, (col, ylabel) in zip(axes[0], panels):
-        for name, df in curves.items():
-            if col not in df or "step" not in df:
-                continue
-            d = df[["step", col]].dropna()
-            method = name.split("_", 1)[0]
-            ax.plot(d["step"], d[col], color=METHOD_COLORS.get(method), label=_LABEL.get(method, name), lw=1)
-        ax.set_xlabel("step")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        axes[0][0].legend(frameon=False, fontsize=8)
-    if title:
-        fig.suptitle(title)
     fig.tight_layout()
     return fig
