@@ -7,15 +7,24 @@ owns loading, normalisation and splits); this module only picks rows:
   texts a tiny model's word-level tokenizer is trained on (SFT prompts/responses, preference prompts and responses,
   OOD articles/highlights);
 - :func:`profile_preference_rows`: one split's (``D_all`` …) training pairs and validation pairs.
+
+Data without a training split (``../shared/data`` holds only validation/test samples: the ``sample`` profile) is
+split deterministically by :func:`split_train_heldout`: a hash of each row's ``id`` puts ``heldout_fraction`` of the
+rows aside and the rest is trained on, with a logged warning (a smoke run on real text, not a result).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["profile_data", "profile_sft_data", "profile_preference_rows", "tokenizer_corpus", "SFT_COMPLETION"]
+__all__ = ["profile_data", "profile_sft_data", "profile_preference_rows", "tokenizer_corpus", "split_train_heldout",
+           "SFT_COMPLETION", "HELDOUT_FRACTION"]
+
+#: Fraction of rows held out when the data has no training split (hash of the row id).
+HELDOUT_FRACTION = 0.2
 
 #: Column of the SFT rows holding the target summary (data stage's normalised schema).
 SFT_COMPLETION = "response"
@@ -45,14 +54,37 @@ def tokenizer_corpus(data) -> list[str]:
     return texts
 
 
+def _heldout_by_id(row_id: str, fraction: float) -> bool:
+    h = int.from_bytes(hashlib.blake2b(str(row_id).encode(), digest_size=8).digest(), "little")
+    return (h % 10_000) < fraction * 10_000
+
+
+def split_train_heldout(rows, *, heldout_fraction: float = HELDOUT_FRACTION, what: str = "rows"):
+    """``(train, heldout)``: rows with split ``train`` and the validation rows, or, when no row has split
+    ``train``, a deterministic split by a hash of ``id`` (``heldout_fraction`` held out; logged)."""
+    from drdo_lib.data.splits import TRAIN_SPLITS
+
+    splits = rows["split"]
+    if any(s in TRAIN_SPLITS for s in splits):
+        train = rows.filter(lambda s: s in TRAIN_SPLITS, input_columns="split", desc=f"{what}: train")
+        held = rows.filter(lambda s: s not in TRAIN_SPLITS and s != "test", input_columns="split",
+                           desc=f"{what}: held out")
+        if len(held) == 0:  # SFT data: the held-out prompts are the test rows
+            held = rows.filter(lambda s: s not in TRAIN_SPLITS, input_columns="split", desc=f"{what}: held out")
+        return train, held
+    mask = [_heldout_by_id(i, heldout_fraction) for i in rows["id"]]
+    train = rows.select([i for i, m in enumerate(mask) if not m])
+    held = rows.select([i for i, m in enumerate(mask) if m])
+    logger.warning("%s have no 'train' split (splits %s): training on %d rows, holding out %d (hash of id)",
+                   what, sorted(set(splits)), len(train), len(held))
+    return train, held
+
+
 def profile_sft_data(profile: str, *, seed: int | None = None, runs_dir: str | Path | None = None):
-    """``(train_rows, heldout_rows, corpus)``: SFT rows split ``train`` / all others, and the tokenizer corpus."""
+    """``(train_rows, heldout_rows, corpus)``: SFT rows split ``train`` / the others (see
+    :func:`split_train_heldout`), and the tokenizer corpus."""
     data, _ = profile_data(profile, seed=seed, runs_dir=runs_dir)
-    sft = data.sft
-    train = sft.filter(lambda s: s == "train", input_columns="split", desc="SFT train rows")
-    held = sft.filter(lambda s: s != "train", input_columns="split", desc="SFT held-out rows")
-    if len(train) == 0:
-        raise ValueError(f"profile {profile!r}: no SFT rows with split 'train' (splits: {sorted(set(sft['split']))})")
+    train, held = split_train_heldout(data.sft, what=f"{profile} SFT rows")
     return train, held, tokenizer_corpus(data)
 
 
@@ -60,14 +92,11 @@ def profile_preference_rows(profile: str, split: str = "D_all", *, seed: int | N
                             runs_dir: str | Path | None = None):
     """``(train_pairs, validation_pairs)`` of one preference split of a profile."""
     from drdo_lib.data import build_splits
-    from drdo_lib.data.splits import TRAIN_SPLITS, VALID_SPLITS
 
     data, cfg = profile_data(profile, seed=seed, runs_dir=runs_dir)
     splits, _ = build_splits(data.preferences, cfg.confidence_mode)
     if split not in splits:
         raise ValueError(f"unknown split {split!r}; available: {sorted(splits)}")
-    rows = splits[split]
-    train = rows.filter(lambda s: s in TRAIN_SPLITS, input_columns="split", desc=f"{split}: train pairs")
-    valid = rows.filter(lambda s: s in VALID_SPLITS, input_columns="split", desc=f"{split}: validation pairs")
+    train, valid = split_train_heldout(splits[split], what=f"{profile} {split} pairs")
     logger.info("%s/%s: %d training pairs, %d validation pairs", profile, split, len(train), len(valid))
     return train, valid

@@ -71,3 +71,20 @@ def test_run_sft_learns_and_writes_outputs(tmp_path):
     init = build_causal_lm("tiny-gpt2", tok, seed=0, size="micro").state_dict()
     after = AutoModelForCausalLM.from_pretrained(final).state_dict()
     assert any(not torch.allclose(init[k], after[k]) for k in init if k in after)
+
+
+def test_split_train_heldout_uses_train_split_or_hash_of_id():
+    import datasets
+
+    from drdo_lib.stage_data import split_train_heldout
+
+    rows = datasets.Dataset.from_list([{"id": f"r{i}", "split": s} for i, s in
+                                       enumerate(["train"] * 6 + ["valid1"] * 2 + ["test"] * 2)])
+    tr, he = split_train_heldout(rows)
+    assert tr["split"] == ["train"] * 6 and he["split"] == ["valid1"] * 2
+    only_test = datasets.Dataset.from_list([{"id": f"r{i}", "split": "test"} for i in range(400)])
+    tr, he = split_train_heldout(only_test, heldout_fraction=0.25)
+    assert len(tr) + len(he) == 400 and 60 < len(he) < 140
+    assert not set(tr["id"]) & set(he["id"])
+    tr2, he2 = split_train_heldout(only_test.shuffle(seed=1), heldout_fraction=0.25)
+    assert set(he2["id"]) == set(he["id"])  # deterministic: depends on the ids only
