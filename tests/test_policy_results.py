@@ -1,0 +1,41 @@
+"""Notebook 04's library side: a grid of runs, the final-metrics table, Fig. 4 and the reward-of-samples table."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from drdo_lib.config import build_config, load_profile  # noqa: E402
+from drdo_lib.plots import save_figure  # noqa: E402
+from drdo_lib.plots.training import FIG4_PANELS, plot_fig4_training_curves  # noqa: E402
+from drdo_lib.policy_results import final_metrics_table, load_run, run_policy_grid, true_reward_table  # noqa: E402
+from drdo_lib.trainer import PolicyConfig  # noqa: E402
+
+from policy_helpers import PROFILE, write_profile  # noqa: E402
+
+
+def test_grid_table_fig4_and_sample_rewards(tmp_path):
+    prof = load_profile(write_profile(tmp_path, policy={"max_steps": 3, "save_steps": 100, "logging_steps": 1}))
+    cfg = build_config(PolicyConfig, prof["policy"])
+    dirs = run_policy_grid(cfg, prof, methods=["drdo", "dpo"], splits=["D_all", "D_lc_le"], progress=False)
+    assert [d.name for d in dirs] == ["drdo_D_all", "dpo_D_all", "drdo_D_lc_le", "dpo_D_lc_le"]
+
+    table = final_metrics_table(dirs)
+    assert list(table.index) == [("drdo", "D_all"), ("dpo", "D_all"), ("drdo", "D_lc_le"), ("dpo", "D_lc_le")]
+    assert (table["steps"] == 3).all() and table[list(FIG4_PANELS)].notna().all().all()
+    run = load_run(dirs[0])
+    tail = [r["bt_accuracy"] for r in run["metrics"][-3:]]
+    assert table.loc[("drdo", "D_all"), "bt_accuracy"] == sum(tail) / 3
+
+    curves = {(r["method"], r["split"]): r["metrics"] for r in map(load_run, dirs)}
+    fig = plot_fig4_training_curves(curves, methods=["drdo", "dpo"], splits=["D_all", "D_lc_le"])
+    assert len(fig.axes) == 8 and all(len(ax.lines) == 4 for ax in fig.axes)  # 2 methods x (raw + smoothed)
+    paths = save_figure(fig, tmp_path / "fig4")
+    assert all(p.stat().st_size > 0 for p in paths)
+
+    sft_dir = tmp_path / "runs" / PROFILE / "sft" / "final"
+    prompts = ["POST: a b c TL;DR:", "POST: d e TL;DR:"]
+    n_words = lambda ps, rs: [float(len(r.split())) for r in rs]  # noqa: E731  (a stand-in reward)
+    rt = true_reward_table(dirs[:2], sft_dir, prompts, n_words, max_new_tokens=4)
+    assert list(rt.index) == ["sft", "drdo/D_all", "dpo/D_all"]
+    assert rt.loc["sft", "reward_minus_sft"] == 0.0 and rt["win_vs_sft"].between(0, 1).all()
