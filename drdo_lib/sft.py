@@ -273,7 +273,8 @@ def evaluate_sft(
     """Compare the SFT policy with a randomly initialised model of the same architecture on held-out SFT rows.
 
     Always: the per-token NLL of the held-out reference completions under both models. With a synthetic
-    ``testbed``: the true reward r* of greedy samples from both, of the references and of the ideal summaries.
+    ``testbed``: the true reward r* of greedy samples from both, of the references, of the ideal summaries and of
+    an empty summary.
     Returns ``{"nll": {...}, "true_reward": {...} | None, "samples": [rows for a table]}``.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -304,6 +305,7 @@ def evaluate_sft(
             "reference": float(sum(testbed.true_rewards(prompts, refs)) / len(prompts)),
             "ideal": float(sum(testbed.true_rewards(prompts, [testbed.ideal_summary(p) for p in prompts]))
                            / len(prompts)),
+            "empty": float(sum(testbed.true_rewards(prompts, [""] * len(prompts))) / len(prompts)),
             "sft_finished": s["finished"],
         }
         samples, rewards = s["responses"], s["rewards"]
