@@ -48,6 +48,27 @@ What is generated
   (longer than posts) whose 5–7 key words mix two topics (an unseen topic mixture); highlights are the key words
   split in two lines, each ending with " .".
 
+Learnability (measured, SFT only; 2026-11-27)
+---------------------------------------------
+A GPT-2 of 2 layers × 128 dims (0.44M parameters, word-level vocabulary, batch 32, AdamW, prompt-masked loss)
+trained on 4,000 SFT rows of this testbed (seed 0), scored by greedy decoding on 300 held-out prompts
+(references: r* ≈ 2.9; ideal: 4; empty summary: 0):
+
+=====================================  ======  =====  ========  ========
+setting                                steps   lr     mean r*   coverage
+=====================================  ======  =====  ========  ========
+default posts (30–50 words, 3–6 keys)  1200    1e-3   1.46      0.48
+shorter posts (16–28 words, 2–5 keys)  1200    1e-3   2.05      0.54
+default posts                          1313    3e-3   −0.43     0.08
+same, 4 layers (0.84M parameters)      1200    1e-3   −0.45     0.11
+=====================================  ======  =====  ========  ========
+
+The learning rate matters most (3e-3 never leaves the "guess topic words" plateau in this budget; it does after
+~2,500 steps on a GPU), and deeper models need more steps. With ``torch.set_num_threads(2)`` on an otherwise
+quiet 16-core host the 2-layer model ran ≈ 525 SFT steps/min on the default posts (1313 steps in 150 s; the 4-layer
+one 683), so 1,200 steps is ≈ 2.3 min on 2 cores; shorter posts (``min_post_words=16, max_post_words=28, min_keys=2, max_keys=5``) are
+both faster per step and learnt sooner.
+
 Usage::
 
     from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
