@@ -360,14 +360,24 @@ def generate_all(policies: Mapping[str, Mapping[str, Any]], prompts: pd.DataFram
 def score_generations(gen: pd.DataFrame, scorers: Mapping[str, Callable[[Sequence[str], Sequence[str]], np.ndarray]],
                       references: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Add one reward column per scorer (``{"oracle_reward": scorer, "gold_reward": r*}``) to the completions and,
-    when given, to the reference summaries (``references`` with ``prompt_id``, ``prompt``, ``reference``)."""
+    when given, to the reference summaries (``references`` with ``prompt_id``, ``prompt``, ``reference``).
+
+    Each distinct (prompt, response) pair is scored once (policies and low temperatures repeat many completions)."""
     gen = gen.copy()
     refs = references.copy() if references is not None else None
     for col, fn in scorers.items():
-        gen[col] = np.asarray(fn(list(gen["prompt"]), list(gen["response"])), dtype=np.float64)
+        gen[col] = _score_unique(fn, gen["prompt"], gen["response"])
         if refs is not None:
-            refs[col] = np.asarray(fn(list(refs["prompt"]), list(refs["reference"])), dtype=np.float64)
+            refs[col] = _score_unique(fn, refs["prompt"], refs["reference"])
     return gen, refs
+
+
+def _score_unique(fn: Callable, prompts: pd.Series, responses: pd.Series) -> np.ndarray:
+    pairs = pd.DataFrame({"p": list(prompts), "r": list(responses)})
+    codes, uniq = pd.factorize(pd.MultiIndex.from_frame(pairs))
+    scores = np.asarray(fn([u[0] for u in uniq], [u[1] for u in uniq]), dtype=np.float64)
+    logger.info("scored %d distinct of %d (prompt, response) pairs", len(uniq), len(pairs))
+    return scores[codes]
 
 
 _KEY = ["prompt_id", "temperature", "seed", "sample"]

@@ -370,3 +370,18 @@ def test_eval_prompt_sets_on_the_real_samples():
     # the same settings give the same subset
     again = eval_prompt_sets(data, cfg, data_dir=data.data_dir)
     assert list(again["ood"]["prompt_id"]) == list(ood["prompt_id"])
+
+
+def test_score_generations_scores_each_distinct_pair_once():
+    gen = pd.DataFrame({"prompt": ["p1", "p1", "p2", "p1", "p2"], "response": ["a", "a", "a", "bb", "a"]})
+    seen = []
+
+    def scorer(prompts, responses):
+        seen.extend(zip(prompts, responses))
+        return np.array([len(p) * 10 + len(r) for p, r in zip(prompts, responses)], float)
+
+    refs = pd.DataFrame({"prompt_id": [1], "prompt": ["p1"], "reference": ["ccc"]})
+    out, r = score_generations(gen, {"x": scorer}, refs)
+    assert sorted(seen) == sorted({("p1", "a"), ("p2", "a"), ("p1", "bb"), ("p1", "ccc")})
+    np.testing.assert_array_equal(out["x"], [21, 21, 21, 22, 21])
+    assert r["x"].tolist() == [23.0]
