@@ -69,13 +69,20 @@ def test_oracle_gold_agreement_counts_directions():
 def test_reading_sentences_follow_the_numbers():
     t1 = report.table1_beside_paper(_t1())
     s = report.reading(t1, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {})
-    assert "1 agree" in s[0] and "1 disagree" in s[0] and "1 are inconclusive" in s[0]
+    assert "1 agree" in s[0] and "1 disagree" in s[0] and "1 inconclusive" in s[0]
     f4 = pd.DataFrame({"method": ["drdo", "dpo"], "logps_rejected_final": [-9.0, -4.0]})
     s = report.reading(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), f4, {})
     assert "DRDO is lowest, as in the paper" in s[0]
     s = report.reading(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), f4.assign(
         logps_rejected_final=[-1.0, -4.0]), {})
     assert "DPO is lowest, unlike the paper" in s[0]
+    s = report.reading(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), f4.assign(
+        logps_rejected_final=[-4.05, -4.0]), {})
+    assert "no method stands out" in s[0]
+    t5 = pd.DataFrame({"split": ["D_all", "D_hc_he", "D_lc_le"], "raw_conf": [5.0, 8.3, 3.6],
+                       "strength_conf": [5.0, 4.9, 5.0]})
+    s = report.reading(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, t5)
+    assert "4.70 when the splits are cut on the raw" in s[0] and "the raw cut is closer" in s[0]
 
 
 def test_write_table_and_results_markdown(tmp_path):
