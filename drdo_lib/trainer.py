@@ -583,6 +583,8 @@ def run_policy(cfg: PolicyConfig, profile, method: str, split: str, *, seed: int
             shutil.rmtree(old)
     trainer = PreferenceTrainer(model, cfg, method, args=args, train_dataset=ds, pad_token_id=tokenizer.pad_token_id,
                                 processing_class=tokenizer, callbacks=callbacks)
+    if not progress:  # quiet: no progress bar and no printed log dicts (metrics.jsonl has them)
+        trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
     if args.should_save:
         save_config(cfg, out / "config.json")
     logger.info("%s on %s: %d pairs, %s parameters, %d steps", method, split, len(ds),
