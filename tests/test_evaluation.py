@@ -385,3 +385,38 @@ def test_score_generations_scores_each_distinct_pair_once():
     assert sorted(seen) == sorted({("p1", "a"), ("p2", "a"), ("p1", "bb"), ("p1", "ccc")})
     np.testing.assert_array_equal(out["x"], [21, 21, 21, 22, 21])
     assert r["x"].tolist() == [23.0]
+
+
+def test_head_to_head_with_an_llm_judge_on_a_local_server(tmp_path, monkeypatch):
+    """Table 1 through the real openai client against the judge tests' loopback server: the verdicts follow the
+    content, and a rerun is served from the cache without a single new request."""
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("openai")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from openai_stub_server import StubServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
+    rows = []
+    for pid in range(6):
+        for pol in ("drdo_D_all", "dpo_D_all"):
+            good = (pol == "drdo_D_all") == (pid < 4)  # DRDO's answer is the GOOD one on 4 of 6 prompts
+            rows.append({"policy": pol, "prompt_id": pid, "prompt": f"Post number {pid}: something happened.",
+                         "temperature": 0.7, "seed": 0, "sample": 0,
+                         "response": f"{'GOOD' if good else 'BAD'} summary {pol} {pid}"})
+    gen = pd.DataFrame(rows)
+    refs = pd.DataFrame({"prompt_id": range(6), "prompt": [""] * 6, "reference": [f"human {i}" for i in range(6)]})
+    fast = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
+    with StubServer() as srv:
+        cfg = EvalConfig(temperatures=(0.7,), head_to_head_temperature=0.7, judge_base_url=srv.base_url,
+                         n_bootstrap=100)
+        s1, j1 = head_to_head(gen, refs, [("DRDO vs. DPO", "drdo_D_all", "dpo_D_all")], cfg=cfg, judge_model="stub",
+                              template="tldr_reference", cache_dir=tmp_path, judge_kwargs=fast)
+        n_requests = len(srv.state.requests)
+        s2, j2 = head_to_head(gen, refs, [("DRDO vs. DPO", "drdo_D_all", "dpo_D_all")], cfg=cfg, judge_model="stub",
+                              template="tldr_reference", cache_dir=tmp_path, judge_kwargs=fast)
+        assert len(srv.state.requests) == n_requests == 6
+    assert (s1.loc[0, "wins"], s1.loc[0, "losses"], s1.loc[0, "judged"]) == (4, 2, 6)
+    assert j1["winner"].tolist() == ["a"] * 4 + ["b"] * 2 and j2["cached"].all()
+    assert j1["swapped"].any()  # seeded random A/B order
