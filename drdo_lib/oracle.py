@@ -54,6 +54,7 @@ class OracleConfig:
     max_length: int = 1024  # prompt + response + EOS longer than this are dropped and counted (paper: 1024)
     max_train_rows: int | None = None  # train on at most this many pairs (None: all)
     max_eval_rows: int | None = None  # held-out pairs for the pairwise accuracy (None: all validation pairs)
+    ensemble_max_train_rows: int | None = None  # ensemble members train on at most this many pairs (None: max_train_rows)
     learning_rate: float = 1e-5  # peak learning rate (paper: 1e-5)
     lr_scheduler_type: str = "cosine"  # transformers scheduler name
     warmup_steps: float = 0.0  # warm-up steps (>= 1) or fraction of training (< 1)
@@ -85,6 +86,8 @@ class OracleConfig:
             (0 < self.max_prompt_length < self.max_length, "need 0 < max_prompt_length < max_length"),
             (self.max_train_rows is None or self.max_train_rows > 0, "max_train_rows must be > 0 or null"),
             (self.max_eval_rows is None or self.max_eval_rows > 0, "max_eval_rows must be > 0 or null"),
+            (self.ensemble_max_train_rows is None or self.ensemble_max_train_rows > 0,
+             "ensemble_max_train_rows must be > 0 or null"),
             (self.learning_rate > 0 and self.weight_decay >= 0, "learning_rate must be > 0, weight_decay >= 0"),
             (self.warmup_steps >= 0 and self.max_grad_norm >= 0, "warmup_steps and max_grad_norm must be >= 0"),
             (self.num_train_epochs > 0 or self.max_steps > 0, "need num_train_epochs > 0 or max_steps > 0"),
@@ -171,6 +174,7 @@ def train_reward_model(
     head_seed: int,
     seed: int,
     final_dir: str | Path | None = None,
+    max_train_rows: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Train one reward model from ``init_model`` on preference rows; writes the model and metrics.
@@ -189,7 +193,8 @@ def train_reward_model(
     tokenizer = build_tokenizer(str(init_model), trust_remote_code=cfg.trust_remote_code)
     lm = build_causal_lm(str(init_model), tokenizer, seed=seed, trust_remote_code=cfg.trust_remote_code)
     model = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=head_seed)
-    train_ds, train_counts = _tokenize(cfg, train_rows, tokenizer, cfg.max_train_rows)
+    train_ds, train_counts = _tokenize(cfg, train_rows, tokenizer,
+                                       cfg.max_train_rows if max_train_rows is None else max_train_rows)
     if len(train_ds) == 0:
         raise ValueError(f"no training pairs left after the length filter: {train_counts}")
     eval_ds, eval_counts = (_tokenize(cfg, eval_rows, tokenizer, cfg.max_eval_rows) if eval_rows is not None
@@ -224,7 +229,7 @@ def train_reward_model(
     model = trainer.accelerator.unwrap_model(trainer.model)
     after = pairwise_accuracy(model, eval_ds, batch_size=cfg.per_device_eval_batch_size, pad_token_id=pad) \
         if eval_ds is not None else {}
-    train_acc = pairwise_accuracy(model, train_ds.select(range(min(len(train_ds), 1000))),
+    train_acc = pairwise_accuracy(model, train_ds.select(range(min(len(train_ds), 500))),
                                   batch_size=cfg.per_device_eval_batch_size, pad_token_id=pad)
     final = Path(final_dir) if final_dir is not None else out_dir / "final"
     model.save_pretrained(final)
@@ -298,7 +303,8 @@ def run_ensemble(cfg: OracleConfig, profile: str, *, train_rows=None, eval_rows=
         logger.info("ensemble member %d/%d (head seed %d)", k + 1, cfg.ensemble_size, head_seed)
         dirs.append(train_reward_model(cfg, base / f"member_{k}", init_model=init, train_rows=train_rows,
                                        eval_rows=eval_rows, alpha=cfg.ensemble_alpha, head_seed=head_seed,
-                                       seed=seed, final_dir=base / f"member_{k}", progress=progress))
+                                       seed=seed, final_dir=base / f"member_{k}",
+                                       max_train_rows=cfg.ensemble_max_train_rows, progress=progress))
     return dirs
 
 
