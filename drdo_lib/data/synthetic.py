@@ -66,14 +66,14 @@ same, 4 layers (0.84M parameters)      1200    1e-3   −0.45     0.11
 The learning rate matters most (3e-3 never leaves the "guess topic words" plateau in this budget; it does after
 ~2,500 steps on a GPU), and deeper models need more steps. With ``torch.set_num_threads(2)`` on an otherwise
 quiet 16-core host the 2-layer model ran ≈ 525 SFT steps/min on the default posts (1313 steps in 150 s; the 4-layer
-one 683), so 1,200 steps is ≈ 2.3 min on 2 cores; shorter posts (``min_post_words=16, max_post_words=28, min_keys=2, max_keys=5``) are
-both faster per step and learnt sooner.
+one 683), so 1,200 steps is ≈ 2.3 min on 2 cores; shorter posts
+(``min_post_words=16, max_post_words=28, min_keys=2, max_keys=5``) are both faster per step and learnt sooner.
 
 Preference learning moves r* above SFT: from the shorter-posts SFT model above (r* 2.05), 150 DPO steps
 (β = 0.1, batch 32, 4,000 testbed comparisons, D_all) gave r* 2.20 at lr 5e-5 (coverage 0.54 → 0.68; greedy
-summaries beat SFT's on 37 % of prompts, lose on 20 %), while lr 1e-4 / 2e-4 over-lengthened the summaries (mean 5.5 / 7.0 words, more
-invented words) and lowered r* to 1.75 / 1.31: the length/invention penalties of r* are what a method that
-over-optimises the preference data pays for.
+summaries beat SFT's on 37 % of prompts, lose on 20 %), while lr 1e-4 / 2e-4 over-lengthened the summaries
+(mean 5.5 / 7.0 words, more invented words) and lowered r* to 1.75 / 1.31: the length/invention penalties of r* are
+what a method that over-optimises the preference data pays for.
 
 Usage::
 
