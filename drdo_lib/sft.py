@@ -3,8 +3,9 @@
 The SFT model is the starting point and the reference policy of every preference method, and the initialisation
 of the Oracle (:mod:`drdo_lib.oracle`). Rows are ``{prompt, response}`` (the data stage's normalised SFT rows;
 ``label`` as in ``CarperAI/openai_summarize_tldr`` or ``completion`` also work). They are tokenised by
-:func:`drdo_lib.data.tokenize.tokenize_sft_dataset` exactly as the preference stages tokenise pairs (same prompt template, BOS, EOS), and ``SFTTrainer`` masks the
-prompt out of the loss (``completion_only_loss=True``, via the ``completion_mask`` column).
+:func:`drdo_lib.data.tokenize.tokenize_sft_dataset` exactly as the preference stages tokenise pairs (same prompt
+template, BOS, EOS), and ``SFTTrainer`` masks the prompt out of the loss (``completion_only_loss=True``, via the
+``completion_mask`` column).
 
 For a tiny model (``tiny-gpt2`` …) the tokenizer is trained here on the training texts and saved with the model, so
 every later stage reads it from ``runs/<profile>/sft/final``. Outputs under ``runs/<profile>/sft/``: ``final/``
@@ -139,8 +140,8 @@ def run_sft(
     """Train the SFT policy and return its directory ``runs/<profile>/sft/final`` (model + tokenizer).
 
     ``train_rows`` (a ``datasets.Dataset`` with ``prompt`` and ``response``/``label``/``completion``) and
-    ``corpus`` (texts for a tiny model's tokenizer) default to the profile's data (:func:`load_sft_rows`); ``seed`` defaults to the
-    profile's top-level ``seed``.
+    ``corpus`` (texts for a tiny model's tokenizer) default to the profile's data (:func:`load_sft_rows`);
+    ``seed`` defaults to the profile's top-level ``seed``.
     """
     import transformers
 
@@ -161,7 +162,8 @@ def run_sft(
 
     tiny = cfg.model_name_or_path in TINY_MODELS
     if tiny:
-        texts = list(corpus) if corpus is not None else _texts(train_rows, ("prompt", "response", "label", "completion"))
+        texts = list(corpus) if corpus is not None else _texts(train_rows, ("prompt", "response", "label",
+                                                                            "completion"))
         tokenizer = build_tokenizer(cfg.model_name_or_path, texts, vocab_size=cfg.tokenizer_vocab_size)
     else:
         tokenizer = build_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)

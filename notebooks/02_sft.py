@@ -113,8 +113,8 @@ display(pd.DataFrame(ev["samples"]))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"profile={profile} model={metrics['model']} vocab={metrics['vocab_size']} rows_kept={metrics['rows']['rows_kept']}"
-      f" steps={metrics['steps']}")
+print(f"profile={profile} model={metrics['model']} vocab={metrics['vocab_size']} "
+      f"rows_kept={metrics['rows']['rows_kept']} steps={metrics['steps']}")
 print(f"held-out NLL below random init: {ev['nll']['sft'] < ev['nll']['random_init']}")
 if ev["true_reward"] is not None:
     tr = ev["true_reward"]

@@ -91,7 +91,8 @@ def _curve(d):
 
 
 runs = {"oracle (α=0.01)": oracle_dir.parent}
-runs.update({f"member {k} (α=0, head seed {s})": d for k, (d, s) in enumerate(zip(member_dirs, cfg.ensemble_head_seeds))})
+runs.update({f"member {k} (α=0, head seed {s})": d
+             for k, (d, s) in enumerate(zip(member_dirs, cfg.ensemble_head_seeds))})
 table = pd.DataFrame([{
     "model": name, "steps": (m := _metrics(d))["steps"], "train pairs": m["train_rows"]["rows_kept"],
     "held-out acc. before": m["heldout_before"].get("accuracy"), "held-out acc. after": m["heldout"].get("accuracy"),
@@ -139,7 +140,8 @@ pre = []
 for split in pcfg.splits:
     t0 = time.perf_counter()
     ds, rep = prepare_policy_dataset(pcfg, profile, "edpo", split, tok, seed=seed)
-    pre.append({"split": split, "pairs": len(ds), "dropped": sum(v for k, v in rep["rows"].items() if k.startswith("dropped")),
+    dropped = sum(v for k, v in rep["rows"].items() if k.startswith("dropped"))
+    pre.append({"split": split, "pairs": len(ds), "dropped": dropped,
                 "columns": ", ".join(c for c in ds.column_names if c.startswith(("ref_", "oracle_", "ensemble_"))),
                 "seconds": round(time.perf_counter() - t0, 1)})
 display(pd.DataFrame(pre).set_index("split"))

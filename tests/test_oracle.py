@@ -88,3 +88,29 @@ def test_run_ensemble_members_differ_by_head_seed(init_dir, tmp_path):
         assert model.head_seed == k + 1
         heads.append(model.reward_head.weight.detach())
     assert not torch.allclose(heads[0], heads[1])
+
+
+def test_reward_agreement_against_a_known_true_reward(init_dir, tmp_path):
+    from drdo_lib.oracle import reward_agreement
+    from train_fixtures import GOOD
+
+    tok_dir = init_dir
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    rm = CausalLMWithRewardHead.from_causal_lm(build_causal_lm(str(init_dir), tok), head_seed=5)
+    save_model(rm, tok, tmp_path / "rm")
+    rows = preference_rows(40, split="valid1")
+
+    def true_fn(prompts, responses):  # 1 for a response with a good word, 0 otherwise
+        return [float(any(g in r.split() for g in GOOD)) for r in responses]
+
+    cfg = OracleConfig(max_prompt_length=40, max_length=48)
+    a = reward_agreement(tmp_path / "rm", rows, cfg=cfg, true_reward_fn=true_fn)
+    ds, _ = tokenize_preference_dataset(rows, tok, max_prompt_length=40, max_length=48)
+    assert a["pairs"] == 40
+    assert a["accuracy_vs_labels"] == pytest.approx(pairwise_accuracy(rm, ds, pad_token_id=tok.pad_token_id)["accuracy"])
+    assert a["labels_vs_true"] == 1.0  # the fixture's labels always prefer the good word
+    assert a["accuracy_vs_true"] == pytest.approx(a["accuracy_vs_labels"])
+    assert len(a["diff"]) == len(a["true_diff"]) == 40 and set(a["true_diff"]) == {1.0}
+    assert -1.0 <= a["pearson_reward"] <= 1.0

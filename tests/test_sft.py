@@ -88,3 +88,27 @@ def test_split_train_heldout_uses_train_split_or_hash_of_id():
     assert not set(tr["id"]) & set(he["id"])
     tr2, he2 = split_train_heldout(only_test.shuffle(seed=1), heldout_fraction=0.25)
     assert set(he2["id"]) == set(he["id"])  # deterministic: depends on the ids only
+
+
+def test_evaluate_sft_with_a_true_reward(tmp_path):
+    from drdo_lib.models import save_model
+    from drdo_lib.sft import evaluate_sft
+
+    tok = build_tokenizer("tiny-gpt2", corpus())
+    save_model(build_causal_lm("tiny-gpt2", tok, seed=0, size="micro"), tok, tmp_path / "m")
+
+    class Bed:  # r* = number of words of the summary that appear in the prompt
+        def true_rewards(self, prompts, ys):
+            return [float(sum(w in p.split() for w in y.split())) for p, y in zip(prompts, ys)]
+
+        def ideal_summary(self, prompt):
+            return prompt.split()[-2]
+
+    rows = sft_rows(6, seed=3)
+    ev = evaluate_sft(tmp_path / "m", rows, testbed=Bed(), n_prompts=4, max_new_tokens=3, max_length=48)
+    assert ev["n_prompts"] == 4 and set(ev["nll"]) == {"sft", "random_init"}
+    # the saved model and a fresh model with the same seed are the same network: equal NLL
+    assert ev["nll"]["sft"] == pytest.approx(ev["nll"]["random_init"], rel=1e-5)
+    tr = ev["true_reward"]
+    assert tr["empty"] == 0.0 and tr["ideal"] == 1.0
+    assert len(ev["samples"]) == 4 and all("sft_sample" in s for s in ev["samples"])
