@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 import torch
 
+from drdo_lib.data.formats import TLDR_TEMPLATE, format_tldr_prompt
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -31,8 +33,6 @@ __all__ = [
 ]
 
 TEMPLATES = ("tldr", "chat", "raw")
-#: The TL;DR prompt of Stiennon et al. (2020), used by the paper for Reddit posts.
-TLDR_TEMPLATE = "SUBREDDIT: r/{subreddit}\nTITLE: {title}\nPOST: {post}\nTL;DR:"
 PREFERENCE_TOKEN_COLUMNS = tuple(
     f"{side}_{kind}" for side in ("chosen", "rejected") for kind in ("input_ids", "attention_mask", "response_mask")
 )
@@ -42,7 +42,8 @@ def format_prompt(row_or_prompt: str | Mapping[str, Any], tokenizer=None, templa
     """The prompt text fed to the model.
 
     ``row_or_prompt`` is a prompt string or a row with ``prompt`` (already formatted by the data loaders) or with
-    ``subreddit``/``title``/``post`` (or ``info`` holding them), formatted with :data:`TLDR_TEMPLATE`.
+    ``subreddit``/``title``/``post`` (or ``info`` holding them), formatted with the data stage's
+    :func:`~drdo_lib.data.formats.format_tldr_prompt` (:data:`~drdo_lib.data.formats.TLDR_TEMPLATE`).
 
     - ``"tldr"``: the TL;DR template (a prompt string passes through unchanged);
     - ``"chat"``: the tokenizer's chat template with a single user turn and the generation prompt, when the
@@ -59,7 +60,7 @@ def format_prompt(row_or_prompt: str | Mapping[str, Any], tokenizer=None, templa
         if row.get("prompt") is not None:
             prompt = row["prompt"]
         elif all(info.get(k) is not None for k in ("title", "post")):
-            prompt = TLDR_TEMPLATE.format(subreddit=info.get("subreddit") or "", title=info["title"], post=info["post"])
+            prompt = format_tldr_prompt(info.get("subreddit") or "", info["title"], info["post"])
         else:
             raise ValueError(f"row has neither 'prompt' nor TL;DR fields (title, post): keys {sorted(row)}")
     if not isinstance(prompt, str):
