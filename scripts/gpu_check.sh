@@ -14,7 +14,8 @@ if ! "$PY" -c "import drdo_lib.trainer, trl, datasets, rapidfuzz" 2>/dev/null; t
   echo "[gpu_check] installing drdo_lib into $("$PY" -c 'import sys; print(sys.prefix)') (pip install -e .)"
   "$PY" -m pip install -q -e . || "$PY" -m pip install -q --no-deps -e .
 fi
-# GPU_CHECK_ALLOW_CPU=1 runs the same script without a GPU (a dry run of the script itself).
+# GPU_CHECK_ALLOW_CPU=1 runs the same script without a GPU, GPU_CHECK_QUICK=1 with a tenth of the steps (both only
+# for testing the script itself).
 "$PY" -c "import os, torch; ok = torch.cuda.is_available(); assert ok or os.environ.get('GPU_CHECK_ALLOW_CPU'), 'no CUDA device visible'; print('[gpu_check]', torch.cuda.get_device_name(0) if ok else 'CPU dry run', 'torch', torch.__version__)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -34,20 +35,21 @@ work = Path(os.environ["GPU_CHECK_DIR"])
 prof = load_profile("mini")
 prof.update(profile="gpucheck", runs_dir=str(work / "runs"))
 prof["data"].update(n_train=2000, n_valid=200, n_sft=2000, n_sft_test=50, n_ood=20)
-prof["sft"].update(max_steps=150, bf16="auto", eval_prompts=0)
-prof["oracle"].update(max_steps=60, ensemble_size=1, ensemble_head_seeds=[1], bf16="auto", max_eval_rows=200)
-prof["policy"].update(max_steps=40, bf16="auto", splits=["D_all"])
+q = 10 if os.environ.get("GPU_CHECK_QUICK") else 1  # GPU_CHECK_QUICK=1: a few steps only (testing the script)
+prof["sft"].update(max_steps=150 // q, bf16="auto", eval_prompts=0)
+prof["oracle"].update(max_steps=60 // q, ensemble_size=1, ensemble_head_seeds=[1], bf16="auto", max_eval_rows=200)
+prof["policy"].update(max_steps=40 // q, bf16="auto", splits=["D_all"])
 (work / "gpucheck.yaml").write_text(yaml.safe_dump(prof))
 import drdo_lib.config as C
 C.CONFIG_DIR = work  # the stages read the profile by name
 R, rows = work / "runs", []
 t = time.time(); d = run_sft(build_config(SFTConfig, prof["sft"]), "gpucheck", runs_dir=R, progress=False)
 m = json.loads((d.parent / "metrics.json").read_text())
-rows.append(("sft", "cuda", m["seconds_per_step"], m["steps"], m.get("bf16")))
+rows.append(("sft", m.get("device", "?"), m["seconds_per_step"], m["steps"], m.get("bf16")))
 oc = build_config(OracleConfig, prof["oracle"])
 d = run_oracle(oc, "gpucheck", runs_dir=R, progress=False)
 m = json.loads((d.parent / "metrics.json").read_text())
-rows.append(("oracle", "cuda", m["seconds_per_step"], m["steps"], m.get("bf16")))
+rows.append(("oracle", m.get("device", "?"), m["seconds_per_step"], m["steps"], m.get("bf16")))
 run_ensemble(oc, "gpucheck", runs_dir=R, progress=False)
 pc = build_config(PolicyConfig, prof["policy"])
 for method in pc.methods:
@@ -68,7 +70,8 @@ from drdo_lib.trainer import PolicyConfig, run_policy
 work = Path(os.environ["GPU_CHECK_DIR"])
 C.CONFIG_DIR = work
 prof = load_profile("gpucheck")
-pc = build_config(PolicyConfig, {**prof["policy"], "max_steps": 15, "bf16": False})
+pc = build_config(PolicyConfig, {**prof["policy"], "max_steps": 3 if os.environ.get("GPU_CHECK_QUICK") else 15,
+                                  "bf16": False})
 rows = json.loads((work / "cuda_rows.json").read_text())
 for method in pc.methods:
     s = json.loads((run_policy(pc, prof, method, "D_all", progress=False) / "summary.json").read_text())
