@@ -315,15 +315,20 @@ class PreferenceTrainer(transformers.Trainer):
     # ---- checkpoints of a non-PreTrainedModel student (reward-head wrapper): safetensors with tied weights ------
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         model = self.accelerator.unwrap_model(self.model)
-        if isinstance(model, transformers.PreTrainedModel) or self.is_deepspeed_enabled:
+        if isinstance(model, transformers.PreTrainedModel):
             return super()._save(output_dir, state_dict)
         output_dir = output_dir or self.args.output_dir
         if not self.args.should_save:
             return
-        from safetensors.torch import save_model
+        # Tied weights (GPT-2/OPT embeddings = LM head) share storage, which safetensors refuses: keep one name per
+        # shared tensor exactly as safetensors.torch.save_model does, so that load_model restores the ties.
+        from safetensors.torch import _remove_duplicate_names, save_file
 
         os.makedirs(output_dir, exist_ok=True)
-        save_model(model, os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
+        sd = state_dict if state_dict is not None else model.state_dict()
+        dropped = {name for group in _remove_duplicate_names(sd).values() for name in group}
+        save_file({k: v.detach().contiguous().cpu() for k, v in sd.items() if k not in dropped},
+                  os.path.join(output_dir, "model.safetensors"), metadata={"format": "pt"})
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
