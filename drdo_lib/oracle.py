@@ -340,17 +340,19 @@ def reward_agreement(model_dir: str | Path, rows, *, cfg: OracleConfig, true_rew
         td = tc - tr
         decided = td != 0
 
+        def pearson(a, b):  # nan (no warning) when either side is constant
+            return float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+
         def spearman(a, b):
-            ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-            return float(np.corrcoef(ra, rb)[0, 1])
+            return pearson(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))
 
         learned, true = np.concatenate([r[:, 0], r[:, 1]]), np.concatenate([tc, tr])
         out.update({
             "accuracy_vs_true": float(((diff > 0) == (td > 0))[decided].mean()),
             "labels_vs_true": float((td[decided] > 0).mean()),
-            "pearson_reward": float(np.corrcoef(learned, true)[0, 1]),
+            "pearson_reward": pearson(learned, true),
             "spearman_reward": spearman(learned, true),
-            "pearson_diff": float(np.corrcoef(diff, td)[0, 1]),
+            "pearson_diff": pearson(diff, td),
             "true_diff": td.tolist(),
         })
     return out
