@@ -48,6 +48,24 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
     return data
 
 
+def profile_sections(profile: str | Path, **given: Mapping[str, Any] | None) -> Any:
+    """The named stage mappings of a profile, with values given in the notebook taking precedence.
+
+    Notebooks call this right after their ``parameters`` cell: ``data, sft = profile_sections(profile, data=data,
+    sft=sft)``. Under papermill the given mappings already hold the profile's values (``-f configs/<profile>.yaml``);
+    opened by hand in JupyterLab they are ``{}``, and the profile's YAML supplies every value, so a notebook means
+    the same thing however it is run. Returns one dict for one name, else a tuple in the order given.
+    """
+    prof = load_profile(profile)
+    out = []
+    for name, value in given.items():
+        section = prof.get(name) or {}
+        if not isinstance(section, dict):
+            raise ValueError(f"profile {profile!r}: section {name!r} must be a mapping, got {type(section).__name__}")
+        out.append({**section, **(value or {})})
+    return out[0] if len(out) == 1 else tuple(out)
+
+
 def build_config(cls: type[T], values: Mapping[str, Any] | None = None, **overrides: Any) -> T:
     """Build the frozen dataclass ``cls`` from a mapping plus keyword overrides.
 

@@ -55,3 +55,13 @@ def test_run_all_unknown_argument_exits_nonzero():
 def test_every_profile_yaml_is_a_mapping():
     for path in Path(REPO_ROOT / "configs").glob("*.yaml"):
         assert isinstance(load_profile(path), dict), path
+
+
+def test_profile_sections_fill_from_yaml_and_let_given_values_win():
+    from drdo_lib.config import profile_sections
+
+    prof = load_profile("mini")
+    assert profile_sections("mini", data={}) == prof["data"]
+    data, theory = profile_sections("mini", data={"confidence_mode": "raw"}, theory=None)
+    assert data == {**prof["data"], "confidence_mode": "raw"}
+    assert theory == prof["theory"]
