@@ -282,13 +282,17 @@ def reading(t1: pd.DataFrame, t2_summary: pd.DataFrame, t3: pd.DataFrame, fig3: 
     if not fig4.empty and "logps_rejected_final" in fig4:
         f = fig4.groupby("method")["logps_rejected_final"].mean().sort_values()
         lowest = f.index[0]
-        if len(f) > 1 and f.iloc[1] - f.iloc[0] < fig4_tie_nats:
-            tail = (f"; the lowest two are within {fig4_tie_nats:g} nats, so no method stands out "
-                    "(the paper's claim is neither supported nor contradicted).")
-        elif lowest == student:
+        others = f.drop(student, errors="ignore")
+        if student not in f.index or others.empty:
+            tail = "."
+        elif lowest == student and others.iloc[0] - f[student] >= fig4_tie_nats:
             tail = "; DRDO is lowest, as in the paper."
+        elif abs(f[student] - others.iloc[0]) < fig4_tie_nats:
+            tail = (f"; DRDO is within {fig4_tie_nats:g} nats of the lowest other method, so the paper's claim is "
+                    "neither supported nor contradicted.")
         else:
-            tail = f"; {DISPLAY.get(lowest, lowest)} is lowest, unlike the paper."
+            tail = (f"; {DISPLAY.get(lowest, lowest)} is lowest and DRDO is {f[student] - f.iloc[0]:.2f} nats "
+                    "above it, unlike the paper.")
         out.append("Fig. 4 (paper: DRDO pushes down log π(y_l|x) most): final log π(y_l|x) averaged over splits — "
                    + ", ".join(f"{DISPLAY.get(m, m)} {v:.2f}" for m, v in f.items()) + tail)
     if table5 is not None and not table5.empty and {"raw_conf", "strength_conf", "split"} <= set(table5.columns):

@@ -75,10 +75,10 @@ def test_reading_sentences_follow_the_numbers():
     assert "DRDO is lowest, as in the paper" in s[0]
     s = report.reading(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), f4.assign(
         logps_rejected_final=[-1.0, -4.0]), {})
-    assert "DPO is lowest, unlike the paper" in s[0]
+    assert "DPO is lowest and DRDO is 3.00 nats above it, unlike the paper" in s[0]
     s = report.reading(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), f4.assign(
         logps_rejected_final=[-4.05, -4.0]), {})
-    assert "no method stands out" in s[0]
+    assert "neither supported nor contradicted" in s[0]
     t5 = pd.DataFrame({"split": ["D_all", "D_hc_he", "D_lc_le"], "raw_conf": [5.0, 8.3, 3.6],
                        "strength_conf": [5.0, 4.9, 5.0]})
     s = report.reading(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, t5)
