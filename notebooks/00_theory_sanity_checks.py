@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from drdo_lib.config import build_config, figures_dir
+from drdo_lib.config import build_config, profile_sections, figures_dir
 from drdo_lib.plots import save_figure
 from drdo_lib.plots import theory as tplots
 from drdo_lib.theory import (
@@ -69,6 +69,7 @@ from drdo_lib.widgets import interactive_enabled, theory_explorer
 logging.basicConfig(level=logging.WARNING)
 pd.set_option("display.precision", 4)
 
+theory = profile_sections(profile, theory=theory)
 cfg = build_config(TheoryConfig, {"seed": seed, **theory})
 fig_dir = figures_dir(profile)
 cfg

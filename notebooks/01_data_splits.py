@@ -46,7 +46,7 @@ import logging
 import pandas as pd
 from IPython.display import Markdown, display
 
-from drdo_lib.config import build_config, figures_dir
+from drdo_lib.config import build_config, profile_sections, figures_dir
 from drdo_lib.data import DataConfig, build_splits, dropped_counts, load_profile_data
 from drdo_lib.data.stats import (
     choice_confidence_table,
@@ -61,6 +61,7 @@ from drdo_lib.plots import data as dplots
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 pd.set_option("display.precision", 3)
+data = profile_sections(profile, data=data)
 cfg = build_config(DataConfig, data)
 figdir = figures_dir(profile)
 cfg

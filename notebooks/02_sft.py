@@ -43,7 +43,7 @@ import time
 import pandas as pd
 from IPython.display import display
 
-from drdo_lib.config import build_config, figures_dir, run_dir
+from drdo_lib.config import build_config, profile_sections, figures_dir, run_dir
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.training import plot_metric_curves
 from drdo_lib.sft import SFTConfig, evaluate_sft, run_sft
@@ -51,6 +51,7 @@ from drdo_lib.stage_data import profile_data, split_train_heldout, tokenizer_cor
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("drdo_lib").setLevel(logging.INFO)
+data, sft = profile_sections(profile, data=data, sft=sft)
 cfg = build_config(SFTConfig, sft)
 figdir = figures_dir(profile)
 cfg

@@ -47,7 +47,7 @@ import time
 import pandas as pd
 from IPython.display import display
 
-from drdo_lib.config import build_config, figures_dir, run_dir
+from drdo_lib.config import build_config, profile_sections, figures_dir, run_dir
 from drdo_lib.oracle import OracleConfig, reward_agreement, run_ensemble, run_oracle
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.training import plot_metric_curves, plot_reward_vs_true
@@ -56,6 +56,7 @@ from drdo_lib.trainer import PolicyConfig
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("drdo_lib").setLevel(logging.INFO)
+data, oracle, policy = profile_sections(profile, data=data, oracle=oracle, policy=policy)
 cfg = build_config(OracleConfig, oracle)
 pcfg = build_config(PolicyConfig, policy)
 figdir = figures_dir(profile)

@@ -57,7 +57,7 @@ import logging
 import pandas as pd
 from IPython.display import display
 
-from drdo_lib.config import build_config, figures_dir, run_dir
+from drdo_lib.config import build_config, figures_dir, profile_sections, run_dir
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.training import plot_fig4_training_curves
 from drdo_lib.policy_results import final_metrics_table, load_run, run_policy_grid, true_reward_table
@@ -66,6 +66,7 @@ from drdo_lib.trainer import PolicyConfig
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("drdo_lib").setLevel(logging.WARNING)
+policy, sft = profile_sections(profile, policy=policy, sft=sft)
 cfg = build_config(PolicyConfig, policy)
 methods = [method] if method else list(cfg.methods)
 splits = [split] if split else list(cfg.splits)
