@@ -101,14 +101,17 @@ def run_stage(profile: dict[str, Any], stage: str, method: str | None = None, sp
 
         cfg = build_config(PolicyConfig, profile.get("policy") or {})
         return run_policy(cfg, profile, method or cfg.methods[0], split or cfg.splits[0])
+    # The SFT and reward-model stages take a profile *name* (configs/<name>.yaml) and read their data from it; the
+    # overrides of their own section apply through the config built here, the seed and runs_dir are passed on.
+    name, kw = profile["profile"], {"seed": profile.get("seed"), "runs_dir": profile.get("runs_dir")}
     if stage == "sft":
         from drdo_lib.sft import SFTConfig, run_sft
 
-        return run_sft(build_config(SFTConfig, profile.get("sft") or {}), profile)
+        return run_sft(build_config(SFTConfig, profile.get("sft") or {}), name, **kw)
     from drdo_lib.oracle import OracleConfig, run_ensemble, run_oracle
 
     cfg = build_config(OracleConfig, profile.get("oracle") or {})
-    return run_oracle(cfg, profile) if stage == "oracle" else run_ensemble(cfg, profile)
+    return run_oracle(cfg, name, **kw) if stage == "oracle" else run_ensemble(cfg, name, **kw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

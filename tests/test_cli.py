@@ -59,3 +59,21 @@ def test_cli_subprocess_trains_a_policy(tmp_path):
     assert saved["alpha"] == 0.5 and saved["student_reward"] == "logprob"
     assert (out / "final" / "model.safetensors").exists() and not (out / "final" / "reward_head.safetensors").exists()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_sft_stage_passes_the_profile_name(tmp_path, monkeypatch):
+    import yaml
+
+    import drdo_lib.config as C
+
+    cfg = write_profile(tmp_path)
+    prof = yaml.safe_load(cfg.read_text())
+    prof["sft"] = {"model_name_or_path": "tiny-gpt2", "model_size": "micro", "max_steps": 2, "warmup_steps": 0,
+                   "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "logging_steps": 1,
+                   "max_prompt_length": 96, "max_length": 128, "eval_prompts": 0}
+    cfg.write_text(yaml.safe_dump(prof))
+    monkeypatch.setattr(C, "CONFIG_DIR", tmp_path)  # the SFT stage reads configs/<name>.yaml by name
+    assert main(["train", "--config", PROFILE, "--stage", "sft", "learning_rate=1e-3"]) == 0
+    out = tmp_path / "runs" / PROFILE / "sft"
+    assert (out / "final" / "model.safetensors").exists()
+    assert json.loads((out / "config.json").read_text())["learning_rate"] == 1e-3
