@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from drdo_lib.generation import PAPER_TEMPERATURES, GenerationConfig, encode_prompts
+from drdo_lib.data.tokenize import spaced_response
 
 logger = logging.getLogger(__name__)
 
@@ -241,12 +242,7 @@ def encode_responses(tokenizer, prompts: Sequence[str], responses: Sequence[str]
     tokenizer adds one; a space before a response that follows a prompt not ending in whitespace). Sequences longer
     than ``max_length`` lose the start of the prompt, so the reward is always read at the response's EOS."""
     pids = encode_prompts(tokenizer, prompts, max_prompt_length)
-    fixed = []
-    for p, r in zip(prompts, responses):
-        r = r or ""
-        if r.strip() and p and not p[-1].isspace() and not r[0].isspace():
-            r = " " + r
-        fixed.append(r)
+    fixed = [spaced_response(p, r) for p, r in zip(prompts, responses)]
     rids = tokenizer(fixed, add_special_tokens=False)["input_ids"] if fixed else []
     out = []
     for p, r in zip(pids, rids):

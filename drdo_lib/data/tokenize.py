@@ -38,6 +38,15 @@ PREFERENCE_TOKEN_COLUMNS = tuple(
 )
 
 
+def spaced_response(prompt: str, response: str | None) -> str:
+    """The response text as it is tokenised after ``prompt``: "TL;DR:" + " summary" — BPE tokenizers need the
+    separating space on the response side, so one is added when neither side has it (empty stays empty)."""
+    r = response or ""
+    if r.strip() and prompt and not prompt[-1].isspace() and not r[0].isspace():
+        r = " " + r
+    return r
+
+
 def format_prompt(row_or_prompt: str | Mapping[str, Any], tokenizer=None, template: str = "tldr") -> str:
     """The prompt text fed to the model.
 
@@ -93,13 +102,7 @@ class _Encoder:
         return texts, ids
 
     def responses(self, prompts: list[str], responses: list[str]) -> list[list[int]]:
-        fixed = []
-        for p, r in zip(prompts, responses):
-            r = r or ""
-            # "TL;DR:" + " summary": BPE tokenizers need the separating space on the response side.
-            if r.strip() and p and not p[-1].isspace() and not r[0].isspace():
-                r = " " + r
-            fixed.append(r)
+        fixed = [spaced_response(p, r) for p, r in zip(prompts, responses)]
         ids = self.tok(fixed, add_special_tokens=False)["input_ids"]
         return [x + [self.eos] for x in ids]
 
