@@ -45,7 +45,7 @@ import logging
 import pandas as pd
 from IPython.display import Markdown, display
 
-from drdo_lib.config import build_config, figures_dir
+from drdo_lib.config import build_config, figures_dir, profile_sections
 from drdo_lib.data import DataConfig, load_profile_data
 from drdo_lib.evaluation import EvalConfig, policy_reward_table, run_evaluation, table2_form
 from drdo_lib.paper_numbers import table2_long
@@ -56,6 +56,7 @@ logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(mes
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 160)
 
+data, eval = profile_sections(profile, data=data, eval=eval)  # opened by hand: the profile's YAML fills in
 data_cfg = build_config(DataConfig, data)
 eval_cfg = build_config(EvalConfig, eval)
 figs = figures_dir(profile)

@@ -48,7 +48,7 @@ from IPython.display import Markdown, display
 
 from drdo_lib import paper_numbers as pn
 from drdo_lib import report
-from drdo_lib.config import build_config, figures_dir
+from drdo_lib.config import build_config, figures_dir, profile_sections
 from drdo_lib.evaluation import EvalConfig
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.evaluation import plot_head_to_head, plot_reward_advantage, plot_win_rates
@@ -58,6 +58,7 @@ logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(mes
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 160)
 
+theory, eval = profile_sections(profile, theory=theory, eval=eval)  # opened by hand: the profile's YAML fills in
 eval_cfg = build_config(EvalConfig, eval)
 figs = figures_dir(profile)
 results = report.load_eval_results(profile)
