@@ -30,7 +30,7 @@ if [ $setup -eq 1 ]; then
   ./scripts/setup_env.sh
   . .venv/bin/activate
 fi
-export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0 DRDO_STATIC=1  # DRDO_STATIC: widgets fall back to static output
+export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0 DRDO_STATIC=1 DRDO_PROGRESS=0  # static widgets, no live trainer progress displays in executed notebooks
 if [ "$profile" = "mini" ] || [ "$profile" = "sample" ]; then
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 fi

@@ -25,6 +25,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
 
 
+def progress_disabled_by_env() -> bool:
+    """True when ``DRDO_PROGRESS=0``: batch runs (run_all.sh, scripts/test.sh) turn off the trainers' live progress
+    displays, whose thousands of display updates flood a notebook kernel's output channel under papermill/nbval."""
+    import os
+
+    return os.environ.get("DRDO_PROGRESS", "1") == "0"
+
+
 def profile_path(profile: str | Path) -> Path:
     """Return the YAML file of a profile name (``"mini"``) or pass an existing path through."""
     p = Path(profile)

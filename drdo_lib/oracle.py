@@ -30,7 +30,7 @@ import torch
 import transformers
 
 from drdo_lib import losses as L
-from drdo_lib.config import run_dir, save_config
+from drdo_lib.config import progress_disabled_by_env, run_dir, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def train_reward_model(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
         max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
         bf16=resolve_bf16(cfg.bf16), report_to="none", remove_unused_columns=False,
-        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=not progress,
+        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=not progress or progress_disabled_by_env(),
         logging_nan_inf_filter=False,
     )
     if cfg.gradient_checkpointing:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from drdo_lib.config import run_dir, save_config
+from drdo_lib.config import progress_disabled_by_env, run_dir, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def build_sft_trainer(cfg: SFTConfig, model, tokenizer, tokenized_ds, output_dir
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         bf16=resolve_bf16(cfg.bf16), report_to="none", dataloader_num_workers=0, dataloader_pin_memory=False,
-        disable_tqdm=not progress,
+        disable_tqdm=not progress or progress_disabled_by_env(),
     )
     return SFTTrainer(model=model, args=args, train_dataset=tokenized_ds, processing_class=tokenizer,
                       callbacks=[MetricsJsonlCallback()])

@@ -35,6 +35,7 @@ import transformers
 from transformers import TrainerCallback
 
 from drdo_lib import losses as L
+from drdo_lib.config import progress_disabled_by_env
 
 logger = logging.getLogger(__name__)
 
@@ -564,7 +565,7 @@ def run_policy(cfg: PolicyConfig, profile, method: str, split: str, *, seed: int
     seed = int(prof.get("seed", 0)) if seed is None else int(seed)
     runs_dir = runs_dir if runs_dir is not None else prof.get("runs_dir")
     out = policy_run_dir(name, method, split, runs_dir)
-    args = training_arguments(cfg, out, seed, disable_tqdm=not progress)
+    args = training_arguments(cfg, out, seed, disable_tqdm=not progress or progress_disabled_by_env())
     transformers.set_seed(seed)
     paths = stage_paths(cfg, name, runs_dir)
     tokenizer = AutoTokenizer.from_pretrained(paths["init"])

@@ -10,7 +10,7 @@ cd "$root"
 . "$root/.venv/bin/activate"
 marker=(-m "not slow")
 if [ "${1:-}" = "--slow" ]; then marker=(); shift; fi
-export DRDO_STATIC=1 PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export DRDO_STATIC=1 DRDO_PROGRESS=0 PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 set +e
 python -m pytest tests "${marker[@]}" "$@"
