@@ -90,7 +90,11 @@ def worker(a: argparse.Namespace) -> dict:
     common = dict(per_device_train_batch_size=a.batch, gradient_accumulation_steps=1, max_steps=a.warmup + a.steps,
                   learning_rate=1e-5, lr_scheduler_type="constant", optim="adamw_torch", logging_steps=10_000,
                   save_strategy="no", report_to="none", disable_tqdm=True, seed=0, data_seed=0,
-                  dataloader_num_workers=0, use_cpu=a.device == "cpu", bf16=a.bf16)
+                  dataloader_num_workers=0, use_cpu=a.device == "cpu", bf16=a.bf16,
+                  # Explicit for every worker: TRL's DPOConfig turns activation checkpointing ON by default while
+                  # transformers' TrainingArguments leave it off, so unset it would compare different trade-offs.
+                  activation_checkpointing=a.activation_checkpointing,
+                  activation_checkpointing_kwargs={"use_reentrant": False} if a.activation_checkpointing else None)
     out_dir = tempfile.mkdtemp(prefix=f"bench_{a.worker}_")
     if a.worker == "drdo":
         from drdo_lib.data.tokenize import tokenize_preference_dataset
@@ -119,6 +123,10 @@ def worker(a: argparse.Namespace) -> dict:
     params = count_parameters(model)
     t0 = time.perf_counter()
     trainer.train()
+    lm = getattr(trainer.model, "lm", trainer.model)
+    checkpointing = bool(getattr(lm, "is_gradient_checkpointing", False))
+    if checkpointing != a.activation_checkpointing:
+        raise RuntimeError(f"{a.worker}: activation checkpointing is {checkpointing}, asked {a.activation_checkpointing}")
     total = time.perf_counter() - t0
     peak_train = _peak_rss_mb() - baseline
     if a.device == "cuda":  # GPU memory: torch's allocator peak (the host RSS is not what matters there)
@@ -128,7 +136,7 @@ def worker(a: argparse.Namespace) -> dict:
     return {"worker": a.worker, "parameters": params, "threads": torch.get_num_threads(), "batch_pairs": a.batch,
             "step_s": median, "step_s_all": timings, "train_s": total,
             "rss_baseline_mb": baseline, "peak_rss_mb": _peak_rss_mb(),
-            "peak_train_mb": peak_train, "device": str(trainer.args.device)}
+            "peak_train_mb": peak_train, "device": str(trainer.args.device), "checkpointing": checkpointing}
 
 
 def main() -> None:
@@ -145,6 +153,9 @@ def main() -> None:
     p.add_argument("--response-words", type=int, default=40, help="words per response (default 40)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
+    p.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                   help="activation (gradient) checkpointing in every worker (default on: TRL's DPOConfig default and "
+                        "the paper profiles configs/tldr.yaml, configs/ultrafeedback.yaml)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of the three workers (default 2)")
     p.add_argument("--json", default=None, help="also write all measurements to this JSON file")
     a = p.parse_args()
@@ -155,7 +166,9 @@ def main() -> None:
            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(a.threads)}
     passthrough = [f"--threads={a.threads}", f"--batch={a.batch}", f"--steps={a.steps}", f"--warmup={a.warmup}",
                    f"--layers={a.layers}", f"--dim={a.dim}", f"--vocab={a.vocab}", f"--prompt-words={a.prompt_words}",
-                   f"--response-words={a.response_words}", f"--device={a.device}"] + (["--bf16"] if a.bf16 else [])
+                   f"--response-words={a.response_words}", f"--device={a.device}",
+                   "--activation-checkpointing" if a.activation_checkpointing else "--no-activation-checkpointing"]
+    passthrough += ["--bf16"] if a.bf16 else []
     rounds: dict[str, list[dict]] = {w: [] for w in WORKERS}
     for _ in range(a.rounds):
         for w in WORKERS:
@@ -173,7 +186,8 @@ def main() -> None:
         results[w] = best
     print(f"model: GPT-2 {a.layers} layers x {a.dim}, vocab {a.vocab}, {results['drdo']['parameters']:,} parameters "
           f"(+ reward head); batch {a.batch} pairs of ~{a.prompt_words}+{a.response_words} words; "
-          f"{a.threads} threads; device {results['drdo']['device']}; {a.steps} timed steps after {a.warmup}")
+          f"{a.threads} threads; device {results['drdo']['device']}; {a.steps} timed steps after {a.warmup}; "
+          f"activation checkpointing {'on' if a.activation_checkpointing else 'off'} in every worker")
     print(f"{'config':10s} {'step s':>8s} {'per round':>20s} {'peak RSS MB':>12s} {'baseline MB':>12s} "
           f"{'train MB':>9s}")
     for w, r in results.items():
