@@ -101,9 +101,9 @@ def run_stage(profile: dict[str, Any], stage: str, method: str | None = None, sp
 
         cfg = build_config(PolicyConfig, profile.get("policy") or {})
         return run_policy(cfg, profile, method or cfg.methods[0], split or cfg.splits[0])
-    # The SFT and reward-model stages take a profile *name* (configs/<name>.yaml) and read their data from it; the
-    # overrides of their own section apply through the config built here, the seed and runs_dir are passed on.
-    name, kw = profile["profile"], {"seed": profile.get("seed"), "runs_dir": profile.get("runs_dir")}
+    # The SFT and reward-model stages get the loaded profile mapping (any --config path, overrides applied: a
+    # data.* override reaches their data too); the seed and runs_dir are passed on.
+    name, kw = profile, {"seed": profile.get("seed"), "runs_dir": profile.get("runs_dir")}
     if stage == "sft":
         from drdo_lib.sft import SFTConfig, run_sft
 

@@ -45,8 +45,15 @@ def profile_path(profile: str | Path) -> Path:
     return cand
 
 
-def load_profile(profile: str | Path) -> dict[str, Any]:
-    """Read a profile YAML into a plain dict (stage mappings stay dicts; see :func:`build_config`)."""
+def load_profile(profile: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Read a profile YAML into a plain dict (stage mappings stay dicts; see :func:`build_config`).
+
+    A mapping (a profile already loaded, e.g. with command-line overrides applied) is returned as a copy; it must
+    name its ``profile`` (the ``runs/<profile>/`` folder of its stages)."""
+    if isinstance(profile, Mapping):
+        if not profile.get("profile"):
+            raise ValueError("a profile mapping needs a 'profile' name (its runs/<profile>/ folder)")
+        return dict(profile)
     path = profile_path(profile)
     with open(path) as f:
         data = yaml.safe_load(f) or {}
@@ -54,6 +61,13 @@ def load_profile(profile: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: a profile must be a mapping at the top level, got {type(data).__name__}")
     data.setdefault("profile", Path(path).stem)
     return data
+
+
+def profile_name(profile: str | Path | Mapping[str, Any]) -> str:
+    """The name under ``runs/`` of a profile given by name (``"mini"``), YAML path, or loaded mapping."""
+    if isinstance(profile, Mapping) or (Path(profile).suffix in {".yaml", ".yml"} and Path(profile).exists()):
+        return str(load_profile(profile)["profile"])
+    return str(profile)  # a name: the stages' folder even without a configs/<name>.yaml (rows given directly)
 
 
 def profile_sections(profile: str | Path, **given: Mapping[str, Any] | None) -> Any:

@@ -30,7 +30,7 @@ import torch
 import transformers
 
 from drdo_lib import losses as L
-from drdo_lib.config import progress_disabled_by_env, run_dir, save_config
+from drdo_lib.config import profile_name, progress_disabled_by_env, run_dir, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -253,13 +253,13 @@ def train_reward_model(
 def _default_init(cfg: OracleConfig, profile: str, runs_dir) -> str:
     if cfg.init_model is not None:
         return cfg.init_model
-    d = run_dir(profile, "sft", runs_dir) / "final"
+    d = run_dir(profile_name(profile), "sft", runs_dir) / "final"
     if not (d / "config.json").exists():
         raise FileNotFoundError(f"{d} has no model: run the SFT stage (notebook 02) first or set oracle.init_model")
     return str(d)
 
 
-def _rows(profile: str, cfg: OracleConfig, runs_dir, train_rows, eval_rows):
+def _rows(profile, cfg: OracleConfig, runs_dir, train_rows, eval_rows):
     if train_rows is None:
         from drdo_lib.stage_data import profile_preference_rows
 
@@ -267,13 +267,13 @@ def _rows(profile: str, cfg: OracleConfig, runs_dir, train_rows, eval_rows):
     return train_rows, eval_rows
 
 
-def _seed(profile: str, seed: int | None) -> int:
+def _seed(profile, seed: int | None) -> int:
     from drdo_lib.config import load_profile
 
     return int(load_profile(profile).get("seed", 0)) if seed is None else int(seed)
 
 
-def run_oracle(cfg: OracleConfig, profile: str, *, train_rows=None, eval_rows=None, seed: int | None = None,
+def run_oracle(cfg: OracleConfig, profile, *, train_rows=None, eval_rows=None, seed: int | None = None,
                runs_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train the Oracle (Eq. 5, α = ``cfg.alpha``) and return ``runs/<profile>/oracle/final``.
 
@@ -282,20 +282,20 @@ def run_oracle(cfg: OracleConfig, profile: str, *, train_rows=None, eval_rows=No
     """
     seed = _seed(profile, seed)
     train_rows, eval_rows = _rows(profile, cfg, runs_dir, train_rows, eval_rows)
-    out = run_dir(profile, "oracle", runs_dir)
+    out = run_dir(profile_name(profile), "oracle", runs_dir)
     save_config(cfg, out / "config.json")
     return train_reward_model(cfg, out, init_model=_default_init(cfg, profile, runs_dir), train_rows=train_rows,
                               eval_rows=eval_rows, alpha=cfg.alpha, head_seed=cfg.head_seed, seed=seed,
                               progress=progress)
 
 
-def run_ensemble(cfg: OracleConfig, profile: str, *, train_rows=None, eval_rows=None, seed: int | None = None,
+def run_ensemble(cfg: OracleConfig, profile, *, train_rows=None, eval_rows=None, seed: int | None = None,
                  runs_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
     """Train the e-DPO ensemble: ``cfg.ensemble_size`` reward models, α = ``cfg.ensemble_alpha`` (Eq. 2), one head
     seed each; returns ``[runs/<profile>/ensemble/member_{k}, ...]`` (model, tokenizer and metrics.json in each)."""
     seed = _seed(profile, seed)
     train_rows, eval_rows = _rows(profile, cfg, runs_dir, train_rows, eval_rows)
-    base = run_dir(profile, "ensemble", runs_dir)
+    base = run_dir(profile_name(profile), "ensemble", runs_dir)
     save_config(cfg, base / "config.json")
     init = _default_init(cfg, profile, runs_dir)
     dirs = []

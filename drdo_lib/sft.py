@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from drdo_lib.config import progress_disabled_by_env, run_dir, save_config
+from drdo_lib.config import profile_name, progress_disabled_by_env, run_dir, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class SFTConfig:
                 raise ValueError(f"SFTConfig: {msg} (got {dataclasses.asdict(self)})")
 
 
-def load_sft_rows(profile: str, runs_dir: str | Path | None = None):
+def load_sft_rows(profile, runs_dir: str | Path | None = None):
     """``(train_rows, eval_rows, corpus)`` of a profile from the data stage: SFT rows (train / held-out) and the
     texts a tiny tokenizer is trained on (SFT rows + preference pairs)."""
     from drdo_lib.stage_data import profile_sft_data
@@ -129,7 +129,7 @@ def build_sft_trainer(cfg: SFTConfig, model, tokenizer, tokenized_ds, output_dir
 
 def run_sft(
     cfg: SFTConfig,
-    profile: str,
+    profile,
     *,
     train_rows=None,
     corpus: Sequence[str] | None = None,
@@ -156,7 +156,7 @@ def run_sft(
         corpus = corpus if corpus is not None else data_corpus
     if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
         train_rows = train_rows.select(range(cfg.max_train_rows))
-    out_dir = run_dir(profile, "sft", runs_dir)
+    out_dir = run_dir(profile_name(profile), "sft", runs_dir)
     save_config(cfg, out_dir / "config.json")
     transformers.set_seed(seed)
 
@@ -190,7 +190,7 @@ def run_sft(
     tokenizer.save_pretrained(final)
     steps = max(int(trainer.state.global_step), 1)
     metrics: dict[str, Any] = {
-        "profile": profile, "seed": seed, "model": cfg.model_name_or_path, "parameters": count_parameters(model),
+        "profile": profile_name(profile), "seed": seed, "model": cfg.model_name_or_path, "parameters": count_parameters(model),
         "vocab_size": len(tokenizer), "rows": counts, "train_loss": float(result.training_loss),
         "steps": int(trainer.state.global_step), "train_seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / steps, 4), "device": str(trainer.args.device),

@@ -18,6 +18,8 @@ import hashlib
 import logging
 from pathlib import Path
 
+from drdo_lib.config import profile_name
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["profile_data", "profile_sft_data", "profile_preference_rows", "tokenizer_corpus", "split_train_heldout",
@@ -30,8 +32,9 @@ HELDOUT_FRACTION = 0.2
 SFT_COMPLETION = "response"
 
 
-def profile_data(profile: str, *, seed: int | None = None, runs_dir: str | Path | None = None):
-    """``(ProfileData, DataConfig)`` of a profile (its ``data`` section; ``seed`` defaults to the profile's)."""
+def profile_data(profile, *, seed: int | None = None, runs_dir: str | Path | None = None):
+    """``(ProfileData, DataConfig)`` of a profile (a name, a YAML path or a loaded mapping; its ``data`` section;
+    ``seed`` defaults to the profile's)."""
     from drdo_lib.config import build_config, load_profile
     from drdo_lib.data import DataConfig, load_profile_data
 
@@ -80,23 +83,21 @@ def split_train_heldout(rows, *, heldout_fraction: float = HELDOUT_FRACTION, wha
     return train, held
 
 
-def profile_sft_data(profile: str, *, seed: int | None = None, runs_dir: str | Path | None = None):
+def profile_sft_data(profile, *, seed: int | None = None, runs_dir: str | Path | None = None):
     """``(train_rows, heldout_rows, corpus)``: SFT rows split ``train`` / the others (see
     :func:`split_train_heldout`), and the tokenizer corpus."""
     data, _ = profile_data(profile, seed=seed, runs_dir=runs_dir)
-    train, held = split_train_heldout(data.sft, what=f"{profile} SFT rows")
+    train, held = split_train_heldout(data.sft, what=f"{profile_name(profile)} SFT rows")
     return train, held, tokenizer_corpus(data)
 
 
-def profile_preference_rows(profile: str, split: str = "D_all", *, seed: int | None = None,
+def profile_preference_rows(profile, split: str = "D_all", *, seed: int | None = None,
                             runs_dir: str | Path | None = None):
     """``(train_pairs, validation_pairs)`` of one preference split of a profile."""
-    from drdo_lib.data import build_splits
+    from drdo_lib.data.splits import select_split
 
     data, cfg = profile_data(profile, seed=seed, runs_dir=runs_dir)
-    splits, _ = build_splits(data.preferences, cfg.confidence_mode)
-    if split not in splits:
-        raise ValueError(f"unknown split {split!r}; available: {sorted(splits)}")
-    train, valid = split_train_heldout(splits[split], what=f"{profile} {split} pairs")
-    logger.info("%s/%s: %d training pairs, %d validation pairs", profile, split, len(train), len(valid))
+    train, valid = split_train_heldout(select_split(data.preferences, split, cfg.confidence_mode),
+                                       what=f"{profile_name(profile)} {split} pairs")
+    logger.info("%s/%s: %d training pairs, %d validation pairs", profile_name(profile), split, len(train), len(valid))
     return train, valid

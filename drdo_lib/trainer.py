@@ -488,7 +488,7 @@ def prepare_policy_dataset(cfg: PolicyConfig, profile, method: str, split: str, 
 
     ``rows`` (normalised preference rows, e.g. a hand-made ``datasets.Dataset``) replaces the profile's data: they
     are used as the split as given. Otherwise the profile's ``data`` stage is loaded (``load_profile_data``), split
-    with ``build_splits`` and the split's rows whose ``split`` column is in ``cfg.row_splits`` kept. Reference log-probs (the initial policy) are always
+    with ``select_split`` (``build_splits``) and the split's rows whose ``split`` column is in ``cfg.row_splits`` kept. Reference log-probs (the initial policy) are always
     added (the BT implicit-reward metric needs them), oracle rewards when an oracle exists (required by DRDO and
     ``label_source="oracle"``), ensemble rewards for e-DPO. Returns ``(dataset, report)``.
     """
@@ -499,15 +499,13 @@ def prepare_policy_dataset(cfg: PolicyConfig, profile, method: str, split: str, 
     prof = _profile_mapping(profile)
     name = prof["profile"]
     if rows is None:
-        from drdo_lib.data import DataConfig, build_splits, load_profile_data
+        from drdo_lib.data import DataConfig, load_profile_data
+        from drdo_lib.data.splits import select_split
 
         data_cfg = build_config(DataConfig, prof.get("data") or {})
         data = load_profile_data(data_cfg, name, seed=seed, runs_dir=runs_dir)
-        splits, _ = build_splits(data.preferences, data_cfg.confidence_mode)
-        if split not in splits:
-            raise ValueError(f"unknown split {split!r}; available: {sorted(splits)}")
         keep = set(cfg.row_splits)
-        rows = splits[split].filter(lambda s: s in keep, input_columns="split", desc=f"{split}: training rows")
+        rows = select_split(data.preferences, split, data_cfg.confidence_mode).filter(lambda s: s in keep, input_columns="split", desc=f"{split}: training rows")
         if len(rows) == 0:
             raise ValueError(f"{split} has no rows with split in {sorted(keep)} (set policy.row_splits)")
     rows = rows.shuffle(seed=seed)

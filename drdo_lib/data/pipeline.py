@@ -36,15 +36,19 @@ from drdo_lib.data.loaders import (
     load_cnn_dailymail,
     load_tldr_comparisons,
     load_tldr_sft,
+    load_ultrafeedback,
 )
 from drdo_lib.data.splits import CONFIDENCE_MODES
 from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DataConfig", "ProfileData", "load_profile_data", "resolve_data_dir", "LOCAL_LAYOUT", "DATA_SOURCES"]
+__all__ = ["DataConfig", "ProfileData", "load_profile_data", "resolve_data_dir", "LOCAL_LAYOUT", "DATA_SOURCES",
+           "DATA_TASKS", "ultrafeedback_sft_rows"]
 
 DATA_SOURCES = ("synthetic", "local", "hub")
+#: Which experiment's data: the TL;DR comparisons (+ SFT, CNN/DM OOD) or UltraFeedback (SFT on its chosen responses).
+DATA_TASKS = ("tldr", "ultrafeedback")
 #: Sub-folders of a local data folder (the layout of ../shared/data and of the written synthetic testbed).
 LOCAL_LAYOUT = {
     "comparisons": "summarize_from_feedback_comparisons",
@@ -60,10 +64,13 @@ class DataConfig:
     """Settings of the data stage (``data:`` mapping of a profile YAML)."""
 
     source: str = "synthetic"  # where data comes from: synthetic (testbed) | local (data_dir) | hub (hub ids)
+    task: str = "tldr"  # tldr (TL;DR comparisons + SFT + CNN/DM) | ultrafeedback (pairs; SFT on the chosen responses)
     data_dir: str = "../shared/data"  # local folder in the published layout (source=local); env DRDO_DATA_DIR wins
     comparisons_id: str = "openai/summarize_from_feedback"  # hub id of the TL;DR comparisons (source=hub)
     sft_id: str = "CarperAI/openai_summarize_tldr"  # hub id of the TL;DR SFT data (source=hub)
     ood_id: str = "cnn_dailymail"  # hub id of the OOD test set, config 3.0.0 split test (source=hub)
+    ultrafeedback_id: str = "argilla/ultrafeedback-binarized-preferences-cleaned"  # hub id (task=ultrafeedback)
+    test_fraction: float = 0.05  # ultrafeedback: pairs moved to split "test" by a hash of their pair_id (it has no test split)
     confidence_mode: str = "strength"  # split on strength |confidence − 5| (default) or the raw 1–9 value ("raw")
     edit_distance_unit: str = "word"  # unit of the normalised edit distance: word | char (token needs a tokenizer)
     strict: bool = False  # raise on the first bad row (file, row, field) instead of dropping it with a count
@@ -89,6 +96,14 @@ class DataConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"DataConfig.{name} must be an integer >= 0, got {v!r}")
+        if self.task not in DATA_TASKS:
+            raise ValueError(f"DataConfig.task must be one of {DATA_TASKS}, got {self.task!r}")
+        if self.task == "ultrafeedback" and self.source == "synthetic":
+            raise ValueError("DataConfig: task 'ultrafeedback' needs source 'local' or 'hub' (the synthetic testbed "
+                             "is a TL;DR-style task)")
+        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, (int, float)) or \
+                not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"DataConfig.test_fraction must be a number in [0, 1), got {self.test_fraction!r}")
         if self.source == "synthetic" and (self.n_train < 1 or self.n_sft < 1):
             raise ValueError("DataConfig: the synthetic source needs n_train >= 1 and n_sft >= 1")
         if not isinstance(self.synthetic, dict):
@@ -134,6 +149,8 @@ def load_profile_data(cfg: DataConfig, profile: str, seed: int | None = None, ru
     ``runs_dir`` overrides the ``runs/`` root (tests); ``tokenizer`` is needed only for ``edit_distance_unit="token"``.
     """
     kw = dict(edit_distance_unit=cfg.edit_distance_unit, tokenizer=tokenizer, strict=cfg.strict)
+    if cfg.task == "ultrafeedback":
+        return _load_ultrafeedback(cfg, kw)
     if cfg.source == "hub":
         return ProfileData(preferences=load_tldr_comparisons(cfg.comparisons_id, **kw),
                            sft=load_tldr_sft(cfg.sft_id, strict=cfg.strict),
@@ -156,6 +173,63 @@ def load_profile_data(cfg: DataConfig, profile: str, seed: int | None = None, ru
         sft=load_tldr_sft(folder / LOCAL_LAYOUT["sft"], strict=cfg.strict),
         ood=load_cnn_dailymail(ood_dir, strict=cfg.strict) if _has_data(ood_dir) else None,
         data_dir=folder, testbed=testbed)
+
+
+def _load_ultrafeedback(cfg: DataConfig, kw: dict) -> ProfileData:
+    """UltraFeedback pairs (hub id or ``<data_dir>/ultrafeedback``), ``test_fraction`` of the pairs moved to split
+    ``test`` by a hash of ``pair_id``, and SFT rows made of the training pairs' prompts and chosen responses (the
+    paper: "the student policy is trained with SFT on the chosen responses", following DPO)."""
+    if cfg.source == "hub":
+        source, folder = cfg.ultrafeedback_id, None
+    else:
+        folder = resolve_data_dir(cfg.data_dir)
+        source = folder / LOCAL_LAYOUT["ultrafeedback"]
+        if not _has_data(source):
+            raise FileNotFoundError(f"no UltraFeedback files under {source} (data.task is 'ultrafeedback'; set "
+                                    "data.data_dir or DRDO_DATA_DIR to a folder with an ultrafeedback/ sub-folder)")
+    prefs = load_ultrafeedback(source, **kw)
+    if cfg.test_fraction > 0:
+        from drdo_lib.data.splits import TRAIN_SPLITS
+
+        def _assign(split: str, pair_id: str) -> dict:
+            held = split in TRAIN_SPLITS and _hash_fraction(pair_id) < cfg.test_fraction
+            return {"split": "test" if held else split}
+
+        prefs = prefs.map(_assign, input_columns=["split", "pair_id"], desc="UltraFeedback: test split")
+    logger.info("UltraFeedback: %d pairs (%s)", len(prefs),
+                ", ".join(f"{k} {v}" for k, v in sorted(_counts(prefs["split"]).items())))
+    return ProfileData(preferences=prefs, sft=ultrafeedback_sft_rows(prefs), ood=None, data_dir=folder)
+
+
+def ultrafeedback_sft_rows(prefs):
+    """SFT rows ``{id, prompt, response, split, source, origin}`` from preference rows: one per prompt (its first
+    chosen response), keeping the pair's split."""
+    import datasets
+
+    from drdo_lib.data.loaders import SFT_COLUMNS, _features
+
+    seen: set[str] = set()
+    rows = []
+    for r in prefs.select_columns(["id", "prompt", "chosen", "split", "origin"]):
+        if r["prompt"] in seen:
+            continue
+        seen.add(r["prompt"])
+        rows.append({"id": r["id"], "prompt": r["prompt"], "response": r["chosen"], "split": r["split"],
+                     "source": "ultrafeedback", "origin": r["origin"]})
+    return datasets.Dataset.from_list(rows, features=_features(**SFT_COLUMNS))
+
+
+def _hash_fraction(key: str) -> float:
+    import hashlib
+
+    h = int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=8).digest(), "little")
+    return (h % 1_000_000) / 1_000_000
+
+
+def _counts(values) -> dict:
+    from collections import Counter
+
+    return dict(Counter(values))
 
 
 def _has_data(folder: Path) -> bool:

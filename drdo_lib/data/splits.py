@@ -137,3 +137,13 @@ def build_splits(rows: Any, confidence_mode: str = "strength") -> tuple[dict[str
         logger.info("%s (%s): %d rows (%d train, %d valid)", name, confidence_mode, rec["n_rows"], rec["n_train"],
                     rec["n_valid"])
     return splits, pd.DataFrame.from_records(records)
+
+
+def select_split(rows: Any, split: str, confidence_mode: str = "strength") -> Any:
+    """The rows of one split: ``D_all`` is every row (no confidence needed: UltraFeedback has none), the two
+    confidence × edit-distance splits come from :func:`build_splits`."""
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {split!r}; available: {sorted(SPLIT_NAMES)}")
+    if split == "D_all":
+        return rows
+    return build_splits(rows, confidence_mode)[0][split]
