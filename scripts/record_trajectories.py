@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "trajectories.json"
-WORDS = "alpha beta gamma delta river stone cloud light tree bird house road green blue small large".split()
 #: method label -> (method, PolicyConfig overrides)
 RUNS = {
     "drdo": ("drdo", {"student_reward": "head"}),
@@ -35,20 +33,13 @@ STEPS = 5
 RTOL = 1e-4
 
 
-def _rows(n: int = 24, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        rows.append({
-            "id": str(i), "prompt": "POST: " + " ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + " TL;DR:",
-            "chosen": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 5))),
-            "rejected": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 6))),
-            "ref_chosen_logp": -rng.uniform(5, 15), "ref_rejected_logp": -rng.uniform(5, 15),
-            "oracle_chosen_reward": rng.gauss(0, 1), "oracle_rejected_reward": rng.gauss(0, 1),
-            "ensemble_chosen_rewards": [rng.gauss(0, 1) for _ in range(3)],
-            "ensemble_rejected_rewards": [rng.gauss(0, 1) for _ in range(3)],
-        })
-    return rows
+def _helpers():
+    """tests/policy_helpers.py: the seeded hand-made pairs and their words, shared with tests/test_trainer.py."""
+    if str(REPO / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests"))
+    import policy_helpers
+
+    return policy_helpers
 
 
 def compute_trajectories() -> dict:
@@ -63,9 +54,10 @@ def compute_trajectories() -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        tok = build_tokenizer("tiny-gpt2", vocab_words=WORDS + ["POST:", "TL;DR:"])
-        ds, _ = tokenize_preference_dataset(datasets.Dataset.from_list(_rows()), tok, max_prompt_length=32,
-                                            max_length=48)
+        helpers = _helpers()
+        tok = build_tokenizer("tiny-gpt2", vocab_words=helpers.WORDS + ["POST:", "TL;DR:"])
+        rows = datasets.Dataset.from_list(helpers.random_preference_rows(24))
+        ds, _ = tokenize_preference_dataset(rows, tok, max_prompt_length=32, max_length=48)
         out = {}
         for label, (method, kw) in RUNS.items():
             cfg = PolicyConfig(max_steps=STEPS, logging_steps=1, save_steps=1000, per_device_train_batch_size=4,

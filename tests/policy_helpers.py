@@ -38,3 +38,27 @@ def write_profile(tmp_path: Path, *, n_train: int = 96, policy: dict | None = No
                                               head_seed=k).save_pretrained(d)
         tok.save_pretrained(d)
     return path
+
+
+#: Words of the hand-made preference rows of the trainer tests and the pinned trajectories.
+WORDS = "alpha beta gamma delta river stone cloud light tree bird house road green blue small large".split()
+
+
+def random_preference_rows(n: int, seed: int = 0) -> list[dict]:
+    """``n`` seeded random preference rows with every precomputed column (reference log-probs, oracle and 3-member
+    ensemble rewards): the pinned trajectories (scripts/record_trajectories.py) and tests/test_trainer.py use them."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append({
+            "id": str(i), "prompt": "POST: " + " ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + " TL;DR:",
+            "chosen": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 5))),
+            "rejected": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 6))),
+            "ref_chosen_logp": -rng.uniform(5, 15), "ref_rejected_logp": -rng.uniform(5, 15),
+            "oracle_chosen_reward": rng.gauss(0, 1), "oracle_rejected_reward": rng.gauss(0, 1),
+            "ensemble_chosen_rewards": [rng.gauss(0, 1) for _ in range(3)],
+            "ensemble_rejected_rewards": [rng.gauss(0, 1) for _ in range(3)],
+        })
+    return rows

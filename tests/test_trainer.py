@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 
 import datasets
 import pytest
@@ -25,24 +24,8 @@ from drdo_lib.trainer import (
     training_arguments,
 )
 
-WORDS = "alpha beta gamma delta river stone cloud light tree bird house road green blue small large".split()
-
-
-def _rows(n: int, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        prompt = "POST: " + " ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + " TL;DR:"
-        rows.append({
-            "id": str(i), "prompt": prompt,
-            "chosen": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 5))),
-            "rejected": " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 6))),
-            "ref_chosen_logp": -rng.uniform(5, 15), "ref_rejected_logp": -rng.uniform(5, 15),
-            "oracle_chosen_reward": rng.gauss(0, 1), "oracle_rejected_reward": rng.gauss(0, 1),
-            "ensemble_chosen_rewards": [rng.gauss(0, 1) for _ in range(3)],
-            "ensemble_rejected_rewards": [rng.gauss(0, 1) for _ in range(3)],
-        })
-    return rows
+from policy_helpers import WORDS
+from policy_helpers import random_preference_rows as _rows
 
 
 @pytest.fixture(scope="module")
