@@ -18,6 +18,10 @@ data preparation, identical in every worker), i.e. the memory the training itsel
 states, activations, and for ``trl_live`` the reference model. Both totals are printed as well. With
 ``--device cuda`` the peak is ``torch.cuda.max_memory_allocated`` instead.
 
+Activation checkpointing (``--activation-checkpointing``, default on, as in the paper profiles and TRL's
+``DPOConfig``; ``--no-activation-checkpointing`` for the other setting) is set identically in every worker, and each
+worker checks after training that it was in effect.
+
 The data imitate TL;DR (long prompts, short summaries): random words from a ``--vocab``-word vocabulary, prompts of
 ``--prompt-words`` words and responses of ``--response-words``. The script ends with exactly three lines::
 
