@@ -18,7 +18,8 @@ samples of one prompt move together, and over several sampling seeds where the p
 
 The notebook-level pipeline (:func:`discover_policies`, :func:`generate_all`, :func:`score_generations`,
 :func:`win_rate_grid`, :func:`reward_advantage_grid`, :func:`head_to_head`) writes everything under
-``runs/<profile>/eval/`` so that notebook 06 can rebuild the tables without a model in memory.
+``runs/<profile>/eval/`` so that notebook 06 can rebuild the tables without a model in memory. The statistics
+live in :mod:`drdo_lib.winrates` and reward-model scoring in :mod:`drdo_lib.scoring` (both re-exported here).
 """
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from drdo_lib.generation import PAPER_TEMPERATURES, GenerationConfig, encode_prompts
-from drdo_lib.data.tokenize import spaced_response
+from drdo_lib.generation import PAPER_TEMPERATURES, GenerationConfig
+from drdo_lib.scoring import RewardScorer, encode_responses  # noqa: F401  (part of this module's API)
+from drdo_lib.winrates import bootstrap_ci, mean_advantage, win_rate  # noqa: F401  (part of this module's API)
 
 logger = logging.getLogger(__name__)
 
@@ -156,152 +157,6 @@ class EvalConfig:
                                 max_prompt_length=self.max_prompt_length, batch_size=self.batch_size,
                                 samples_per_prompt=self.samples_per_prompt, seeds=self.seeds, device=self.device,
                                 dtype=self.dtype)
-
-
-# ------------------------------------------------------------------------------------------------ statistics
-def _clusters(n: int, groups: Sequence[Any] | None) -> list[np.ndarray]:
-    if groups is None:
-        return [np.array([i]) for i in range(n)]
-    codes, _ = pd.factorize(pd.Series(list(groups)))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return np.split(order, bounds)
-
-
-def bootstrap_ci(values: np.ndarray, *, groups: Sequence[Any] | None = None, n_boot: int = 1000,
-                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of ``values`` (shape (N,) or (N, k) for k means at once).
-
-    With ``groups`` (e.g. prompt ids) whole groups are resampled (cluster bootstrap), so repeated samples of one
-    prompt are not treated as independent. Returns ``(low, high)`` (arrays of shape (k,) for 2-D input).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape[0] == 0:
-        return (float("nan"), float("nan"))
-    v2 = v.reshape(len(v), -1)
-    clusters = _clusters(len(v2), groups)
-    sums = np.stack([v2[c].sum(axis=0) for c in clusters])  # (G, k)
-    counts = np.array([len(c) for c in clusters], dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(clusters), size=(n_boot, len(clusters)))
-    boot = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)[:, None]  # (n_boot, k)
-    lo, hi = np.quantile(boot, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
-    if v.ndim == 1:
-        return float(lo[0]), float(hi[0])
-    return lo, hi
-
-
-def win_rate(r_a: Sequence[float], r_b: Sequence[float], *, groups: Sequence[Any] | None = None,
-             tie_tolerance: float = 0.0, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Win/tie/loss rates of a over b from paired rewards (Table 2 form: a win is ``r_a > r_b``; ties separate).
-
-    Returns ``n, wins, ties, losses, win_rate, tie_rate, loss_rate``, ``score = (wins + ties / 2) / n`` (the
-    ties-as-half win rate, comparable to 0.5 and to judges that never tie) and bootstrap intervals
-    ``win_rate_ci_low/high``, ``tie_rate_ci_low/high``, ``score_ci_low/high`` (prompt-clustered when ``groups``
-    is given).
-    """
-    a, b = np.asarray(r_a, dtype=np.float64), np.asarray(r_b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"r_a and r_b must be 1-D of the same length, got {a.shape} and {b.shape}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("rewards must be finite")
-    d = a - b
-    win, tie = d > tie_tolerance, np.abs(d) <= tie_tolerance
-    n = len(d)
-    out: dict[str, Any] = {"n": n, "wins": int(win.sum()), "ties": int(tie.sum()),
-                           "losses": int(n - win.sum() - tie.sum())}
-    if n == 0:
-        nan = float("nan")
-        out.update(win_rate=nan, tie_rate=nan, loss_rate=nan, score=nan, win_rate_ci_low=nan, win_rate_ci_high=nan,
-                   tie_rate_ci_low=nan, tie_rate_ci_high=nan, score_ci_low=nan, score_ci_high=nan)
-        return out
-    out.update(win_rate=out["wins"] / n, tie_rate=out["ties"] / n, loss_rate=out["losses"] / n,
-               score=(out["wins"] + out["ties"] / 2) / n)
-    lo, hi = bootstrap_ci(np.stack([win, tie, win + 0.5 * tie], axis=1).astype(float), groups=groups,
-                          n_boot=n_boot, level=level, seed=seed)
-    out.update(win_rate_ci_low=float(lo[0]), win_rate_ci_high=float(hi[0]), tie_rate_ci_low=float(lo[1]),
-               tie_rate_ci_high=float(hi[1]), score_ci_low=float(lo[2]), score_ci_high=float(hi[2]))
-    return out
-
-
-def mean_advantage(r_a: Sequence[float], r_b: Sequence[float], *, groups: Sequence[Any] | None = None,
-                   n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Mean paired difference ``E[r_a − r_b]`` with a (prompt-clustered) bootstrap interval."""
-    a, b = np.asarray(r_a, dtype=np.float64), np.asarray(r_b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"r_a and r_b must be 1-D of the same length, got {a.shape} and {b.shape}")
-    d = a - b
-    lo, hi = bootstrap_ci(d, groups=groups, n_boot=n_boot, level=level, seed=seed)
-    return {"n": len(d), "advantage": float(d.mean()) if len(d) else float("nan"), "ci_low": lo, "ci_high": hi}
-
-
-# ------------------------------------------------------------------------------------------------ scoring
-def encode_responses(tokenizer, prompts: Sequence[str], responses: Sequence[str], *, max_prompt_length: int,
-                     max_length: int) -> list[list[int]]:
-    """``prompt_ids + response_ids + [eos]`` as :mod:`drdo_lib.data.tokenize` builds training pairs (BOS when the
-    tokenizer adds one; a space before a response that follows a prompt not ending in whitespace). Sequences longer
-    than ``max_length`` lose the start of the prompt, so the reward is always read at the response's EOS."""
-    pids = encode_prompts(tokenizer, prompts, max_prompt_length)
-    fixed = [spaced_response(p, r) for p, r in zip(prompts, responses)]
-    rids = tokenizer(fixed, add_special_tokens=False)["input_ids"] if fixed else []
-    out = []
-    for p, r in zip(pids, rids):
-        seq = p + r + [tokenizer.eos_token_id]
-        if len(seq) > max_length:
-            seq = seq[len(seq) - max_length:]
-        out.append(seq)
-    return out
-
-
-class RewardScorer:
-    """``scorer(prompts, responses) -> np.ndarray`` of a :class:`~drdo_lib.models.CausalLMWithRewardHead` (the oracle).
-
-    The reward is read at the EOS appended to each response (right padding; the model finds the last real token
-    from the attention mask). ``model`` is a reward-model directory or a loaded model (then pass ``tokenizer``).
-    """
-
-    def __init__(self, model, tokenizer=None, *, batch_size: int = 32, max_prompt_length: int = 512,
-                 max_length: int = 1024, device: str = "auto", dtype: str = "auto", progress: bool = True):
-        from drdo_lib.generation import _resolve_dtype, resolve_device
-
-        if isinstance(model, (str, Path)):
-            from drdo_lib.models import load_model
-
-            model, tokenizer = load_model(model, with_reward_head=True)
-        if tokenizer is None:
-            raise ValueError("RewardScorer needs the tokenizer of a loaded model")
-        dev = resolve_device(device)
-        self.model = model.to(device=dev, dtype=_resolve_dtype(dtype, dev)).eval()
-        self.tokenizer, self.device = tokenizer, dev
-        self.batch_size, self.max_prompt_length, self.max_length = batch_size, max_prompt_length, max_length
-        self.progress = progress
-
-    @torch.no_grad()
-    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        seqs = encode_responses(self.tokenizer, prompts, responses, max_prompt_length=self.max_prompt_length,
-                                max_length=self.max_length)
-        # sort by length so batches pad little; scatter back afterwards
-        order = np.argsort([len(s) for s in seqs], kind="stable")
-        out = np.empty(len(seqs), dtype=np.float64)
-        starts = range(0, len(seqs), self.batch_size)
-        for s in tqdm(starts, desc="reward", disable=not self.progress or len(starts) < 4, leave=False):
-            idx = order[s:s + self.batch_size]
-            batch = [seqs[i] for i in idx]
-            T = max(len(x) for x in batch)
-            ids = torch.full((len(batch), T), self.tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), T), dtype=torch.long)
-            for j, x in enumerate(batch):
-                ids[j, :len(x)] = torch.as_tensor(x)
-                mask[j, :len(x)] = 1
-            r = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), return_logits=False)
-            out[idx] = r["rewards"].float().cpu().numpy()
-        return out
-
-    def single(self, prompt: str, response: str) -> float:
-        """One reward (the ``reward_fn(prompt, response)`` signature of :func:`drdo_lib.judge.judge_pairs`)."""
-        return float(self([prompt], [response])[0])
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
