@@ -39,18 +39,16 @@ q = 10 if os.environ.get("GPU_CHECK_QUICK") else 1  # GPU_CHECK_QUICK=1: a few s
 prof["sft"].update(max_steps=150 // q, bf16="auto", eval_prompts=0)
 prof["oracle"].update(max_steps=60 // q, ensemble_size=1, ensemble_head_seeds=[1], bf16="auto", max_eval_rows=200)
 prof["policy"].update(max_steps=40 // q, bf16="auto", splits=["D_all"])
-(work / "gpucheck.yaml").write_text(yaml.safe_dump(prof))
-import drdo_lib.config as C
-C.CONFIG_DIR = work  # the stages read the profile by name
+(work / "gpucheck.yaml").write_text(yaml.safe_dump(prof))  # a record of the settings; the stages take the mapping
 R, rows = work / "runs", []
-t = time.time(); d = run_sft(build_config(SFTConfig, prof["sft"]), "gpucheck", runs_dir=R, progress=False)
+t = time.time(); d = run_sft(build_config(SFTConfig, prof["sft"]), prof, runs_dir=R, progress=False)
 m = json.loads((d.parent / "metrics.json").read_text())
 rows.append(("sft", m.get("device", "?"), m["seconds_per_step"], m["steps"], m.get("bf16")))
 oc = build_config(OracleConfig, prof["oracle"])
-d = run_oracle(oc, "gpucheck", runs_dir=R, progress=False)
+d = run_oracle(oc, prof, runs_dir=R, progress=False)
 m = json.loads((d.parent / "metrics.json").read_text())
 rows.append(("oracle", m.get("device", "?"), m["seconds_per_step"], m["steps"], m.get("bf16")))
-run_ensemble(oc, "gpucheck", runs_dir=R, progress=False)
+run_ensemble(oc, prof, runs_dir=R, progress=False)
 pc = build_config(PolicyConfig, prof["policy"])
 for method in pc.methods:
     s = json.loads((run_policy(pc, prof, method, "D_all", progress=False) / "summary.json").read_text())
@@ -64,12 +62,10 @@ import json, os
 from pathlib import Path
 import torch
 torch.set_num_threads(2)
-import drdo_lib.config as C
 from drdo_lib.config import build_config, load_profile
 from drdo_lib.trainer import PolicyConfig, run_policy
 work = Path(os.environ["GPU_CHECK_DIR"])
-C.CONFIG_DIR = work
-prof = load_profile("gpucheck")
+prof = load_profile(work / "gpucheck.yaml")
 pc = build_config(PolicyConfig, {**prof["policy"], "max_steps": 3 if os.environ.get("GPU_CHECK_QUICK") else 15,
                                   "bf16": False})
 rows = json.loads((work / "cuda_rows.json").read_text())
