@@ -103,15 +103,15 @@ def run_stage(profile: dict[str, Any], stage: str, method: str | None = None, sp
         return run_policy(cfg, profile, method or cfg.methods[0], split or cfg.splits[0])
     # The SFT and reward-model stages get the loaded profile mapping (any --config path, overrides applied: a
     # data.* override reaches their data too); the seed and runs_dir are passed on.
-    name, kw = profile, {"seed": profile.get("seed"), "runs_dir": profile.get("runs_dir")}
+    kw = {"seed": profile.get("seed"), "runs_dir": profile.get("runs_dir")}
     if stage == "sft":
         from drdo_lib.sft import SFTConfig, run_sft
 
-        return run_sft(build_config(SFTConfig, profile.get("sft") or {}), name, **kw)
+        return run_sft(build_config(SFTConfig, profile.get("sft") or {}), profile, **kw)
     from drdo_lib.oracle import OracleConfig, run_ensemble, run_oracle
 
     cfg = build_config(OracleConfig, profile.get("oracle") or {})
-    return run_oracle(cfg, name, **kw) if stage == "oracle" else run_ensemble(cfg, name, **kw)
+    return run_oracle(cfg, profile, **kw) if stage == "oracle" else run_ensemble(cfg, profile, **kw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

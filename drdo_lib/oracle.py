@@ -250,7 +250,7 @@ def train_reward_model(
     return final
 
 
-def _default_init(cfg: OracleConfig, profile: str, runs_dir) -> str:
+def _default_init(cfg: OracleConfig, profile, runs_dir) -> str:
     if cfg.init_model is not None:
         return cfg.init_model
     d = run_dir(profile_name(profile), "sft", runs_dir) / "final"

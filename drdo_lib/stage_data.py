@@ -14,7 +14,6 @@ rows aside and the rest is trained on, with a logged warning (a smoke run on rea
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -57,15 +56,10 @@ def tokenizer_corpus(data) -> list[str]:
     return texts
 
 
-def _heldout_by_id(row_id: str, fraction: float) -> bool:
-    h = int.from_bytes(hashlib.blake2b(str(row_id).encode(), digest_size=8).digest(), "little")
-    return (h % 10_000) < fraction * 10_000
-
-
 def split_train_heldout(rows, *, heldout_fraction: float = HELDOUT_FRACTION, what: str = "rows"):
     """``(train, heldout)``: rows with split ``train`` and the validation rows, or, when no row has split
     ``train``, a deterministic split by a hash of ``id`` (``heldout_fraction`` held out; logged)."""
-    from drdo_lib.data.splits import TRAIN_SPLITS
+    from drdo_lib.data.splits import TRAIN_SPLITS, id_fraction
 
     splits = rows["split"]
     if any(s in TRAIN_SPLITS for s in splits):
@@ -75,7 +69,7 @@ def split_train_heldout(rows, *, heldout_fraction: float = HELDOUT_FRACTION, wha
         if len(held) == 0:  # SFT data: the held-out prompts are the test rows
             held = rows.filter(lambda s: s not in TRAIN_SPLITS, input_columns="split", desc=f"{what}: held out")
         return train, held
-    mask = [_heldout_by_id(i, heldout_fraction) for i in rows["id"]]
+    mask = [id_fraction(i) < heldout_fraction for i in rows["id"]]
     train = rows.select([i for i, m in enumerate(mask) if not m])
     held = rows.select([i for i, m in enumerate(mask) if m])
     logger.warning("%s have no 'train' split (splits %s): training on %d rows, holding out %d (hash of id)",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import transformers
 from transformers import TrainerCallback
 
 from drdo_lib import losses as L
-from drdo_lib.config import progress_disabled_by_env
+from drdo_lib.config import load_profile, progress_disabled_by_env
 
 logger = logging.getLogger(__name__)
 
@@ -445,12 +444,6 @@ def training_arguments(cfg: PolicyConfig, output_dir: str | Path, seed: int, **o
 # The stage entry point
 
 
-def _profile_mapping(profile) -> dict[str, Any]:
-    from drdo_lib.config import load_profile
-
-    return dict(profile) if isinstance(profile, dict) else load_profile(profile)
-
-
 def policy_run_dir(profile_name: str, method: str, split: str, runs_dir: str | Path | None = None) -> Path:
     """``runs/<profile>/policy/<method>_<split>/``: checkpoints, ``metrics.jsonl``, ``final/``, ``config.json``."""
     from drdo_lib.config import run_dir
@@ -488,24 +481,24 @@ def prepare_policy_dataset(cfg: PolicyConfig, profile, method: str, split: str, 
 
     ``rows`` (normalised preference rows, e.g. a hand-made ``datasets.Dataset``) replaces the profile's data: they
     are used as the split as given. Otherwise the profile's ``data`` stage is loaded (``load_profile_data``), split
-    with ``select_split`` (``build_splits``) and the split's rows whose ``split`` column is in ``cfg.row_splits`` kept. Reference log-probs (the initial policy) are always
-    added (the BT implicit-reward metric needs them), oracle rewards when an oracle exists (required by DRDO and
-    ``label_source="oracle"``), ensemble rewards for e-DPO. Returns ``(dataset, report)``.
+    with ``select_split`` (``build_splits``) and the split's rows whose ``split`` column is in ``cfg.row_splits``
+    kept. Reference log-probs (the initial policy) are always added (the BT implicit-reward metric needs them),
+    oracle rewards when an oracle exists (required by DRDO and ``label_source="oracle"``), ensemble rewards for
+    e-DPO. Returns ``(dataset, report)``.
     """
-    from drdo_lib.config import build_config
     from drdo_lib.data.tokenize import tokenize_preference_dataset
     from drdo_lib.precompute import precompute_ref_logps, precompute_rewards
 
-    prof = _profile_mapping(profile)
+    prof = load_profile(profile)
     name = prof["profile"]
     if rows is None:
-        from drdo_lib.data import DataConfig, load_profile_data
         from drdo_lib.data.splits import select_split
+        from drdo_lib.stage_data import profile_data
 
-        data_cfg = build_config(DataConfig, prof.get("data") or {})
-        data = load_profile_data(data_cfg, name, seed=seed, runs_dir=runs_dir)
+        data, data_cfg = profile_data(prof, seed=seed, runs_dir=runs_dir)
         keep = set(cfg.row_splits)
-        rows = select_split(data.preferences, split, data_cfg.confidence_mode).filter(lambda s: s in keep, input_columns="split", desc=f"{split}: training rows")
+        rows = select_split(data.preferences, split, data_cfg.confidence_mode).filter(
+            lambda s: s in keep, input_columns="split", desc=f"{split}: training rows")
         if len(rows) == 0:
             raise ValueError(f"{split} has no rows with split in {sorted(keep)} (set policy.row_splits)")
     rows = rows.shuffle(seed=seed)
@@ -558,7 +551,7 @@ def run_policy(cfg: PolicyConfig, profile, method: str, split: str, *, seed: int
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    prof = _profile_mapping(profile)
+    prof = load_profile(profile)
     name = prof["profile"]
     seed = int(prof.get("seed", 0)) if seed is None else int(seed)
     runs_dir = runs_dir if runs_dir is not None else prof.get("runs_dir")

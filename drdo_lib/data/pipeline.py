@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from drdo_lib.data.loaders import (
     load_tldr_sft,
     load_ultrafeedback,
 )
-from drdo_lib.data.splits import CONFIDENCE_MODES
+from drdo_lib.data.splits import CONFIDENCE_MODES, TRAIN_SPLITS, id_fraction
 from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
 
 logger = logging.getLogger(__name__)
@@ -189,15 +190,13 @@ def _load_ultrafeedback(cfg: DataConfig, kw: dict) -> ProfileData:
                                     "data.data_dir or DRDO_DATA_DIR to a folder with an ultrafeedback/ sub-folder)")
     prefs = load_ultrafeedback(source, **kw)
     if cfg.test_fraction > 0:
-        from drdo_lib.data.splits import TRAIN_SPLITS
-
         def _assign(split: str, pair_id: str) -> dict:
-            held = split in TRAIN_SPLITS and _hash_fraction(pair_id) < cfg.test_fraction
+            held = split in TRAIN_SPLITS and id_fraction(pair_id) < cfg.test_fraction
             return {"split": "test" if held else split}
 
         prefs = prefs.map(_assign, input_columns=["split", "pair_id"], desc="UltraFeedback: test split")
     logger.info("UltraFeedback: %d pairs (%s)", len(prefs),
-                ", ".join(f"{k} {v}" for k, v in sorted(_counts(prefs["split"]).items())))
+                ", ".join(f"{k} {v}" for k, v in sorted(Counter(prefs["split"]).items())))
     return ProfileData(preferences=prefs, sft=ultrafeedback_sft_rows(prefs), ood=None, data_dir=folder)
 
 
@@ -208,28 +207,9 @@ def ultrafeedback_sft_rows(prefs):
 
     from drdo_lib.data.loaders import SFT_COLUMNS, _features
 
-    seen: set[str] = set()
-    rows = []
-    for r in prefs.select_columns(["id", "prompt", "chosen", "split", "origin"]):
-        if r["prompt"] in seen:
-            continue
-        seen.add(r["prompt"])
-        rows.append({"id": r["id"], "prompt": r["prompt"], "response": r["chosen"], "split": r["split"],
-                     "source": "ultrafeedback", "origin": r["origin"]})
-    return datasets.Dataset.from_list(rows, features=_features(**SFT_COLUMNS))
-
-
-def _hash_fraction(key: str) -> float:
-    import hashlib
-
-    h = int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=8).digest(), "little")
-    return (h % 1_000_000) / 1_000_000
-
-
-def _counts(values) -> dict:
-    from collections import Counter
-
-    return dict(Counter(values))
+    df = prefs.select_columns(["id", "prompt", "chosen", "split", "origin"]).to_pandas().drop_duplicates("prompt")
+    df = df.rename(columns={"chosen": "response"}).assign(source="ultrafeedback")
+    return datasets.Dataset.from_pandas(df[list(SFT_COLUMNS)], features=_features(**SFT_COLUMNS), preserve_index=False)
 
 
 def _has_data(folder: Path) -> bool:

@@ -19,6 +19,8 @@ other split value is kept in the datasets and counted in the report (``n_other``
 """
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from typing import Any
 
@@ -147,3 +149,10 @@ def select_split(rows: Any, split: str, confidence_mode: str = "strength") -> An
     if split == "D_all":
         return rows
     return build_splits(rows, confidence_mode)[0][split]
+
+
+def id_fraction(key: Any) -> float:
+    """A stable pseudo-random number in [0, 1) from a row's id (blake2b, 1e-4 steps): ``id_fraction(id) < f`` puts
+    a deterministic fraction ``f`` of the rows aside, whatever their order or the machine."""
+    h = int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=8).digest(), "little")
+    return (h % 10_000) / 10_000
