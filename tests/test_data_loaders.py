@@ -363,3 +363,152 @@ def test_hub_and_local_routes_agree_on_real_data(monkeypatch):
         via_hub = mod_loader("org/" + name, hub_splits=["test"])
         assert via_hub["prompt" if name == "sft" else "article"] == loc["prompt" if name == "sft" else "article"]
         assert set(via_hub["split"]) == {"test"}
+
+
+# ------------------------------------------------------------------------------- hostile inputs (issue 14, item 6)
+def test_non_utf8_row_is_dropped_and_strict_names_file_and_row(tmp_path):
+    f = tmp_path / "latin1.jsonl"
+    bad = json.dumps(comparison(pid="t3_bad", texts=(" caf\u00e9 cat", " a dog ran far")), ensure_ascii=False)
+    f.write_bytes(b"\n".join([json.dumps(comparison(pid="t3_a")).encode(), bad.encode("latin-1"),
+                              json.dumps(comparison(pid="t3_c")).encode()]) + b"\n")
+    ds = load_tldr_comparisons(f)
+    assert ds["post_id"] == ["t3_a", "t3_c"] and dropped_counts(ds) == {"invalid_encoding": 1}
+    with pytest.raises(BadRowError, match=r"latin1\.jsonl: row 2: .*UTF-8"):
+        load_tldr_comparisons(f, strict=True)
+
+
+def test_non_utf8_json_array_names_file_and_line(tmp_path):
+    f = tmp_path / "arr.json"
+    text = json.dumps([{"instruction": "Say hi", "output": "Hi"}, {"instruction": "Say caf\u00e9", "output": "x"}],
+                      indent=1, ensure_ascii=False)
+    f.write_bytes(text.encode("latin-1"))
+    line = text[:text.index("\u00e9")].count("\n") + 1
+    with pytest.raises(ValueError, match=rf"arr\.json: line {line}: not valid UTF-8"):
+        load_alpaca_eval(f)
+
+
+def test_bom_does_not_cost_the_first_row(tmp_path):
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + b"\n".join(json.dumps(comparison(pid=p)).encode() for p in ("t3_a", "t3_b")))
+    ds = load_tldr_comparisons(f)
+    assert ds["post_id"] == ["t3_a", "t3_b"] and dropped_counts(ds) == {}
+    g = tmp_path / "bom.json"
+    g.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"instruction": "a", "output": "b"}]).encode())
+    assert load_alpaca_eval(g)["instruction"] == ["a"]
+
+
+def test_float_choice_from_a_parquet_column_with_a_null(tmp_path, monkeypatch):
+    import pandas as pd
+
+    rows = [comparison(pid="t3_a", choice=0, conf=2), comparison(pid="t3_b", choice=1, conf=8),
+            comparison(pid="t3_c", choice=0, conf=3)]
+    rows[2]["choice"] = None
+    frame = pd.DataFrame(rows)
+    assert frame["choice"].dtype == float  # pandas turns the int column with one null into floats (NaN)
+    frame.to_parquet(tmp_path / "c.parquet")
+    ds = load_tldr_comparisons(tmp_path / "c.parquet")  # 0.0, 1.0 and a null (Arrow stores the NaN as null)
+    assert ds["post_id"] == ["t3_a", "t3_b"] and ds["choice"] == [0, 1]
+    assert dropped_counts(ds) == {"missing_field": 1}
+    assert ds[1]["chosen"] == " a dog ran far"
+    with pytest.raises(BadRowError, match=r"c\.parquet: row 3: field 'choice': missing_field"):
+        load_tldr_comparisons(tmp_path / "c.parquet", strict=True)
+    f = write_jsonl(tmp_path / "nan.jsonl", [{**rows[0], "choice": 0.0}, {**rows[1], "choice": float("nan")}])
+    ds = load_tldr_comparisons(f)
+    assert ds["post_id"] == ["t3_a"] and dropped_counts(ds) == {"bad_choice": 1}
+    rows[2]["choice"] = 0.5
+    fake_hub(monkeypatch, {"train": [{**r, "choice": float(r["choice"])} for r in rows]})
+    ds = load_tldr_comparisons("org/float-choice")
+    assert ds["choice"] == [0, 1] and dropped_counts(ds) == {"bad_choice": 1}
+
+
+def test_wrong_typed_extra_is_dropped_not_read_as_null_confidence(tmp_path):
+    rows = [comparison(pid="t3_ok"), {**comparison(pid="t3_s"), "extra": "confidence: 2"},
+            {**comparison(pid="t3_l"), "extra": [2]}, {**comparison(pid="t3_n"), "extra": 2},
+            {**comparison(pid="t3_e"), "extra": ""}]
+    f = write_jsonl(tmp_path / "x.jsonl", rows)
+    ds = load_tldr_comparisons(f)
+    assert ds["post_id"] == ["t3_ok"] and dropped_counts(ds) == {"missing_field": 4}
+    with pytest.raises(BadRowError, match=r"x\.jsonl: row 2: field 'extra': missing_field"):
+        load_tldr_comparisons(f, strict=True)
+
+
+def test_missing_local_path_is_file_not_found_without_the_hub(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(hub_id, config=None, **kw):
+        calls.append(hub_id)
+        return datasets.DatasetDict({"train": datasets.Dataset.from_list([comparison()])})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    missing = [tmp_path / "nope.jsonl", tmp_path / "nope", str(tmp_path / "nope"), "./nope", "../nope",
+               "~/drdo-no-such-folder-xyz", "comparisons.jsonl", "comparisons.PARQUET", "data/tldr",
+               "data/tldr/comparisons", Path("nope")]
+    for src in missing:
+        with pytest.raises(FileNotFoundError, match="nope|drdo-no-such|comparisons|tldr"):
+            load_tldr_comparisons(src)
+    with pytest.raises(FileNotFoundError):
+        load_alpaca_eval(tmp_path / "alpaca_eval")
+    assert calls == []
+    for hub_id in ("openai/summarize_from_feedback", "someone/not-a-local-path", "cnn_dailymail"):
+        load_tldr_comparisons(hub_id)
+    assert calls == ["openai/summarize_from_feedback", "someone/not-a-local-path", "cnn_dailymail"]
+
+
+def test_home_relative_path_is_read_locally(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_jsonl(tmp_path / "c.jsonl", [comparison()])
+    assert len(load_tldr_comparisons("~/c.jsonl")) == 1
+
+
+def test_alpaca_non_string_fields_are_dropped(tmp_path):
+    rows = [{"dataset": "d", "instruction": "Say hi", "output": "Hi", "generator": "g"},
+            {"dataset": "d", "instruction": "Say nan", "output": float("nan"), "generator": "g"},
+            {"dataset": "d", "instruction": "Say list", "output": ["a", "b"], "generator": "g"},
+            {"dataset": "d", "instruction": "Say number", "output": 3, "generator": "g"},
+            {"dataset": "d", "instruction": "Say gen", "output": "x", "generator": {"name": "g"}},
+            {"dataset": "d", "instruction": "No output"}]
+    f = write_jsonl(tmp_path / "ae.jsonl", rows)
+    ds = load_alpaca_eval(f)
+    assert ds["instruction"] == ["Say hi", "No output"] and ds["reference_output"] == ["Hi", ""]
+    assert dropped_counts(ds) == {"missing_field": 4}
+    assert not any(o in ("nan", "['a', 'b']", "3") for o in ds["reference_output"])
+    with pytest.raises(BadRowError, match=r"ae\.jsonl: row 2: field 'output': missing_field"):
+        load_alpaca_eval(f, strict=True)
+
+
+def test_alpaca_refuses_tldr_rows(tmp_path):
+    dove = {"instruction_id": "t3_y", "subreddit": "pets", "title": "Dog", "instruction": "My dog barks.",
+            "gold_response": "dog barks"}
+    f = write_jsonl(tmp_path / "dove_tldr.jsonl", [{**dove, "instruction_id": f"t3_{i}"} for i in range(3)])
+    with pytest.raises(ValueError, match=r"dove_tldr\.jsonl.*not in the expected schema"):
+        load_alpaca_eval(f)
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"instruction": "Say hi", "output": "Hi"}, dove])
+    ds = load_alpaca_eval(mixed)
+    assert ds["instruction"] == ["Say hi"] and dropped_counts(ds) == {"not_alpaca_eval": 1}
+    msg = r"mixed\.jsonl: row 2: field '(subreddit|title|gold_response)': not_alpaca_eval"
+    with pytest.raises(BadRowError, match=msg):
+        load_alpaca_eval(mixed, strict=True)
+
+
+def test_real_dove_file_is_not_read_as_alpaca_eval():
+    f = shared_data() / "openai_summarize_tldr" / "dove_tldr_test500.jsonl"
+    with pytest.raises(ValueError, match="dove_tldr_test500.jsonl.*not in the expected schema"):
+        load_alpaca_eval(f)
+
+
+def test_corrupted_real_sample_latin1_and_bom(tmp_path):
+    src = shared_data() / "summarize_from_feedback_comparisons" / "batch18.jsonl"
+    lines = src.read_bytes().splitlines()[:20]
+    ok = load_tldr_comparisons(src)
+    want = list(ok.select(range(20))["id"])
+    f = tmp_path / "batch18_bom.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+    assert list(load_tldr_comparisons(f)["id"]) == want
+    g = tmp_path / "batch18_latin1.jsonl"
+    g.write_bytes(b"\n".join(lines[:5] + [lines[5].replace(b"}", b"\xe9}", 1)] + lines[6:]) + b"\n")
+    ds = load_tldr_comparisons(g)
+    assert list(ds["id"]) == want[:5] + want[6:] and dropped_counts(ds) == {"invalid_encoding": 1}

@@ -2,10 +2,13 @@
 
 Every loader takes ``source`` = a Hugging Face hub id (loaded with ``datasets.load_dataset``; needs network or a
 warm cache) **or** a local ``.jsonl`` / ``.json`` / ``.parquet`` file or a folder of them (read here, no hub).
-A path wins when it exists; anything else is treated as a hub id. Hub datasets are normalised with a batched
-``Dataset.map`` (Arrow, cached by ``datasets`` like the download); local files are parsed in Python, row by row, so
-that a row Arrow could not type is dropped with its reason instead of failing the whole file. Both give the same
-rows (tested) with the Arrow types of ``PREFERENCE_COLUMNS`` / ``SFT_COLUMNS`` / ``OOD_COLUMNS`` / ``ALPACA_COLUMNS``.
+A path wins when it exists; a source that looks like a path (a ``Path``; a string starting with ``/``, ``./``,
+``../`` or ``~``; ending in a data suffix; with two or more ``/``; or whose parent folder exists) but does not exist
+raises ``FileNotFoundError`` at once; anything else (``org/name``, ``cnn_dailymail``) is treated as a hub id.
+Hub datasets are normalised with a batched ``Dataset.map`` (Arrow, cached by ``datasets`` like the download); local
+files are parsed in Python, row by row, so that a row Arrow could not type is dropped with its reason instead of
+failing the whole file. Both give the same rows (tested) with the Arrow types of ``PREFERENCE_COLUMNS`` /
+``SFT_COLUMNS`` / ``OOD_COLUMNS`` / ``ALPACA_COLUMNS``.
 
 Normalised row shapes
 ---------------------
@@ -41,7 +44,12 @@ Reasons: ``missing_field`` (absent, null or wrongly typed field, including a ren
 ``no_tldr_fields`` (``info`` without post/title/subreddit, e.g. the CNN/DM comparisons; an SFT prompt without
 "TL;DR:"), ``bad_summaries`` (not exactly two), ``bad_choice``, ``empty_response``, ``identical_responses``,
 ``confidence_out_of_range`` (not an integer in 1–4 or 6–9), ``confidence_direction_mismatch`` (1–4 with choice 1
-or 6–9 with choice 0), ``non_finite_rating``, ``invalid_json``, ``not_a_record``, ``duplicate_id``.
+or 6–9 with choice 0), ``non_finite_rating``, ``invalid_json``, ``invalid_encoding`` (a JSON Lines line that is
+not UTF-8), ``not_a_record``, ``not_alpaca_eval`` (a TL;DR row given to the AlpacaEval loader), ``duplicate_id``.
+Text files are read as UTF-8 with or without a byte-order mark; a JSON array file that is not UTF-8 raises
+``ValueError`` naming the file and line. ``choice`` may be 0.0/1.0 (pandas/Arrow floats); a wrong-typed ``extra``
+(not an object or null) is ``missing_field``, not a null confidence; AlpacaEval's ``output``/``generator``/
+``dataset`` must be strings when present (absent or null gives "").
 A **null** confidence is not an error: the row is kept with ``confidence = strength = None``;
 :func:`~drdo_lib.data.splits.build_splits` keeps it in D_all, leaves it out of the confidence splits and counts it
 (``dropped_null_confidence``). A whole file with none of the schema's fields raises ``ValueError`` naming the file.
@@ -50,6 +58,7 @@ and the field.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -147,7 +156,34 @@ def dropped_counts(ds: Any) -> dict[str, int]:
 
 
 def _is_local(source: str | Path) -> bool:
-    return Path(source).exists()
+    """Whether ``source`` names a local file/folder (read here) rather than a hub id.
+
+    It does when it exists, or when it looks like a path: a :class:`~pathlib.Path`, a string starting with ``/``,
+    ``./``, ``../``, ``~`` or ``.``, one ending with a data suffix (``.jsonl``/``.json``/``.parquet``, any case), one
+    with a backslash or more than one ``/`` (hub ids are ``name`` or ``org/name``), or one whose parent folder exists
+    (``data/tldr`` with ``data/`` present). A local source that does not exist raises :class:`FileNotFoundError`
+    at once instead of going to the hub; ``openai/summarize_from_feedback`` or ``cnn_dailymail`` go to the hub.
+    """
+    if isinstance(source, Path):
+        return True
+    s = str(source)
+    p = Path(s).expanduser()
+    if p.exists():
+        return True
+    if s.startswith(("/", "./", "../", "~", ".")) or s.lower().endswith(DATA_SUFFIXES) or "\\" in s:
+        return True
+    if "://" not in s and s.count("/") > 1:
+        return True
+    return "/" in s and p.parent != Path(".") and p.parent.is_dir()
+
+
+def _local_path(source: str | Path) -> Path:
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{source}: no such local file or folder (it was taken as a local path, not a hub "
+                                "id: hub ids look like 'org/name' and are not paths that exist or end in "
+                                f"{'/'.join(DATA_SUFFIXES)})")
+    return path
 
 
 def _data_files(path: Path) -> list[Path]:
@@ -160,27 +196,47 @@ def _data_files(path: Path) -> list[Path]:
 
 
 def _iter_file(path: Path, drops: Counter, strict: bool) -> Iterator[tuple[int, Any]]:
-    """(1-based row number, record) of a JSON Lines, JSON (list or lines) or parquet file."""
-    if path.suffix == ".parquet":
+    """(1-based row number, record) of a JSON Lines, JSON (list or lines) or parquet file.
+
+    Text files are UTF-8, with or without a byte-order mark. A JSON Lines line that is not valid UTF-8 is dropped as
+    ``invalid_encoding`` (strict: :class:`BadRowError` naming the file and row); a JSON array that is not valid
+    UTF-8 raises ``ValueError`` naming the file and line.
+    """
+    if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         for i, rec in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, rec
         return
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1)
-        while head and head.isspace():
-            head = f.read(1)
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        if head.startswith(codecs.BOM_UTF8):
+            head = head[len(codecs.BOM_UTF8):]
         f.seek(0)
-        if head == "[":  # one JSON array
+        if head.lstrip()[:1] == b"[":  # one JSON array
+            data = f.read()
             try:
-                records = json.load(f)
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                line = data[:e.start].count(b"\n") + 1
+                raise ValueError(f"{path}: line {line}: not valid UTF-8 (byte {data[e.start:e.start + 1]!r} at "
+                                 f"offset {e.start}); re-save the file as UTF-8") from None
+            try:
+                records = json.loads(text)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: not valid JSON ({e})") from e
             for i, rec in enumerate(records, start=1):
                 yield i, rec
             return
-        for i, line in enumerate(f, start=1):
+        for i, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                if strict:
+                    raise BadRowError(f"{path}: row {i}: not valid UTF-8 (byte {raw[e.start:e.start + 1]!r} at "
+                                      f"column {e.start + 1}); re-save the file as UTF-8") from None
+                drops["invalid_encoding"] += 1
+                continue
             if not line.strip():
                 continue
             try:
@@ -191,30 +247,35 @@ def _iter_file(path: Path, drops: Counter, strict: bool) -> Iterator[tuple[int, 
                 drops["invalid_json"] += 1
 
 
-def _records(source: str | Path, drops: Counter, strict: bool,
-             schema_keys: set[str]) -> Iterator[tuple[str, str, int, Any]]:
-    """(origin name, "", row number, record) for every record of a local file or folder."""
-    for path in _data_files(Path(source)):
+def _records(source: str | Path, drops: Counter, strict: bool, schema_keys: set[str],
+             foreign_keys: set[str] = frozenset()) -> Iterator[tuple[str, str, int, Any]]:
+    """(origin name, "", row number, record) for every record of a local file or folder.
+
+    A file none of whose first 50 rows has one of ``schema_keys`` without any of ``foreign_keys`` (the fields of
+    another dataset, e.g. a TL;DR post's ``subreddit`` for AlpacaEval) raises ``ValueError`` naming it.
+    """
+    for path in _data_files(_local_path(source)):
         n_ok = n_seen = 0
         for i, rec in _iter_file(path, drops, strict):
             n_seen += 1
-            if isinstance(rec, dict) and schema_keys & set(rec):
+            if isinstance(rec, dict) and schema_keys & set(rec) and not foreign_keys & set(rec):
                 n_ok += 1
             yield path.name, "", i, rec
             if n_seen >= 50 and n_ok == 0:
                 break
         if n_seen and n_ok == 0:
             raise ValueError(f"{path}: not in the expected schema: none of the first {n_seen} rows has any of "
-                             f"the fields {sorted(schema_keys)}")
+                             f"the fields {sorted(schema_keys)}"
+                             + (f" without any of {sorted(foreign_keys)}" if foreign_keys else ""))
 
 
 def _normalise_all(source: str | Path, normalise: Callable[[dict, str, str], dict], *, hub_config: str | None,
                    hub_splits: Sequence[str] | None, strict: bool, schema_keys: set[str], name: str,
-                   features: Any, key: str = "id"):
+                   features: Any, key: str = "id", foreign_keys: set[str] = frozenset()):
     """Run ``normalise`` on every record; returns a Dataset of good rows with drop counts in its info."""
     if _is_local(source):
         return _normalise_local(source, normalise, strict=strict, schema_keys=schema_keys, name=name,
-                                features=features, key=key)
+                                features=features, key=key, foreign_keys=foreign_keys)
     return _normalise_hub(str(source), normalise, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
                           name=name, features=features, key=key)
 
@@ -232,14 +293,15 @@ def _finish(drops: Counter, source: Any, name: str, n_kept: int, features: Any):
 
 
 def _normalise_local(source: str | Path, normalise: Callable[[dict, str, str], dict], *, strict: bool,
-                     schema_keys: set[str], name: str, features: Any, key: str):
+                     schema_keys: set[str], name: str, features: Any, key: str,
+                     foreign_keys: set[str] = frozenset()):
     import datasets
 
     drops: Counter = Counter()
     rows: list[dict] = []
     seen_ids: set[str] = set()
     bar = None
-    for n, (origin, hub_split, i, rec) in enumerate(_records(source, drops, strict, schema_keys)):
+    for n, (origin, hub_split, i, rec) in enumerate(_records(source, drops, strict, schema_keys, foreign_keys)):
         if n == _PROGRESS_MIN_ROWS:
             bar = tqdm(desc=f"normalising {name}", unit=" rows", initial=n)
         if bar is not None:
@@ -352,15 +414,19 @@ def _tldr_comparison(unit: str, tokenizer: Any) -> Callable[[dict, str, str], di
             raise _Drop("bad_summaries", "summaries", "expected a list of exactly 2 objects")
         texts = [_text(s, "text", f"summaries[{j}].text") for j, s in enumerate(summaries)]
         choice = _get(rec, "choice")
-        if isinstance(choice, bool) or choice not in (0, 1):
+        # 0.0/1.0 are accepted: pandas/Arrow turn an integer column with a null into floats (a NaN is dropped)
+        if isinstance(choice, bool) or not isinstance(choice, (int, float)) or choice not in (0, 1):
             raise _Drop("bad_choice", "choice", f"expected 0 or 1, got {choice!r}")
+        choice = int(choice)
         chosen, rejected = texts[choice], texts[1 - choice]
         if not chosen.strip() or not rejected.strip():
             raise _Drop("empty_response", f"summaries[{choice if not chosen.strip() else 1 - choice}].text")
         if chosen.strip() == rejected.strip():
             raise _Drop("identical_responses", "summaries")
-        extra = rec.get("extra") or {}
-        conf = extra.get("confidence") if isinstance(extra, dict) else None
+        extra = rec.get("extra")
+        if extra is not None and not isinstance(extra, dict):
+            raise _Drop("missing_field", "extra", f"expected an object or null, got {type(extra).__name__}")
+        conf = (extra or {}).get("confidence")
         strength: float | None = None
         if conf is not None:
             if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not math.isfinite(conf) \
@@ -546,13 +612,30 @@ def load_ultrafeedback(source: str | Path = "argilla/ultrafeedback-binarized-pre
 
 
 # ---------------------------------------------------------------------------------------------- AlpacaEval
+#: Fields of the TL;DR / comparison schemas: a row with one of them is not an AlpacaEval instruction.
+_NOT_ALPACA_KEYS = {"subreddit", "title", "post", "gold_response", "summary", "summaries", "info", "label"}
+
+
+def _optional_text(rec: dict, field: str) -> str:
+    """A string field that may be absent or null ("" then); any other type (NaN, a list, a number) is dropped."""
+    v = rec.get(field)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise _Drop("missing_field", field, f"expected a string, got {type(v).__name__} {v!r:.40}")
+    return v
+
+
 def _alpaca(rec: dict, origin: str, hub_split: str) -> dict:
+    foreign = sorted(_NOT_ALPACA_KEYS & set(rec))
+    if foreign:
+        raise _Drop("not_alpaca_eval", foreign[0], f"a TL;DR row (fields {foreign}), not an AlpacaEval instruction")
     instruction = _text(rec, "instruction")
     if not instruction.strip():
         raise _Drop("missing_field", "instruction", "empty instruction")
-    return {"id": _short_hash(instruction), "instruction": instruction, "dataset": str(rec.get("dataset") or ""),
-            "reference_output": str(rec.get("output") or ""), "reference_generator": str(rec.get("generator") or ""),
-            "source": "alpaca_eval", "origin": origin}
+    return {"id": _short_hash(instruction), "instruction": instruction, "dataset": _optional_text(rec, "dataset"),
+            "reference_output": _optional_text(rec, "output"),
+            "reference_generator": _optional_text(rec, "generator"), "source": "alpaca_eval", "origin": origin}
 
 
 def load_alpaca_eval(source: str | Path = "tatsu-lab/alpaca_eval", *, hub_config: str | None = "alpaca_eval",
@@ -564,4 +647,5 @@ def load_alpaca_eval(source: str | Path = "tatsu-lab/alpaca_eval", *, hub_config
     reference generator.
     """
     return _normalise_all(source, _alpaca, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
-                          schema_keys={"instruction"}, name="AlpacaEval", features=_features(**ALPACA_COLUMNS))
+                          schema_keys={"instruction"}, foreign_keys=_NOT_ALPACA_KEYS, name="AlpacaEval",
+                          features=_features(**ALPACA_COLUMNS))
