@@ -244,7 +244,7 @@ def build_causal_lm(
     kw = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
         kw["dtype"] = dtype
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_name(name_or_path), **kw)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_name(name_or_path), use_safetensors=True, **kw)
     if tokenizer is not None:
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
