@@ -384,7 +384,7 @@ class CausalLMWithRewardHead(torch.nn.Module):
             raise FileNotFoundError(f"{d} has no {cls.HEAD_WEIGHTS}: not a reward model directory")
         if dtype is not None:
             kw["dtype"] = dtype
-        lm = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=trust_remote_code, **kw)
+        lm = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=trust_remote_code, use_safetensors=True, **kw)
         meta = json.loads((d / cls.HEAD_CONFIG).read_text()) if (d / cls.HEAD_CONFIG).exists() else {}
         state = load_file(str(head_file))
         head = torch.nn.Linear(state["weight"].shape[1], 1)
