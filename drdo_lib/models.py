@@ -416,5 +416,5 @@ def load_model(directory: str | Path, *, with_reward_head: bool | None = None, d
         model = CausalLMWithRewardHead.from_pretrained(d, dtype=dtype, trust_remote_code=trust_remote_code)
     else:
         kw = {"dtype": dtype} if dtype is not None else {}
-        model = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=trust_remote_code, **kw)
+        model = AutoModelForCausalLM.from_pretrained(d, trust_remote_code=trust_remote_code, use_safetensors=True, **kw)
     return model, tok
