@@ -137,7 +137,7 @@ def load_policy(model_dir: str | Path, *, device: str = "auto", dtype: str = "au
         model = _causal_lm(CausalLMWithRewardHead.from_pretrained(model_dir))
     else:
         sub = model_dir / "lm"
-        model = AutoModelForCausalLM.from_pretrained(sub if (sub / "config.json").exists() else model_dir)
+        model = AutoModelForCausalLM.from_pretrained(sub if (sub / "config.json").exists() else model_dir, use_safetensors=True)
     model = model.to(device=dev, dtype=_resolve_dtype(dtype, dev)).eval()
     tok_dir = model_dir if any(model_dir.glob("tokenizer*.json")) else model_dir / "lm"
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
