@@ -260,7 +260,7 @@ def _load(model_or_dir, kind: str, device: torch.device, dtype):
     if kind == "reward":
         m = CausalLMWithRewardHead.from_pretrained(model_or_dir, **kw)
     else:
-        m = AutoModelForCausalLM.from_pretrained(model_or_dir, **kw)
+        m = AutoModelForCausalLM.from_pretrained(model_or_dir, use_safetensors=True, **kw)
     return m.to(device).eval(), True
 
 
