@@ -228,7 +228,7 @@ def true_reward_of_samples(
     if isinstance(model_or_dir, (str, Path)):
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(model_or_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_or_dir, use_safetensors=True)
     samples = generate(model, tokenizer, list(prompts), temperature=temperature, max_new_tokens=max_new_tokens,
                        seed=seed, batch_size=batch_size, max_prompt_length=max_prompt_length, progress=False)
     responses = [s["response"] for s in samples]
