@@ -285,7 +285,7 @@ def evaluate_sft(
     from drdo_lib.stage_data import SFT_COMPLETION
 
     tok = AutoTokenizer.from_pretrained(final_dir)
-    sft = AutoModelForCausalLM.from_pretrained(final_dir).eval()
+    sft = AutoModelForCausalLM.from_pretrained(final_dir, use_safetensors=True).eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rand = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(final_dir)).eval()
