@@ -148,7 +148,7 @@ def _check_logits(reference, folder: Path, tokenizer) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True).eval()
     ids = tokenizer(CHECK_SENTENCE, return_tensors="pt")
     with torch.no_grad():
         a = reference.eval()(**ids).logits
