@@ -126,3 +126,76 @@ def test_save_load_safetensors_roundtrip(tok, name, tmp_path):
     save_model(model.lm, tok, tmp_path / "lm")
     lm2, _ = load_model(tmp_path / "lm")
     assert not isinstance(lm2, CausalLMWithRewardHead)
+
+
+# ------------------------------------------------------------------------------- safetensors only (issue 14, item 8)
+def _bin_only(model, tok, d):
+    """A folder in the old pickle format: config + pytorch_model.bin (+ tokenizer), no model.safetensors.
+    (transformers 5 ignores ``safe_serialization=False``, so the .bin is written by hand.)"""
+    d.mkdir(parents=True)
+    model.config.save_pretrained(d)
+    torch.save(model.state_dict(), d / "pytorch_model.bin")
+    tok.save_pretrained(d)
+    assert not any(p.name.endswith(".safetensors") for p in d.iterdir() if p.name.startswith("model"))
+    return d
+
+
+def test_weights_load_from_safetensors_only(tok, tmp_path):
+    """Every weight-loading entry point loads the project's safetensors folders and refuses a .bin-only folder."""
+    import shutil
+
+    from drdo_lib.generation import load_policy
+    from drdo_lib.oracle import OracleConfig, reward_agreement
+    from drdo_lib.precompute import _load
+    from drdo_lib.sft import evaluate_sft, true_reward_of_samples
+    from drdo_lib.smollm import _check_logits
+
+    lm = build_causal_lm("tiny-gpt2", tok, seed=0, size="micro")
+    rm = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=3)
+    st_lm, st_rm = save_model(lm, tok, tmp_path / "st_lm"), save_model(rm, tok, tmp_path / "st_rm")
+    bin_lm = _bin_only(lm, tok, tmp_path / "bin_lm")
+    bin_rm = _bin_only(rm.lm, tok, tmp_path / "bin_rm")
+    for name in (CausalLMWithRewardHead.HEAD_WEIGHTS, CausalLMWithRewardHead.HEAD_CONFIG):
+        shutil.copy(st_rm / name, bin_rm / name)  # the head is safetensors; only the LM is a pickle
+    ids = torch.tensor([[2, 4, 5, 1]])
+    with torch.no_grad():
+        ref = lm.eval()(ids).logits
+    cpu = torch.device("cpu")
+    lm_loaders = {
+        "load_model": lambda d: load_model(d)[0],
+        "build_causal_lm": lambda d: build_causal_lm(str(d), tok),
+        "generation.load_policy": lambda d: load_policy(d, device="cpu", dtype="float32")[0],
+        "precompute._load(policy)": lambda d: _load(str(d), "policy", cpu, None)[0],
+    }
+    rm_loaders = {
+        "load_model(reward)": lambda d: load_model(d)[0],
+        "CausalLMWithRewardHead.from_pretrained": lambda d: CausalLMWithRewardHead.from_pretrained(d),
+        "generation.load_policy(reward)": lambda d: load_policy(d, device="cpu", dtype="float32")[0],
+        "precompute._load(reward)": lambda d: _load(str(d), "reward", cpu, None)[0],
+    }
+    for loaders, good in ((lm_loaders, st_lm), (rm_loaders, st_rm)):
+        for what, load in loaders.items():
+            with torch.no_grad():
+                out = load(good).eval()(ids)
+            assert torch.allclose(out["logits"] if isinstance(out, dict) else out.logits, ref, atol=1e-5), what
+    # loads that only run inside a larger step: the model load is their first use of the folder's weights
+    refusers = {
+        **{k: (f, bin_lm) for k, f in lm_loaders.items()},
+        **{k: (f, bin_rm) for k, f in rm_loaders.items()},
+        "sft.true_reward_of_samples": (lambda d: true_reward_of_samples(str(d), tok, ["the cat"],
+                                                                        lambda p, r: [0.0] * len(p)), bin_lm),
+        "sft.evaluate_sft": (lambda d: evaluate_sft(d, None), bin_lm),
+        "oracle.reward_agreement": (lambda d: reward_agreement(d, None, cfg=OracleConfig()), bin_rm),
+        "smollm._check_logits": (lambda d: _check_logits(None, d, tok), bin_lm),
+    }
+    accepted = []
+    for what, (load, bad) in refusers.items():
+        try:
+            load(bad)
+        except OSError as e:
+            assert "model.safetensors" in str(e) and str(bad) in str(e), (what, e)
+        except Exception:  # got past the load (then tripped on the dummy rows): the .bin was accepted
+            accepted.append(what)
+        else:
+            accepted.append(what)
+    assert accepted == [], f"loaded a pytorch_model.bin-only folder: {accepted}"
