@@ -1,8 +1,8 @@
 """Command line: ``python -m drdo_lib train --config configs/mini.yaml --stage policy --method drdo --split D_all``.
 
-The CLI calls the same in-process entry points as the notebooks (``drdo_lib.sft.run_sft``,
-``drdo_lib.oracle.run_oracle`` / ``run_ensemble``, ``drdo_lib.trainer.run_policy``), so a multi-GPU node runs exactly
-the notebook's code under a launcher::
+The CLI builds one :class:`drdo_lib.run.Run` and calls the same stage entry points as the notebooks
+(``drdo_lib.data.pipeline.run``, ``drdo_lib.sft.run``, ``drdo_lib.oracle.run`` / ``run_ensemble``,
+``drdo_lib.policy.run``), so a multi-GPU node runs exactly the notebook's code under a launcher::
 
     torchrun --nproc_per_node 8 -m drdo_lib train --config configs/tldr.yaml --stage policy --method drdo
     accelerate launch --num_processes 8 -m drdo_lib train --config configs/tldr.yaml --stage policy ...
@@ -10,8 +10,9 @@ the notebook's code under a launcher::
         deepspeed=configs/deepspeed_zero2.json
 
 Trailing ``key=value`` arguments override the profile: a bare key sets a field of the stage's section
-(``max_steps=20``), ``section.key=value`` any section (``data.max_rows=100``), ``seed=1`` the run seed. Values are
-parsed as YAML (``true``, ``3e-5``, ``[a, b]``, ``null``). Unknown keys fail with the list of accepted fields.
+(``max_steps=20``), ``section.key=value`` any section (``data.n_train=100``), ``seed=1`` the run seed. Values are
+parsed as YAML (``true``, ``3e-5``, ``[a, b]``, ``null``). Every section is validated before anything runs: an
+unknown section or key, or a bad value, fails naming it (exit status 2).
 """
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ from typing import Any, Sequence
 import yaml
 
 from drdo_lib.config import load_profile
+from drdo_lib.run import TOP_LEVEL_KEYS, Run
 
 logger = logging.getLogger("drdo_lib.cli")
 
-STAGES = ("sft", "oracle", "ensemble", "policy")
-TOP_LEVEL_KEYS = ("seed", "profile", "runs_dir", "figures_dir")
+STAGES = ("data", "sft", "oracle", "ensemble", "policy")
 
 
 def _parse_value(raw: str) -> Any:
@@ -92,26 +93,24 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def run_stage(profile: dict[str, Any], stage: str, method: str | None = None, split: str | None = None) -> Path:
-    """Run one stage of an already-loaded (and overridden) profile mapping; returns the stage's output path."""
-    from drdo_lib.config import build_config
+def run_stage(run: Run, stage: str, method: str | None = None, split: str | None = None) -> Path:
+    """Run one stage of a (validated) :class:`~drdo_lib.run.Run`; returns the stage's output path."""
+    if stage == "data":
+        from drdo_lib.data import pipeline
 
-    if stage == "policy":
-        from drdo_lib.trainer import PolicyConfig, run_policy
-
-        cfg = build_config(PolicyConfig, profile.get("policy") or {})
-        return run_policy(cfg, profile, method or cfg.methods[0], split or cfg.splits[0])
-    # The SFT and reward-model stages get the loaded profile mapping (any --config path, overrides applied: a
-    # data.* override reaches their data too); the seed and runs_dir are passed on.
-    kw = {"seed": profile.get("seed"), "runs_dir": profile.get("runs_dir")}
+        pipeline.run(run)
+        return run.stage_dir("data") / "stage"
     if stage == "sft":
-        from drdo_lib.sft import SFTConfig, run_sft
+        from drdo_lib import sft
 
-        return run_sft(build_config(SFTConfig, profile.get("sft") or {}), profile, **kw)
-    from drdo_lib.oracle import OracleConfig, run_ensemble, run_oracle
+        return sft.run(run)
+    if stage == "policy":
+        from drdo_lib import policy
 
-    cfg = build_config(OracleConfig, profile.get("oracle") or {})
-    return run_oracle(cfg, profile, **kw) if stage == "oracle" else run_ensemble(cfg, profile, **kw)
+        return policy.run(run, method=method, split=split)
+    from drdo_lib import oracle
+
+    return oracle.run(run) if stage == "oracle" else oracle.run_ensemble(run)[0].parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,9 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--method/--split apply to --stage policy only")
     try:
         profile = apply_overrides(load_profile(args.config), args.stage, args.overrides)
+        run = Run.create(profile).validate()
     except (ValueError, FileNotFoundError) as e:
         print(f"drdo_lib train: {e}", file=sys.stderr)
         return 2
-    out = run_stage(profile, args.stage, args.method, args.split)
+    out = run_stage(run, args.stage, args.method, args.split)
     logger.info("stage %s finished: %s", args.stage, out)
     return 0

@@ -7,7 +7,8 @@ defined beside the code that uses it; :func:`build_config` turns a mapping into 
 keys, so a typo in a profile fails loudly instead of silently falling back to a default.
 
 papermill passes the same YAML to every notebook (``-f configs/<profile>.yaml``), so each stage mapping arrives in
-the notebook as a ``dict`` parameter of the same name.
+the notebook as a ``dict`` parameter of the same name; :class:`drdo_lib.run.Run` merges those over the profile's
+sections and resolves the seed and every path once.
 """
 from __future__ import annotations
 
@@ -23,14 +24,6 @@ T = TypeVar("T")
 #: Repository root (the folder holding ``configs/``) when drdo_lib is used from a checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
-
-
-def progress_disabled_by_env() -> bool:
-    """True when ``DRDO_PROGRESS=0``: batch runs (run_all.sh, scripts/test.sh) turn off the trainers' live progress
-    displays, whose thousands of display updates flood a notebook kernel's output channel under papermill/nbval."""
-    import os
-
-    return os.environ.get("DRDO_PROGRESS", "1") == "0"
 
 
 def profile_path(profile: str | Path) -> Path:
@@ -63,31 +56,6 @@ def load_profile(profile: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def profile_name(profile: str | Path | Mapping[str, Any]) -> str:
-    """The name under ``runs/`` of a profile given by name (``"mini"``), YAML path, or loaded mapping."""
-    if isinstance(profile, Mapping) or (Path(profile).suffix in {".yaml", ".yml"} and Path(profile).exists()):
-        return str(load_profile(profile)["profile"])
-    return str(profile)  # a name: the stages' folder even without a configs/<name>.yaml (rows given directly)
-
-
-def profile_sections(profile: str | Path, **given: Mapping[str, Any] | None) -> Any:
-    """The named stage mappings of a profile, with values given in the notebook taking precedence.
-
-    Notebooks call this right after their ``parameters`` cell: ``data, sft = profile_sections(profile, data=data,
-    sft=sft)``. Under papermill the given mappings already hold the profile's values (``-f configs/<profile>.yaml``);
-    opened by hand in JupyterLab they are ``{}``, and the profile's YAML supplies every value, so a notebook means
-    the same thing however it is run. Returns one dict for one name, else a tuple in the order given.
-    """
-    prof = load_profile(profile)
-    out = []
-    for name, value in given.items():
-        section = prof.get(name) or {}
-        if not isinstance(section, dict):
-            raise ValueError(f"profile {profile!r}: section {name!r} must be a mapping, got {type(section).__name__}")
-        out.append({**section, **(value or {})})
-    return out[0] if len(out) == 1 else tuple(out)
-
-
 def build_config(cls: type[T], values: Mapping[str, Any] | None = None, **overrides: Any) -> T:
     """Build the frozen dataclass ``cls`` from a mapping plus keyword overrides.
 
@@ -110,19 +78,3 @@ def save_config(cfg: Any, path: str | Path) -> Path:
     data = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     return path
-
-
-def run_dir(profile: str, stage: str, runs_dir: str | Path | None = None) -> Path:
-    """``runs/<profile>/<stage>/`` (created), the home of one stage's checkpoints, caches and metrics."""
-    base = Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs"
-    d = base / profile / stage
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def figures_dir(profile: str, figures_root: str | Path | None = None) -> Path:
-    """``figures/<profile>/`` (created), where a profile's figures and tables are written."""
-    base = Path(figures_root) if figures_root is not None else REPO_ROOT / "figures"
-    d = base / profile
-    d.mkdir(parents=True, exist_ok=True)
-    return d

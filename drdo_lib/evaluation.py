@@ -35,20 +35,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from drdo_lib.generation import PAPER_TEMPERATURES, GenerationConfig
-from drdo_lib.scoring import RewardScorer, encode_responses  # noqa: F401  (part of this module's API)
-from drdo_lib.winrates import bootstrap_ci, mean_advantage, win_rate  # noqa: F401  (part of this module's API)
+from drdo_lib.generation import GenerationConfig
+from drdo_lib.paper_numbers import METHOD_NAMES, PAPER_TEMPERATURES
+from drdo_lib.scoring import RewardScorer
+from drdo_lib.winrates import bootstrap_ci, mean_advantage, win_rate
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "EvalConfig",
     "METHODS",
-    "bootstrap_ci",
-    "win_rate",
-    "mean_advantage",
-    "RewardScorer",
-    "encode_responses",
     "discover_policies",
     "generate_all",
     "score_generations",
@@ -61,7 +57,7 @@ __all__ = [
     "eval_prompt_sets",
     "build_scorers",
     "judge_reward_fn",
-    "run_evaluation",
+    "run",
     "policy_reward_table",
     "table1_comparisons",
 ]
@@ -160,25 +156,21 @@ class EvalConfig:
 
 
 # ------------------------------------------------------------------------------------------------ pipeline
-def discover_policies(profile: str, cfg: EvalConfig, runs_dir: str | Path | None = None,
-                      splits: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """The trained policies of a profile: ``{"sft": {...}, "drdo_D_all": {...}, ...}`` → ``{dir, method, split}``.
+def discover_policies(run, cfg: EvalConfig, splits: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The trained policies of a run: ``{"sft": {...}, "drdo_D_all": {...}, ...}`` → ``{dir, method, split}``.
 
     Reads ``runs/<profile>/sft/final`` and ``runs/<profile>/policy/<method>_<split>/final`` for the student and the
     baselines on ``splits`` (default ``cfg.splits``). Missing ones are logged and left out.
     """
-    from drdo_lib.config import REPO_ROOT
-
-    base = (Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs") / profile
     found: dict[str, dict[str, Any]] = {}
-    sft = base / "sft" / "final"
+    sft = run.sft_model
     if sft.is_dir():
         found["sft"] = {"dir": sft, "method": "sft", "split": None}
     else:
         logger.warning("no SFT policy at %s", sft)
     for split in (splits or cfg.splits):
         for method in (cfg.student, *cfg.baselines):
-            d = base / "policy" / f"{method}_{split}" / "final"
+            d = run.policy_dir(method, split, create=False) / "final"
             if d.is_dir():
                 found[f"{method}_{split}"] = {"dir": d, "method": method, "split": split}
             else:
@@ -194,7 +186,8 @@ def generate_all(policies: Mapping[str, Mapping[str, Any]], prompts: pd.DataFram
     Completions go to ``<out_dir>/<name>/<policy>.jsonl`` (see :func:`drdo_lib.generation.generate_policy_samples`,
     which reuses files whose settings, model and prompts are unchanged). ``gen_cfg`` overrides the sampling grid.
     """
-    from drdo_lib.generation import generate_policy_samples, load_generations, load_policy, model_fingerprint
+    from drdo_lib.generation import generate_policy_samples, load_generations, load_policy
+    from drdo_lib.hf import model_fingerprint
 
     gen_cfg = gen_cfg or cfg.generation_config()
     paths = []
@@ -467,14 +460,11 @@ def eval_prompt_sets(data, cfg: EvalConfig, *, tokenizer=None, data_dir: str | P
     return sets
 
 
-def build_scorers(profile: str, data, cfg: EvalConfig, runs_dir: str | Path | None = None, *, progress: bool = True
-                  ) -> dict[str, Callable]:
-    """Reward functions of an evaluation: ``oracle_reward`` (the trained oracle, ``runs/<profile>/oracle/final``)
-    when it exists, ``gold_reward`` (the testbed's r*) when the data is the synthetic testbed."""
-    from drdo_lib.config import REPO_ROOT
-
+def build_scorers(run, data, cfg: EvalConfig, *, progress: bool = True) -> dict[str, Callable]:
+    """Reward functions of an evaluation: ``oracle_reward`` (the run's trained oracle) when it exists,
+    ``gold_reward`` (the testbed's r*) when the data is the synthetic testbed."""
     scorers: dict[str, Callable] = {}
-    oracle_dir = (Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs") / profile / "oracle" / "final"
+    oracle_dir = run.oracle_model
     if oracle_dir.is_dir():
         scorers["oracle_reward"] = RewardScorer(oracle_dir, batch_size=max(cfg.batch_size, 32),
                                                 max_prompt_length=cfg.max_prompt_length, max_length=cfg.max_length,
@@ -499,9 +489,6 @@ def judge_reward_fn(judge_model: str, scorers: Mapping[str, Callable]) -> Callab
 
 
 # ------------------------------------------------------------------------------------------------ whole run
-DISPLAY = {"drdo": "DRDO", "dpo": "DPO", "edpo": "e-DPO", "ipo": "IPO", "sft": "SFT", "reference": "Gold"}
-
-
 def table1_comparisons(cfg: EvalConfig, policies: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """Table 1 rows that can be judged: student vs each baseline per split, then Gold (reference) vs each method on
     the first split (the paper does not say which split its "Gold vs." rows used)."""
@@ -510,17 +497,17 @@ def table1_comparisons(cfg: EvalConfig, policies: Mapping[str, Any]) -> list[tup
         for split in cfg.splits:
             a, b = f"{cfg.student}_{split}", f"{base}_{split}"
             if a in policies and b in policies:
-                comps.append((f"{DISPLAY[cfg.student]} vs. {DISPLAY[base]}", a, b))
+                comps.append((f"{METHOD_NAMES[cfg.student]} vs. {METHOD_NAMES[base]}", a, b))
     for m in (cfg.student, *cfg.baselines):
         p = f"{m}_{cfg.splits[0]}"
         if p in policies:
-            comps.append((f"Gold vs. {DISPLAY[m]}", "reference", p))
+            comps.append((f"{METHOD_NAMES['reference']} vs. {METHOD_NAMES[m]}", "reference", p))
     return comps
 
 
-def run_evaluation(cfg: EvalConfig, profile: str, data, *, data_dir: str | Path | None = None,
-                   runs_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Everything notebook 05 computes, written under ``runs/<profile>/eval/``; returns the tables.
+def run(run, cfg: EvalConfig | None = None, *, data=None, progress: bool = True) -> dict[str, Any]:
+    """The evaluation stage (notebook 05): everything it computes, written under ``runs/<profile>/eval/``;
+    returns the tables. ``cfg`` defaults to the run's ``eval`` section, ``data`` to the data stage's artefact.
 
     Files: ``config.json``; ``generations/<set>/<policy>.jsonl``; ``scored_<set>.jsonl`` (completions with their
     rewards) and ``references_<set>.csv``; ``win_rates.csv`` (Table 2 form, long: reward ∈ {oracle_reward,
@@ -529,20 +516,24 @@ def run_evaluation(cfg: EvalConfig, profile: str, data, *, data_dir: str | Path 
     ``summary.json`` (what was run, sizes, missing policies).
     """
     from drdo_lib import alpaca_eval as ae
-    from drdo_lib.config import run_dir
 
-    out = run_dir(profile, "eval", runs_dir)
+    cfg = cfg if cfg is not None else run.config(EvalConfig, "eval")
+    if data is None:
+        from drdo_lib.data import pipeline as data_stage
+
+        data = data_stage.load(run)
+    out = run.stage_dir("eval")
     save_eval_config(cfg, out / "config.json")
-    policies = discover_policies(profile, cfg, runs_dir)
+    policies = discover_policies(run, cfg)
     if not policies:
-        raise FileNotFoundError(f"no trained policies under runs/{profile}/ (run notebooks 02-04 first)")
+        raise FileNotFoundError(f"no trained policies under {run.dir} (run notebooks 02-04 first)")
     tokenizer = None
     if cfg.prompt_template == "chat" and "sft" in policies:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(policies["sft"]["dir"])
-    sets = eval_prompt_sets(data, cfg, tokenizer=tokenizer, data_dir=data_dir or getattr(data, "data_dir", None))
-    scorers = build_scorers(profile, data, cfg, runs_dir, progress=progress)
+    sets = eval_prompt_sets(data, cfg, tokenizer=tokenizer, data_dir=getattr(data, "data_dir", None))
+    scorers = build_scorers(run, data, cfg, progress=progress)
     res: dict[str, Any] = {"sets": sets, "policies": policies, "scored": {}, "references": {}}
     gen_sets = {"in_dist": sets["in_dist"], "ood": sets.get("ood", sets["in_dist"])}
     alpaca_pols = {k: v for k, v in policies.items() if v["split"] == cfg.alpaca_split}
@@ -615,13 +606,13 @@ def run_evaluation(cfg: EvalConfig, profile: str, data, *, data_dir: str | Path 
             results[(student, bname)] = ann
         if results:
             t3 = ae.head_to_head_table(results, n_boot=cfg.n_bootstrap, seed=cfg.seed)
-            t3.insert(0, "comparison", [f"{DISPLAY[cfg.student]} vs. {DISPLAY[policies[b]['method']]}"
+            t3.insert(0, "comparison", [f"{METHOD_NAMES[cfg.student]} vs. {METHOD_NAMES[policies[b]['method']]}"
                                         for b in t3["baseline"]])
             t3["prompts"] = cfg.alpaca_prompts
             t3["judge"] = cfg.alpaca_judge_model
             res["table3"] = t3
     res["table3"].to_csv(out / "table3.csv", index=False)
-    summary = {"profile": profile, "policies": sorted(policies), "rewards": sorted(scorers),
+    summary = {"profile": run.name, "policies": sorted(policies), "rewards": sorted(scorers),
                "n_prompts": {k: len(v) for k, v in sets.items()}, "judge_model": cfg.judge_model,
                "alpaca_judge_model": cfg.alpaca_judge_model, "alpaca_prompts": cfg.alpaca_prompts,
                "temperatures": list(cfg.temperatures), "seeds": list(cfg.seeds)}

@@ -30,6 +30,8 @@ from typing import Any, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from drdo_lib.hf import model_fingerprint, resolve_device, resolve_dtype
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -40,12 +42,9 @@ __all__ = [
     "load_policy",
     "load_generations",
     "encode_prompts",
-    "model_fingerprint",
-    "resolve_device",
 ]
 
-#: Sampling temperatures of the paper (Sec. 6, Table 2, Fig. 3).
-PAPER_TEMPERATURES: tuple[float, ...] = (0.2, 0.5, 0.7, 0.9)
+from drdo_lib.paper_numbers import PAPER_TEMPERATURES  # noqa: E402  (the paper's T grid; defined once there)
 
 
 @dataclass(frozen=True)
@@ -80,42 +79,9 @@ class GenerationConfig:
             raise ValueError(f"GenerationConfig.dtype must be auto|float32|bfloat16|float16, got {self.dtype!r}")
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → cuda when available, else cpu; anything else is passed to :class:`torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, dtype)
-
-
 def _causal_lm(model):
     """The generating LM of a policy: ``model.lm`` for a reward-head wrapper, the model itself otherwise."""
     return getattr(model, "lm", model)
-
-
-def model_fingerprint(model_or_dir) -> str:
-    """A short content hash of a model: its weight/config files for a directory, its parameters for a module."""
-    h = hashlib.sha256()
-    if isinstance(model_or_dir, (str, os.PathLike)):
-        root = Path(model_or_dir)
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".json", ".bin"})
-        if not files:
-            raise FileNotFoundError(f"no model files (*.safetensors, *.json) under {root}")
-        for p in files:
-            h.update(str(p.relative_to(root)).encode())
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    else:
-        for name, t in sorted(model_or_dir.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def load_policy(model_dir: str | Path, *, device: str = "auto", dtype: str = "auto"):
@@ -136,11 +102,9 @@ def load_policy(model_dir: str | Path, *, device: str = "auto", dtype: str = "au
 
         model = _causal_lm(CausalLMWithRewardHead.from_pretrained(model_dir))
     else:
-        sub = model_dir / "lm"
-        model = AutoModelForCausalLM.from_pretrained(sub if (sub / "config.json").exists() else model_dir, use_safetensors=True)
-    model = model.to(device=dev, dtype=_resolve_dtype(dtype, dev)).eval()
-    tok_dir = model_dir if any(model_dir.glob("tokenizer*.json")) else model_dir / "lm"
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True)
+    model = model.to(device=dev, dtype=resolve_dtype(dtype, dev)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return model, tokenizer
 
 

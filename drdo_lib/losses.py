@@ -105,10 +105,17 @@ def sequence_logps(
     m = mask[:, 1:].to(logits.dtype)
     safe_targets = torch.where(m.bool(), targets, torch.zeros_like(targets))
     token_logps = torch.gather(logits, 2, safe_targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    total = (token_logps * m).sum(-1)
+    return reduce_logps((token_logps * m).sum(-1), mask, reduction)
+
+
+def reduce_logps(total: torch.Tensor, mask: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Apply ``reduction`` to ``(B,)`` sums of response-token log-probs: ``"sum"`` returns them, ``"mean"`` divides
+    by the number of scored response tokens (``mask[:, 1:]``: position 0 is never scored), at least 1."""
+    if reduction not in LOGP_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {LOGP_REDUCTIONS}, got {reduction!r}")
     if reduction == "sum":
         return total
-    return total / m.sum(-1).clamp(min=1.0)
+    return total / mask[:, 1:].to(total.dtype).sum(-1).clamp(min=1.0)
 
 
 def log1mexp(z: torch.Tensor, eps: float = LOG1MEXP_EPS) -> torch.Tensor:

@@ -30,11 +30,12 @@ import torch
 import transformers
 
 from drdo_lib import losses as L
-from drdo_lib.config import profile_name, progress_disabled_by_env, run_dir, save_config
+from drdo_lib.config import save_config
+from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_checks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OracleConfig", "RewardModelTrainer", "run_oracle", "run_ensemble", "train_reward_model",
+__all__ = ["OracleConfig", "RewardModelTrainer", "run", "run_ensemble", "train_reward_model",
            "pairwise_accuracy", "reward_agreement"]
 
 
@@ -72,30 +73,20 @@ class OracleConfig:
     trust_remote_code: bool = False  # allow custom model code from the hub
 
     def __post_init__(self) -> None:
-        from drdo_lib.data.tokenize import TEMPLATES
-
         if isinstance(self.ensemble_head_seeds, (list, int)):
             seeds = [self.ensemble_head_seeds] if isinstance(self.ensemble_head_seeds, int) else self.ensemble_head_seeds
             object.__setattr__(self, "ensemble_head_seeds", tuple(int(s) for s in seeds))
-        checks = [
+        checks = training_checks(self) + [
             (0.0 <= self.alpha <= 1.0 and 0.0 <= self.ensemble_alpha <= 1.0, "alpha values must be in [0, 1]"),
             (self.ensemble_size >= 0, "ensemble_size must be >= 0"),
             (len(self.ensemble_head_seeds) == self.ensemble_size, "ensemble_head_seeds needs one seed per member"),
             (len(set(self.ensemble_head_seeds)) == len(self.ensemble_head_seeds), "ensemble_head_seeds must differ"),
-            (self.template in TEMPLATES, f"template must be one of {TEMPLATES}"),
-            (0 < self.max_prompt_length < self.max_length, "need 0 < max_prompt_length < max_length"),
-            (self.max_train_rows is None or self.max_train_rows > 0, "max_train_rows must be > 0 or null"),
             (self.max_eval_rows is None or self.max_eval_rows > 0, "max_eval_rows must be > 0 or null"),
             (self.ensemble_max_train_rows is None or self.ensemble_max_train_rows > 0,
              "ensemble_max_train_rows must be > 0 or null"),
-            (self.learning_rate > 0 and self.weight_decay >= 0, "learning_rate must be > 0, weight_decay >= 0"),
-            (self.warmup_steps >= 0 and self.max_grad_norm >= 0, "warmup_steps and max_grad_norm must be >= 0"),
             (self.num_train_epochs > 0 or self.max_steps > 0, "need num_train_epochs > 0 or max_steps > 0"),
             (self.max_steps == -1 or self.max_steps > 0, "max_steps must be -1 or > 0"),
-            (min(self.per_device_train_batch_size, self.gradient_accumulation_steps,
-                 self.per_device_eval_batch_size) > 0, "batch sizes must be > 0"),
-            (self.logging_steps > 0, "logging_steps must be > 0"),
-            (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false"),
+            (self.per_device_eval_batch_size > 0, "per_device_eval_batch_size must be > 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -185,7 +176,6 @@ def train_reward_model(
     """
     from drdo_lib.data.tokenize import collate_preference
     from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
-    from drdo_lib.trainer import MetricsJsonlCallback, resolve_bf16, resolve_optim
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,17 +193,7 @@ def train_reward_model(
     before = pairwise_accuracy(model, eval_ds, batch_size=cfg.per_device_eval_batch_size, pad_token_id=pad) \
         if eval_ds is not None else {}
 
-    args = transformers.TrainingArguments(
-        output_dir=str(out_dir), seed=seed, data_seed=seed, learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
-        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
-        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
-        bf16=resolve_bf16(cfg.bf16), report_to="none", remove_unused_columns=False,
-        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=not progress or progress_disabled_by_env(),
-        logging_nan_inf_filter=False,
-    )
+    args = training_arguments(cfg, out_dir, seed, progress=progress, remove_unused_columns=False)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     jsonl = out_dir / "metrics.jsonl"
@@ -250,60 +230,53 @@ def train_reward_model(
     return final
 
 
-def _default_init(cfg: OracleConfig, profile, runs_dir) -> str:
+def _init_model(run, cfg: OracleConfig) -> str:
+    """The causal LM the reward models start from: ``cfg.init_model``, else the run's SFT policy."""
     if cfg.init_model is not None:
         return cfg.init_model
-    d = run_dir(profile_name(profile), "sft", runs_dir) / "final"
-    if not (d / "config.json").exists():
-        raise FileNotFoundError(f"{d} has no model: run the SFT stage (notebook 02) first or set oracle.init_model")
-    return str(d)
+    return str(run.require(run.sft_model / "config.json", "the SFT policy", "sft (notebook 02)").parent)
 
 
-def _rows(profile, cfg: OracleConfig, runs_dir, train_rows, eval_rows):
+def _rows(run, cfg: OracleConfig, train_rows, eval_rows):
     if train_rows is None:
-        from drdo_lib.stage_data import profile_preference_rows
+        from drdo_lib.data import pipeline as data_stage
 
-        train_rows, eval_rows = profile_preference_rows(profile, cfg.train_split, runs_dir=runs_dir)
+        train_rows, eval_rows = data_stage.load(run).preference_pairs(cfg.train_split)
     return train_rows, eval_rows
 
 
-def _seed(profile, seed: int | None) -> int:
-    from drdo_lib.config import load_profile
+def run(run, cfg: OracleConfig | None = None, *, train_rows=None, eval_rows=None, progress: bool = True) -> Path:
+    """The Oracle stage: train the Oracle of ``run`` (Eq. 5, α = ``cfg.alpha``) and return
+    ``runs/<profile>/oracle/final``.
 
-    return int(load_profile(profile).get("seed", 0)) if seed is None else int(seed)
-
-
-def run_oracle(cfg: OracleConfig, profile, *, train_rows=None, eval_rows=None, seed: int | None = None,
-               runs_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Train the Oracle (Eq. 5, α = ``cfg.alpha``) and return ``runs/<profile>/oracle/final``.
-
-    ``train_rows`` / ``eval_rows`` (untokenised preference rows) default to the training / validation pairs of
-    ``cfg.train_split`` from the data stage; ``seed`` to the profile's seed.
+    ``cfg`` defaults to the run's ``oracle`` section; ``train_rows`` / ``eval_rows`` (untokenised preference rows)
+    to the training / validation pairs of ``cfg.train_split`` from the data stage.
     """
-    seed = _seed(profile, seed)
-    train_rows, eval_rows = _rows(profile, cfg, runs_dir, train_rows, eval_rows)
-    out = run_dir(profile_name(profile), "oracle", runs_dir)
+    cfg = cfg if cfg is not None else run.config(OracleConfig, "oracle")
+    init = _init_model(run, cfg)
+    train_rows, eval_rows = _rows(run, cfg, train_rows, eval_rows)
+    out = run.stage_dir("oracle")
     save_config(cfg, out / "config.json")
-    return train_reward_model(cfg, out, init_model=_default_init(cfg, profile, runs_dir), train_rows=train_rows,
-                              eval_rows=eval_rows, alpha=cfg.alpha, head_seed=cfg.head_seed, seed=seed,
-                              progress=progress)
+    return train_reward_model(cfg, out, init_model=init, train_rows=train_rows, eval_rows=eval_rows,
+                              alpha=cfg.alpha, head_seed=cfg.head_seed, seed=run.seed, progress=progress)
 
 
-def run_ensemble(cfg: OracleConfig, profile, *, train_rows=None, eval_rows=None, seed: int | None = None,
-                 runs_dir: str | Path | None = None, progress: bool = True) -> list[Path]:
-    """Train the e-DPO ensemble: ``cfg.ensemble_size`` reward models, α = ``cfg.ensemble_alpha`` (Eq. 2), one head
-    seed each; returns ``[runs/<profile>/ensemble/member_{k}, ...]`` (model, tokenizer and metrics.json in each)."""
-    seed = _seed(profile, seed)
-    train_rows, eval_rows = _rows(profile, cfg, runs_dir, train_rows, eval_rows)
-    base = run_dir(profile_name(profile), "ensemble", runs_dir)
+def run_ensemble(run, cfg: OracleConfig | None = None, *, train_rows=None, eval_rows=None,
+                 progress: bool = True) -> list[Path]:
+    """Train the e-DPO ensemble of ``run``: ``cfg.ensemble_size`` reward models, α = ``cfg.ensemble_alpha``
+    (Eq. 2), one head seed each; returns ``[runs/<profile>/ensemble/member_{k}, ...]`` (model, tokenizer and
+    metrics.json in each)."""
+    cfg = cfg if cfg is not None else run.config(OracleConfig, "oracle")
+    init = _init_model(run, cfg)
+    train_rows, eval_rows = _rows(run, cfg, train_rows, eval_rows)
+    base = run.stage_dir("ensemble")
     save_config(cfg, base / "config.json")
-    init = _default_init(cfg, profile, runs_dir)
     dirs = []
     for k, head_seed in enumerate(cfg.ensemble_head_seeds):
         logger.info("ensemble member %d/%d (head seed %d)", k + 1, cfg.ensemble_size, head_seed)
         dirs.append(train_reward_model(cfg, base / f"member_{k}", init_model=init, train_rows=train_rows,
                                        eval_rows=eval_rows, alpha=cfg.ensemble_alpha, head_seed=head_seed,
-                                       seed=seed, final_dir=base / f"member_{k}",
+                                       seed=run.seed, final_dir=base / f"member_{k}",
                                        max_train_rows=cfg.ensemble_max_train_rows, progress=progress))
     return dirs
 

@@ -11,8 +11,8 @@ losses need from those models is computed once here and stored as columns of the
 | :func:`precompute_ref_logps` | ``ref_chosen_logp``, ``ref_rejected_logp`` | z^ref of Eq. 3, 4 |
 
 Cache. Values are cached per *row* under ``cache_dir``, in one ``.npz`` file per (model fingerprint, kind, dtype):
-the model fingerprint is a SHA-256 of the model's ``*.safetensors`` weights and ``config.json`` /
-``reward_head.json`` (or of its parameters for an in-memory model); each row is keyed by a hash of its token ids and
+the model fingerprint (:func:`drdo_lib.hf.model_fingerprint`) is a SHA-256 of the model's ``*.safetensors``
+weights and its JSON/tokenizer files (or of its parameters for an in-memory model); each row is keyed by a hash of its token ids and
 response mask (the data fingerprint at row granularity). A rerun with the same model and data reads every value
 back without loading the model; a changed model gets a new file; a changed or new row is computed and added.
 Overlapping datasets (D_hc,he and D_lc,le are subsets of D_all) therefore share work. Reference log-probs are stored
@@ -34,7 +34,8 @@ import torch
 from tqdm.auto import tqdm
 
 from drdo_lib.data.tokenize import collate_preference
-from drdo_lib.losses import LOGP_REDUCTIONS
+from drdo_lib.hf import model_fingerprint, resolve_device
+from drdo_lib.losses import LOGP_REDUCTIONS, reduce_logps
 
 logger = logging.getLogger(__name__)
 
@@ -43,48 +44,9 @@ __all__ = [
     "precompute_ref_logps",
     "score_rewards",
     "score_ref_logps",
-    "model_fingerprint",
     "row_keys",
     "response_logps_sum",
 ]
-
-_WEIGHT_FILES = (".safetensors",)
-_CONFIG_FILES = ("config.json", "reward_head.json")
-_FP_MEMO: dict[tuple, str] = {}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Fingerprints
-# ----------------------------------------------------------------------------------------------------------------
-def model_fingerprint(model_or_dir) -> str:
-    """SHA-256 (24 hex chars) of a model's weights and config: the safetensors files + config.json (+ head json) of
-    a directory, or the parameters and config of an in-memory module. Tokenizer files do not enter it (the data is
-    already tokenised)."""
-    h = hashlib.sha256()
-    if isinstance(model_or_dir, (str, os.PathLike)):
-        root = Path(model_or_dir)
-        files = sorted(p for p in root.iterdir() if p.is_file() and (p.suffix in _WEIGHT_FILES or p.name in _CONFIG_FILES))
-        if not any(p.suffix in _WEIGHT_FILES for p in files):
-            raise FileNotFoundError(f"no *.safetensors weights in {root}")
-        memo_key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-        if memo_key in _FP_MEMO:
-            return _FP_MEMO[memo_key]
-        for p in files:
-            h.update(p.name.encode())
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 22), b""):
-                    h.update(chunk)
-        _FP_MEMO[memo_key] = fp = h.hexdigest()[:24]
-        return fp
-    for name, t in sorted(model_or_dir.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    cfg = getattr(model_or_dir, "config", None)
-    if cfg is not None and hasattr(cfg, "to_json_string"):
-        h.update(cfg.to_json_string(use_diff=False).encode())
-    return h.hexdigest()[:24]
-
 
 def row_keys(tokenized_ds, batch_size: int = 2048) -> list[bytes]:
     """A 16-byte hash per row of its chosen/rejected token ids and response masks (the row's data fingerprint)."""
@@ -238,12 +200,6 @@ def score_ref_logps(lm, tokenized_ds, *, batch_size: int = 32, pad_token_id: int
 # ----------------------------------------------------------------------------------------------------------------
 # Public entry points
 # ----------------------------------------------------------------------------------------------------------------
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _dtype_name(model) -> str:
     return str(next(model.parameters()).dtype).replace("torch.", "")
 
@@ -273,7 +229,7 @@ def _free(model):
 
 def _cached_scores(model_or_dir, tokenized_ds, keys, *, kind, cache_dir, batch_size, device, dtype, pad_token_id):
     fp = model_fingerprint(model_or_dir)
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     dtype_name = str(dtype).replace("torch.", "") if dtype is not None else (
         _dtype_name(model_or_dir) if not isinstance(model_or_dir, (str, os.PathLike)) else "float32")
     cache = _RowCache(cache_dir, kind, fp, {"kind": kind, "model_fingerprint": fp, "dtype": dtype_name,
@@ -357,9 +313,10 @@ def precompute_ref_logps(
                           batch_size=batch_size, device=device, dtype=dtype,
                           pad_token_id=0 if pad_token_id is None else pad_token_id)
     if logp_reduction == "mean":
-        # sequence_logps(mean) divides by the number of response tokens after the shift (position 0 is never scored)
-        n = np.array([[max(sum(c[1:]), 1), max(sum(r[1:]), 1)] for c, r in
-                      zip(tokenized_ds["chosen_response_mask"], tokenized_ds["rejected_response_mask"])], dtype=np.float64)
-        vals = vals / n
+        from drdo_lib.data.tokenize import pad_sequences
+
+        for j, col in enumerate(("chosen_response_mask", "rejected_response_mask")):
+            mask = pad_sequences(tokenized_ds[col], 0)
+            vals[:, j] = reduce_logps(torch.as_tensor(vals[:, j]), mask, "mean").numpy()
     ds = _set_column(tokenized_ds, "ref_chosen_logp", vals[:, 0].tolist())
     return _set_column(ds, "ref_rejected_logp", vals[:, 1].tolist())

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from drdo_lib import paper_numbers as pn
+from drdo_lib.paper_numbers import METHOD_NAMES
+from drdo_lib.plots.training import FIG4_PANELS
+from drdo_lib.tables import flat_columns
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +38,14 @@ __all__ = [
     "fig4_final_metrics",
     "verdict",
     "reading",
-    "write_table",
     "results_markdown",
 ]
 
-DISPLAY = {"drdo": "DRDO", "dpo": "DPO", "edpo": "e-DPO", "ipo": "IPO", "sft": "SFT", "reference": "Gold"}
-
-
-def _runs(runs_dir: str | Path | None) -> Path:
-    from drdo_lib.config import REPO_ROOT
-
-    return Path(runs_dir) if runs_dir is not None else REPO_ROOT / "runs"
-
-
-def load_eval_results(profile: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
-    """The tables notebook 05 wrote under ``runs/<profile>/eval/`` (missing ones are empty frames)."""
-    d = _runs(runs_dir) / profile / "eval"
+def load_eval_results(run) -> dict[str, Any]:
+    """The tables notebook 05 wrote under ``runs/<profile>/eval/`` of ``run`` (missing ones are empty frames)."""
+    d = run.stage_dir("eval", create=False)
     if not (d / "summary.json").exists():
-        raise FileNotFoundError(f"{d}/summary.json not found: run notebook 05 (evaluation) for profile {profile!r}")
+        raise FileNotFoundError(f"{d}/summary.json not found: run notebook 05 (evaluation) for profile {run.name!r}")
     out: dict[str, Any] = {"dir": d, "summary": json.loads((d / "summary.json").read_text()),
                            "config": json.loads((d / "config.json").read_text())}
     for name in ("win_rates", "advantage", "table1", "table3"):
@@ -65,10 +57,10 @@ def load_eval_results(profile: str, runs_dir: str | Path | None = None) -> dict[
     return out
 
 
-def load_training_curves(profile: str, runs_dir: str | Path | None = None) -> dict[str, pd.DataFrame]:
-    """``{"drdo_D_all": metrics DataFrame, ...}`` from every ``runs/<profile>/policy/*/metrics.jsonl``."""
+def load_training_curves(run) -> dict[str, pd.DataFrame]:
+    """``{"drdo_D_all": metrics DataFrame, ...}`` from every ``runs/<profile>/policy/*/metrics.jsonl`` of ``run``."""
     curves = {}
-    for p in sorted((_runs(runs_dir) / profile / "policy").glob("*/metrics.jsonl")):
+    for p in sorted(run.stage_dir("policy", create=False).glob("*/metrics.jsonl")):
         rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
         if rows:
             curves[p.parent.name] = pd.DataFrame(rows)
@@ -188,17 +180,13 @@ def fig3_table(adv: pd.DataFrame, *, set_name: str = "ood", reward: str = "oracl
     return a[["method", "split", "versus", "temperature", "advantage", "ci_low", "ci_high", "n"]].reset_index(drop=True)
 
 
-FIG4_PANELS = (("bt_accuracy", "BT implicit-reward accuracy"), ("oracle_reward_advantage", "oracle reward advantage"),
-               ("logps_chosen", "log π(y_w|x)"), ("logps_rejected", "log π(y_l|x)"))
-
-
 def fig4_final_metrics(curves: Mapping[str, pd.DataFrame], last: int = 3) -> pd.DataFrame:
     """Per run: the mean of the last ``last`` logged values of each Fig. 4 metric (and the first logged value)."""
     rows = []
     for name, df in curves.items():
         method, _, split = name.partition("_")
         row: dict[str, Any] = {"run": name, "method": method, "split": split, "steps": int(df["step"].max())}
-        for col, _ in FIG4_PANELS:
+        for col in FIG4_PANELS:
             if col in df:
                 s = df[col].dropna()
                 row[f"{col}_first"] = float(s.iloc[0]) if len(s) else np.nan
@@ -249,7 +237,7 @@ def reading(t1: pd.DataFrame, t2_summary: pd.DataFrame, t3: pd.DataFrame, fig3: 
                 paper = (f"paper {r['paper_mean']:.2f}, range {r['paper_min']:.2f}–{r['paper_max']:.2f}, "
                          f"{r['paper_cells_above_0.5']}/{r['paper_cells']} cells above 0.5"
                          if np.isfinite(r["paper_mean"]) else "not in the paper")
-                parts.append(f"vs {DISPLAY.get(r['baseline'], r['baseline'])}: mean win rate {r['mean_win_rate']:.2f} "
+                parts.append(f"vs {METHOD_NAMES.get(r['baseline'], r['baseline'])}: mean win rate {r['mean_win_rate']:.2f} "
                              f"with ties {r['mean_tie_rate']:.2f} apart (ties counted ½: {r['mean_score']:.2f}); "
                              f"{r['cells_above_0.5']}/{r['cells']} cells significantly above 0.5 with ties ½, "
                              f"{r['cells_below_0.5']} below ({paper})")
@@ -291,10 +279,10 @@ def reading(t1: pd.DataFrame, t2_summary: pd.DataFrame, t3: pd.DataFrame, fig3: 
             tail = (f"; DRDO is within {fig4_tie_nats:g} nats of the lowest other method, so the paper's claim is "
                     "neither supported nor contradicted.")
         else:
-            tail = (f"; {DISPLAY.get(lowest, lowest)} is lowest and DRDO is {f[student] - f.iloc[0]:.2f} nats "
+            tail = (f"; {METHOD_NAMES.get(lowest, lowest)} is lowest and DRDO is {f[student] - f.iloc[0]:.2f} nats "
                     "above it, unlike the paper.")
         out.append("Fig. 4 (paper: DRDO pushes down log π(y_l|x) most): final log π(y_l|x) averaged over splits — "
-                   + ", ".join(f"{DISPLAY.get(m, m)} {v:.2f}" for m, v in f.items()) + tail)
+                   + ", ".join(f"{METHOD_NAMES.get(m, m)} {v:.2f}" for m, v in f.items()) + tail)
     if table5 is not None and not table5.empty and {"raw_conf", "strength_conf", "split"} <= set(table5.columns):
         t5 = table5.set_index("split")
         if {"D_hc_he", "D_lc_le"} <= set(t5.index):
@@ -309,19 +297,6 @@ def reading(t1: pd.DataFrame, t2_summary: pd.DataFrame, t3: pd.DataFrame, fig3: 
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def write_table(df: pd.DataFrame, stem: str | Path, *, floatfmt: str = ".3f") -> list[Path]:
-    """Write ``<stem>.csv`` and ``<stem>.md`` (Markdown via tabulate); returns both paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    flat = df.copy()
-    if isinstance(flat.columns, pd.MultiIndex):
-        flat.columns = [" ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in c) for c in flat.columns]
-    flat.to_csv(csv, index=not isinstance(df.index, pd.RangeIndex))
-    md.write_text(flat.to_markdown(index=not isinstance(df.index, pd.RangeIndex), floatfmt=floatfmt) + "\n")
-    return [csv, md]
-
-
 def results_markdown(profile: str, sections: Sequence[tuple[str, pd.DataFrame]], sentences: Sequence[str],
                      figure: str | None, notes: Sequence[str] = ()) -> str:
     """The generated results section (``figures/<profile>/results.md``): tables, one figure, the reading."""
@@ -333,9 +308,7 @@ def results_markdown(profile: str, sections: Sequence[tuple[str, pd.DataFrame]],
     for title, df in sections:
         if df is None or df.empty:
             continue
-        flat = df.copy()
-        if isinstance(flat.columns, pd.MultiIndex):
-            flat.columns = [" ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in c) for c in flat.columns]
+        flat = flat_columns(df)
         lines += [f"### {title}", "", flat.to_markdown(index=not isinstance(df.index, pd.RangeIndex),
                                                        floatfmt=".2f"), ""]
     if figure:

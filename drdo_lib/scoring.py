@@ -41,7 +41,7 @@ class RewardScorer:
 
     def __init__(self, model, tokenizer=None, *, batch_size: int = 32, max_prompt_length: int = 512,
                  max_length: int = 1024, device: str = "auto", dtype: str = "auto", progress: bool = True):
-        from drdo_lib.generation import _resolve_dtype, resolve_device
+        from drdo_lib.hf import resolve_device, resolve_dtype
 
         if isinstance(model, (str, Path)):
             from drdo_lib.models import load_model
@@ -50,7 +50,7 @@ class RewardScorer:
         if tokenizer is None:
             raise ValueError("RewardScorer needs the tokenizer of a loaded model")
         dev = resolve_device(device)
-        self.model = model.to(device=dev, dtype=_resolve_dtype(dtype, dev)).eval()
+        self.model = model.to(device=dev, dtype=resolve_dtype(dtype, dev)).eval()
         self.tokenizer, self.device = tokenizer, dev
         self.batch_size, self.max_prompt_length, self.max_length = batch_size, max_prompt_length, max_length
         self.progress = progress

@@ -24,12 +24,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from drdo_lib.config import profile_name, progress_disabled_by_env, run_dir, save_config
+from drdo_lib.config import save_config
+from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_checks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SFTConfig", "run_sft", "build_sft_trainer", "true_reward_of_samples", "load_sft_rows", "evaluate_sft",
-           "completion_nll"]
+__all__ = ["SFTConfig", "run", "build_sft_trainer", "true_reward_of_samples", "evaluate_sft", "completion_nll"]
 
 
 @dataclass(frozen=True)
@@ -61,36 +61,19 @@ class SFTConfig:
     eval_max_new_tokens: int = 32  # generation length cap for those samples
 
     def __post_init__(self) -> None:
-        from drdo_lib.data.tokenize import TEMPLATES
         from drdo_lib.models import TINY_SIZES
 
-        checks = [
+        checks = training_checks(self) + [
             (bool(self.model_name_or_path), "model_name_or_path must be set"),
             (self.model_size in TINY_SIZES, f"model_size must be one of {sorted(TINY_SIZES)}"),
             (self.tokenizer_vocab_size > 4, "tokenizer_vocab_size must be > 4"),
-            (self.template in TEMPLATES, f"template must be one of {TEMPLATES}"),
-            (0 < self.max_prompt_length < self.max_length, "need 0 < max_prompt_length < max_length"),
-            (self.max_train_rows is None or self.max_train_rows > 0, "max_train_rows must be > 0 or null"),
-            (self.learning_rate > 0 and self.weight_decay >= 0, "learning_rate must be > 0, weight_decay >= 0"),
-            (self.warmup_steps >= 0 and self.max_grad_norm >= 0, "warmup_steps and max_grad_norm must be >= 0"),
             (self.num_train_epochs > 0 or self.max_steps > 0, "need num_train_epochs > 0 or max_steps > 0"),
             (self.max_steps == -1 or self.max_steps > 0, "max_steps must be -1 or > 0"),
-            (self.per_device_train_batch_size > 0 and self.gradient_accumulation_steps > 0, "batch sizes must be > 0"),
-            (self.logging_steps > 0, "logging_steps must be > 0"),
-            (self.bf16 in ("auto", True, False), "bf16 must be 'auto', true or false"),
             (self.eval_prompts >= 0 and self.eval_max_new_tokens > 0, "eval_prompts >= 0, eval_max_new_tokens > 0"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"SFTConfig: {msg} (got {dataclasses.asdict(self)})")
-
-
-def load_sft_rows(profile, runs_dir: str | Path | None = None):
-    """``(train_rows, eval_rows, corpus)`` of a profile from the data stage: SFT rows (train / held-out) and the
-    texts a tiny tokenizer is trained on (SFT rows + preference pairs)."""
-    from drdo_lib.stage_data import profile_sft_data
-
-    return profile_sft_data(profile, runs_dir=runs_dir)
 
 
 def _texts(ds, columns: Sequence[str]) -> list[str]:
@@ -108,55 +91,47 @@ def build_sft_trainer(cfg: SFTConfig, model, tokenizer, tokenized_ds, output_dir
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    from drdo_lib.trainer import MetricsJsonlCallback, resolve_bf16, resolve_optim
-
-    args = TRLSFTConfig(
-        output_dir=str(output_dir), seed=seed, data_seed=seed,
+    args = training_arguments(
+        cfg, output_dir, seed, progress=progress, args_class=TRLSFTConfig,
         completion_only_loss=True, max_length=cfg.max_length, packing=False,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, optim=resolve_optim(cfg.optim),
-        max_grad_norm=cfg.max_grad_norm, logging_steps=cfg.logging_steps, save_strategy="no",
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        bf16=resolve_bf16(cfg.bf16), report_to="none", dataloader_num_workers=0, dataloader_pin_memory=False,
-        disable_tqdm=not progress or progress_disabled_by_env(),
     )
     return SFTTrainer(model=model, args=args, train_dataset=tokenized_ds, processing_class=tokenizer,
                       callbacks=[MetricsJsonlCallback()])
 
 
-def run_sft(
-    cfg: SFTConfig,
-    profile,
+def run(
+    run,
+    cfg: SFTConfig | None = None,
     *,
     train_rows=None,
     corpus: Sequence[str] | None = None,
-    seed: int | None = None,
-    runs_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train the SFT policy and return its directory ``runs/<profile>/sft/final`` (model + tokenizer).
+    """The SFT stage: train the SFT policy of ``run`` (a :class:`drdo_lib.run.Run`) and return its directory
+    ``runs/<profile>/sft/final`` (model + tokenizer).
 
-    ``train_rows`` (a ``datasets.Dataset`` with ``prompt`` and ``response``/``label``/``completion``) and
-    ``corpus`` (texts for a tiny model's tokenizer) default to the profile's data (:func:`load_sft_rows`);
-    ``seed`` defaults to the profile's top-level ``seed``.
+    ``cfg`` defaults to the run's ``sft`` section; ``train_rows`` (a ``datasets.Dataset`` with ``prompt`` and
+    ``response``/``label``/``completion``) and ``corpus`` (texts for a tiny model's tokenizer) default to the data
+    stage's SFT training rows and texts (:func:`drdo_lib.data.pipeline.load`).
     """
     import transformers
 
-    from drdo_lib.config import load_profile
     from drdo_lib.data.tokenize import tokenize_sft_dataset
     from drdo_lib.models import TINY_MODELS, build_causal_lm, build_tokenizer, count_parameters
 
-    if seed is None:
-        seed = int(load_profile(profile).get("seed", 0))
+    cfg = cfg if cfg is not None else run.config(SFTConfig, "sft")
+    seed = run.seed
     if train_rows is None:
-        train_rows, _, data_corpus = load_sft_rows(profile, runs_dir)
-        corpus = corpus if corpus is not None else data_corpus
+        from drdo_lib.data import pipeline as data_stage
+
+        data = data_stage.load(run)
+        train_rows, _ = data.sft_rows()
+        corpus = corpus if corpus is not None else data.corpus()
     if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
         train_rows = train_rows.select(range(cfg.max_train_rows))
-    out_dir = run_dir(profile_name(profile), "sft", runs_dir)
+    out_dir = run.stage_dir("sft")
     save_config(cfg, out_dir / "config.json")
     transformers.set_seed(seed)
 
@@ -190,7 +165,7 @@ def run_sft(
     tokenizer.save_pretrained(final)
     steps = max(int(trainer.state.global_step), 1)
     metrics: dict[str, Any] = {
-        "profile": profile_name(profile), "seed": seed, "model": cfg.model_name_or_path, "parameters": count_parameters(model),
+        "profile": run.name, "seed": seed, "model": cfg.model_name_or_path, "parameters": count_parameters(model),
         "vocab_size": len(tokenizer), "rows": counts, "train_loss": float(result.training_loss),
         "steps": int(trainer.state.global_step), "train_seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / steps, 4), "device": str(trainer.args.device),
@@ -282,7 +257,7 @@ def evaluate_sft(
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from drdo_lib.data.tokenize import tokenize_sft_dataset
-    from drdo_lib.stage_data import SFT_COMPLETION
+    from drdo_lib.data.pipeline import SFT_COMPLETION
 
     tok = AutoTokenizer.from_pretrained(final_dir)
     sft = AutoModelForCausalLM.from_pretrained(final_dir, use_safetensors=True).eval()

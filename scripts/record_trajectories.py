@@ -49,7 +49,9 @@ def compute_trajectories() -> dict:
 
     from drdo_lib.data.tokenize import tokenize_preference_dataset
     from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
-    from drdo_lib.trainer import PolicyConfig, PreferenceTrainer, read_metrics, training_arguments
+    from drdo_lib.hf import read_metrics
+    from drdo_lib.policy import PolicyConfig, training_args
+    from drdo_lib.trainer import PreferenceTrainer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -65,7 +67,7 @@ def compute_trajectories() -> dict:
             lm = build_causal_lm("tiny-gpt2", tok, seed=1, size="micro")
             model = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=3) if kw.get("student_reward") == "head" else lm
             with tempfile.TemporaryDirectory() as tmp:
-                args = training_arguments(cfg, tmp, seed=0, disable_tqdm=True)
+                args = training_args(cfg, tmp, seed=0, disable_tqdm=True)
                 PreferenceTrainer(model, cfg, method, args=args, train_dataset=ds,
                                   pad_token_id=tok.pad_token_id).train()
                 out[label] = [{"step": r["step"], **{k: r[k] for k in KEYS}} for r in read_metrics(tmp)]

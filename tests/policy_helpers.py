@@ -11,8 +11,8 @@ PROFILE = "ptest"
 
 def write_profile(tmp_path: Path, *, n_train: int = 96, policy: dict | None = None, seed: int = 0) -> Path:
     """Write ``<tmp>/ptest.yaml`` (synthetic data, runs under ``<tmp>/runs``) and build its stage directories."""
-    from drdo_lib.config import build_config
-    from drdo_lib.data import DataConfig, load_profile_data
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.run import Run
     from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
 
     runs = tmp_path / "runs"
@@ -25,7 +25,7 @@ def write_profile(tmp_path: Path, *, n_train: int = 96, policy: dict | None = No
     prof = {"profile": PROFILE, "seed": seed, "runs_dir": str(runs), "data": data, "policy": pol}
     path = tmp_path / f"{PROFILE}.yaml"
     path.write_text(yaml.safe_dump(prof, sort_keys=False))
-    rows = load_profile_data(build_config(DataConfig, data), PROFILE, seed=seed, runs_dir=runs).preferences
+    rows = data_stage.run(Run.create(prof)).preferences
     corpus = list(rows["prompt"]) + list(rows["chosen"]) + list(rows["rejected"])
     tok = build_tokenizer("tiny-gpt2", corpus)
     size = {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,11 +39,21 @@ def test_parser_accepts_the_deepspeed_launcher_local_rank():
     assert args.local_rank == 1 and args.method == "dpo" and args.overrides == ["beta=1"]
 
 
-def test_unknown_setting_fails_with_the_accepted_fields(tmp_path):
+def test_unknown_setting_fails_with_the_accepted_fields(tmp_path, capsys):
     cfg = write_profile(tmp_path)
-    with pytest.raises(ValueError, match="unknown setting.*betta.*accepted"):
-        main(["train", "--config", str(cfg), "--method", "dpo", "betta=0.2"])
+    assert main(["train", "--config", str(cfg), "--method", "dpo", "betta=0.2"]) == 2
+    assert re.search("unknown setting.*betta.*accepted", capsys.readouterr().err)
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+@pytest.mark.parametrize("override,match", [("polcy.beta=5.0", "unknown section.*polcy"),
+                                            ("data.n_trian=5", "unknown setting.*n_trian"),
+                                            ("policy.alpha=abc", "policy")])
+def test_overrides_of_other_sections_are_validated_before_anything_runs(tmp_path, capsys, override, match):
+    cfg = write_profile(tmp_path)
+    assert main(["train", "--config", str(cfg), "--stage", "policy", override]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "runs" / PROFILE / "policy").exists()  # nothing ran
 
 
 def test_cli_subprocess_trains_a_policy(tmp_path):

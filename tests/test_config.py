@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from drdo_lib.config import REPO_ROOT, build_config, load_profile, profile_path
+from drdo_lib.run import SECTIONS as SECTION_CLASSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,19 +58,34 @@ def test_every_profile_yaml_is_a_mapping():
         assert isinstance(load_profile(path), dict), path
 
 
-def test_profile_sections_fill_from_yaml_and_let_given_values_win():
-    from drdo_lib.config import profile_sections
+def test_run_fills_sections_from_yaml_and_lets_given_values_win(tmp_path):
+    from drdo_lib.run import Run
 
     prof = load_profile("mini")
-    assert profile_sections("mini", data={}) == prof["data"]
-    data, theory = profile_sections("mini", data={"confidence_mode": "raw"}, theory=None)
-    assert data == {**prof["data"], "confidence_mode": "raw"}
-    assert theory == prof["theory"]
+    run = Run.create("mini", sections={"data": {}})
+    assert run.section("data") == prof["data"] and run.seed == prof["seed"] and run.name == "mini"
+    run = Run.create("mini", seed=3, runs_dir=tmp_path / "r", figures_dir=tmp_path / "f",
+                     sections={"data": {"confidence_mode": "raw"}, "theory": None})
+    assert run.section("data") == {**prof["data"], "confidence_mode": "raw"}
+    assert run.section("theory") == prof["theory"] and run.seed == 3 and run.profile["seed"] == 3
+    assert run.sft_model == tmp_path / "r" / "mini" / "sft" / "final"
+    assert run.policy_dir("drdo", "D_all") == tmp_path / "r" / "mini" / "policy" / "drdo_D_all"
+    assert run.figures == tmp_path / "f" / "mini" and run.figures.is_dir()
+    assert run.with_seed(5).seed == 5 and run.with_seed(5).runs_root == run.runs_root
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        Run.create("mini", seed="1")
 
 
-SECTION_CLASSES = {"theory": ("drdo_lib.theory", "TheoryConfig"), "data": ("drdo_lib.data", "DataConfig"),
-                   "sft": ("drdo_lib.sft", "SFTConfig"), "oracle": ("drdo_lib.oracle", "OracleConfig"),
-                   "policy": ("drdo_lib.trainer", "PolicyConfig"), "eval": ("drdo_lib.evaluation", "EvalConfig")}
+def test_run_validate_rejects_unknown_sections_keys_and_bad_values():
+    from drdo_lib.run import Run
+
+    Run.create("mini").validate()
+    with pytest.raises(ValueError, match="unknown section.*polcy"):
+        Run.create({**load_profile("mini"), "polcy": {"beta": 5.0}}).validate()
+    with pytest.raises(ValueError, match="unknown setting.*betta"):
+        Run.create("mini", sections={"policy": {"betta": 5.0}}).validate()
+    with pytest.raises(ValueError, match="policy"):
+        Run.create("mini", sections={"policy": {"alpha": "abc"}}).validate()
 
 
 @pytest.mark.parametrize("profile", ["mini", "sample", "tldr", "ultrafeedback"])
@@ -91,7 +107,7 @@ def test_paper_profiles_carry_table6_and_appendix_d(profile, model, template, ta
     from drdo_lib.data import DataConfig
     from drdo_lib.oracle import OracleConfig
     from drdo_lib.sft import SFTConfig
-    from drdo_lib.trainer import PolicyConfig
+    from drdo_lib.policy import PolicyConfig
 
     prof = load_profile(profile)
     data = build_config(DataConfig, prof["data"])
@@ -112,3 +128,46 @@ def test_paper_profiles_carry_table6_and_appendix_d(profile, model, template, ta
         (5e-6, "cosine", 0.05, "paged_adamw_32bit")
     assert (pol.alpha, pol.gamma, pol.beta, pol.max_steps, pol.max_length) == (0.1, 2.0, 0.1, 1000, 1024)
     assert pol.gradient_checkpointing and sft.gradient_checkpointing and oracle.gradient_checkpointing
+
+
+def _code_without_config_classes() -> str:
+    """The library's and the notebooks' source with every config dataclass body removed (a field's own definition
+    is not a read)."""
+    import ast
+
+    parts = []
+    for path in sorted((REPO_ROOT / "drdo_lib").rglob("*.py")) + sorted((REPO_ROOT / "notebooks").glob("*.py")):
+        src = path.read_text()
+        tree = ast.parse(src)
+        lines = src.splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
+                for i in range(node.lineno - 1, node.end_lineno):
+                    lines[i] = ""
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+def test_every_documented_setting_is_read_by_the_code():
+    """Walk every profile YAML against the config dataclasses and the code: each key of each section is a field
+    (build_config), and each field of each section's dataclass is read somewhere in drdo_lib outside its own
+    class body, in the library or a notebook (``cfg.<field>`` or ``getattr(cfg, "<field>")``)."""
+    import dataclasses
+    import re
+
+    from drdo_lib.run import section_class
+
+    code = _code_without_config_classes()
+    unread = []
+    for name in SECTION_CLASSES:
+        cls = section_class(name)
+        for f in dataclasses.fields(cls):
+            if not re.search(rf"\.{f.name}\b|getattr\([^)]*[\"']{f.name}[\"']", code):
+                unread.append(f"{name}.{f.name}")
+    assert not unread, f"settings no code reads: {unread}"
+    top = {"profile", "seed", "runs_dir", "figures_dir"}
+    for path in sorted((REPO_ROOT / "configs").glob("*.yaml")):
+        prof = load_profile(path)
+        assert set(prof) <= set(SECTION_CLASSES) | top, path
+        for name in set(prof) & set(SECTION_CLASSES):
+            build_config(section_class(name), prof[name] or {})

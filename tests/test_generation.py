@@ -15,8 +15,8 @@ from drdo_lib.generation import (
     generate_policy_samples,
     load_generations,
     load_policy,
-    model_fingerprint,
 )
+from drdo_lib.hf import model_fingerprint
 
 WORDS = "the cat sat on a mat dog ran far away and then came back home TL;DR: POST: summary of it".split()
 

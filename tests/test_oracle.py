@@ -7,7 +7,8 @@ import torch
 from drdo_lib.data.tokenize import collate_preference, tokenize_preference_dataset
 from drdo_lib.losses import oracle_loss
 from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer, save_model
-from drdo_lib.oracle import OracleConfig, RewardModelTrainer, pairwise_accuracy, run_ensemble, run_oracle
+from drdo_lib.oracle import OracleConfig, RewardModelTrainer, pairwise_accuracy, run, run_ensemble
+from drdo_lib.run import Run
 from train_fixtures import corpus, preference_rows
 
 FAST = dict(max_prompt_length=40, max_length=48, learning_rate=5e-3, per_device_train_batch_size=16,
@@ -57,8 +58,8 @@ def test_trainer_loss_equals_eq5_on_a_batch(init_dir, alpha, tmp_path):
 
 def test_run_oracle_learns_heldout_pairs(init_dir, tmp_path):
     cfg = OracleConfig(**FAST, init_model=str(init_dir), max_steps=30, ensemble_size=0, ensemble_head_seeds=())
-    final = run_oracle(cfg, "unit", train_rows=preference_rows(480), eval_rows=preference_rows(128, split="valid1"),
-                       seed=0, runs_dir=tmp_path, progress=False)
+    final = run(Run.create({"profile": "unit"}, runs_dir=tmp_path), cfg, train_rows=preference_rows(480),
+                eval_rows=preference_rows(128, split="valid1"), progress=False)
     assert final == tmp_path / "unit" / "oracle" / "final"
     m = json.loads((tmp_path / "unit" / "oracle" / "metrics.json").read_text())
     assert m["alpha"] == 0.01 and m["steps"] == 30 and m["heldout"]["pairs"] == 128
@@ -77,8 +78,8 @@ def test_run_oracle_learns_heldout_pairs(init_dir, tmp_path):
 
 def test_run_ensemble_members_differ_by_head_seed(init_dir, tmp_path):
     cfg = OracleConfig(**FAST, init_model=str(init_dir), max_steps=3, ensemble_size=2, ensemble_head_seeds=(1, 2))
-    dirs = run_ensemble(cfg, "unit", train_rows=preference_rows(64), eval_rows=preference_rows(16, split="valid1"),
-                        seed=0, runs_dir=tmp_path, progress=False)
+    dirs = run_ensemble(Run.create({"profile": "unit"}, runs_dir=tmp_path), cfg, train_rows=preference_rows(64),
+                        eval_rows=preference_rows(16, split="valid1"), progress=False)
     assert dirs == [tmp_path / "unit" / "ensemble" / f"member_{k}" for k in range(2)]
     heads = []
     for k, d in enumerate(dirs):

@@ -5,6 +5,7 @@ import torch
 
 import drdo_lib.precompute as P
 from drdo_lib.data.tokenize import collate_preference, tokenize_preference_dataset
+from drdo_lib.hf import model_fingerprint
 from drdo_lib.losses import sequence_logps
 from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer, save_model
 from train_fixtures import corpus, preference_rows
@@ -121,8 +122,8 @@ def test_ensemble_columns_and_in_memory_model(setup, tmp_path):
 
 def test_fingerprint_ignores_tokenizer_but_not_weights(setup, tmp_path):
     root, tok, _ = setup
-    fp = P.model_fingerprint(root / "rm0")
-    assert fp == P.model_fingerprint(root / "rm0")
-    assert fp != P.model_fingerprint(root / "rm1")  # same LM, different head
-    assert P.model_fingerprint(CausalLMWithRewardHead.from_pretrained(root / "rm0")) != \
-        P.model_fingerprint(CausalLMWithRewardHead.from_pretrained(root / "rm1"))
+    fp = model_fingerprint(root / "rm0")
+    assert fp == model_fingerprint(root / "rm0")
+    assert fp != model_fingerprint(root / "rm1")  # same LM, different head
+    assert model_fingerprint(CausalLMWithRewardHead.from_pretrained(root / "rm0")) != \
+        model_fingerprint(CausalLMWithRewardHead.from_pretrained(root / "rm1"))

@@ -6,7 +6,9 @@ import torch
 
 from drdo_lib.data.tokenize import tokenize_sft_dataset
 from drdo_lib.models import build_causal_lm, build_tokenizer
-from drdo_lib.sft import SFTConfig, build_sft_trainer, run_sft, true_reward_of_samples
+from drdo_lib.run import Run
+from drdo_lib.sft import SFTConfig, build_sft_trainer, true_reward_of_samples
+from drdo_lib.sft import run as run_sft
 from train_fixtures import GOOD, corpus, sft_rows
 
 FAST = dict(model_size="micro", max_prompt_length=40, max_length=48, learning_rate=1e-2, warmup_steps=0,
@@ -44,7 +46,8 @@ def test_completion_only_labels_mask_the_prompt(tmp_path):
 def test_run_sft_learns_and_writes_outputs(tmp_path):
     rows = sft_rows(256)
     cfg = SFTConfig(**FAST, max_steps=40)
-    final = run_sft(cfg, "unit", train_rows=rows, corpus=corpus(), seed=0, runs_dir=tmp_path, progress=False)
+    final = run_sft(Run.create({"profile": "unit"}, seed=0, runs_dir=tmp_path), cfg, train_rows=rows, corpus=corpus(),
+                    progress=False)
     assert final == tmp_path / "unit" / "sft" / "final"
     assert (final / "model.safetensors").exists() and (final / "tokenizer.json").exists()
     metrics = json.loads((tmp_path / "unit" / "sft" / "metrics.json").read_text())
@@ -76,7 +79,7 @@ def test_run_sft_learns_and_writes_outputs(tmp_path):
 def test_split_train_heldout_uses_train_split_or_hash_of_id():
     import datasets
 
-    from drdo_lib.stage_data import split_train_heldout
+    from drdo_lib.data.pipeline import split_train_heldout
 
     rows = datasets.Dataset.from_list([{"id": f"r{i}", "split": s} for i, s in
                                        enumerate(["train"] * 6 + ["valid1"] * 2 + ["test"] * 2)])

@@ -13,16 +13,10 @@ import torch
 from drdo_lib import losses as L
 from drdo_lib.data.tokenize import pad_sequences, tokenize_preference_dataset
 from drdo_lib.models import CausalLMWithRewardHead, build_causal_lm, build_tokenizer
-from drdo_lib.trainer import (
-    METHODS,
-    PolicyConfig,
-    PreferenceCollator,
-    PreferenceTrainer,
-    order_by_oracle,
-    read_metrics,
-    resolve_optim,
-    training_arguments,
-)
+from drdo_lib.hf import read_metrics, resolve_optim
+from drdo_lib.policy import PolicyConfig, order_by_oracle
+from drdo_lib.policy import training_args as training_arguments
+from drdo_lib.trainer import METHODS, PreferenceCollator, PreferenceTrainer
 
 from policy_helpers import WORDS
 from policy_helpers import random_preference_rows as _rows

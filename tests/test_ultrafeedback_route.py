@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drdo_lib.data import DataConfig, load_profile_data
+from drdo_lib.data import DataConfig, load_sources
 from drdo_lib.data.splits import select_split
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def test_local_route_splits_by_pair_and_builds_sft_rows_from_chosen(tmp_path, mo
     monkeypatch.delenv("DRDO_DATA_DIR", raising=False)
     root = write_ultrafeedback(tmp_path)
     cfg = DataConfig(source="local", task="ultrafeedback", data_dir=str(root), test_fraction=0.3)
-    data = load_profile_data(cfg, "uf")
+    data = load_sources(cfg, seed=0)
     prefs = data.preferences
     assert len(prefs) == 80 and data.ood is None and data.testbed is None and data.data_dir == root
     counts = Counter(prefs["split"])
@@ -53,7 +53,7 @@ def test_local_route_splits_by_pair_and_builds_sft_rows_from_chosen(tmp_path, mo
     by_pair = {}
     for pid, s in zip(prefs["pair_id"], prefs["split"]):
         assert by_pair.setdefault(pid, s) == s
-    assert load_profile_data(cfg, "uf").preferences["split"] == prefs["split"]  # deterministic
+    assert load_sources(cfg, seed=0).preferences["split"] == prefs["split"]  # deterministic
     assert all(c.endswith("good .") for c in prefs["chosen"])  # the assistant turn, not the chat list
     assert all(s is not None for s in prefs["strength"]) and set(prefs["strength"]) == {3.0}  # rating margin
     sft = data.sft
@@ -63,15 +63,15 @@ def test_local_route_splits_by_pair_and_builds_sft_rows_from_chosen(tmp_path, mo
         first.setdefault(p, (c, s))
     for row in sft:
         assert (row["response"], row["split"]) == first[row["prompt"]] and row["source"] == "ultrafeedback"
-    assert len(load_profile_data(DataConfig(source="local", task="ultrafeedback", data_dir=str(root),
-                                            test_fraction=0.0), "uf").preferences.filter(
+    assert len(load_sources(DataConfig(source="local", task="ultrafeedback", data_dir=str(root),
+                                       test_fraction=0.0), seed=0).preferences.filter(
         lambda s: s == "test", input_columns="split")) == 0
 
 
 def test_d_all_needs_no_confidence_but_the_confidence_splits_do(tmp_path, monkeypatch):
     monkeypatch.delenv("DRDO_DATA_DIR", raising=False)
-    prefs = load_profile_data(DataConfig(source="local", task="ultrafeedback",
-                                         data_dir=str(write_ultrafeedback(tmp_path, ratings=False))), "uf").preferences
+    prefs = load_sources(DataConfig(source="local", task="ultrafeedback",
+                                    data_dir=str(write_ultrafeedback(tmp_path, ratings=False))), seed=0).preferences
     assert all(s is None for s in prefs["strength"])
     assert select_split(prefs, "D_all") is prefs
     with pytest.raises(ValueError, match="no row has a confidence"):
@@ -94,14 +94,14 @@ def test_config_errors(bad, match):
 def test_missing_ultrafeedback_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("DRDO_DATA_DIR", raising=False)
     with pytest.raises(FileNotFoundError, match="no UltraFeedback files under .*ultrafeedback"):
-        load_profile_data(DataConfig(source="local", task="ultrafeedback", data_dir=str(tmp_path)), "uf")
+        load_sources(DataConfig(source="local", task="ultrafeedback", data_dir=str(tmp_path)), seed=0)
 
 
 def test_real_sample():
     d = Path(os.environ.get("DRDO_DATA_DIR") or REPO.parent / "shared" / "data")
     if not (d / "ultrafeedback").is_dir():
         pytest.skip(f"real data samples not found at {d} (set DRDO_DATA_DIR)")
-    data = load_profile_data(DataConfig(source="local", task="ultrafeedback", data_dir=str(d)), "uf")
+    data = load_sources(DataConfig(source="local", task="ultrafeedback", data_dir=str(d)), seed=0)
     n = len(data.preferences)
     assert n == 1000
     n_test = Counter(data.preferences["split"])["test"]

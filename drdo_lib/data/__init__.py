@@ -7,7 +7,7 @@ Public API (see each submodule's docstring)::
     splits, report = build_splits(rows, confidence_mode="strength")   # {"D_all", "D_hc_he", "D_lc_le"}, DataFrame
 
     load_tldr_sft, load_cnn_dailymail, load_ultrafeedback, load_alpaca_eval   # the other datasets
-    DataConfig, load_profile_data        # the data stage of a profile (mini: synthetic testbed; sample: local files)
+    DataConfig, load_sources             # the data stage (drdo_lib.data.pipeline: run/load) reads sources with these
     SyntheticConfig, SyntheticTestbed    # the synthetic testbed with its true reward r*
     format_tldr_prompt                   # the TL;DR template
 
@@ -25,7 +25,7 @@ from drdo_lib.data.loaders import (
     load_tldr_sft,
     load_ultrafeedback,
 )
-from drdo_lib.data.pipeline import DataConfig, ProfileData, load_profile_data
+from drdo_lib.data.pipeline import DataConfig, ProfileData, load_sources
 from drdo_lib.data.splits import PAPER_TABLE5, build_splits
 from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
 
@@ -42,7 +42,7 @@ __all__ = [
     "PAPER_TABLE5",
     "DataConfig",
     "ProfileData",
-    "load_profile_data",
+    "load_sources",
     "SyntheticConfig",
     "SyntheticTestbed",
 ]

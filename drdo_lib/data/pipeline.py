@@ -1,16 +1,17 @@
-"""The data stage's config (:class:`DataConfig`) and :func:`load_profile_data`, the one call the later stages use.
+"""The data stage (notebook 01): :class:`DataConfig`, :func:`run` (load, split, write once) and :func:`load` (read).
 
 ::
 
-    from drdo_lib.config import build_config, load_profile
-    from drdo_lib.data import DataConfig, load_profile_data, build_splits
-    cfg = build_config(DataConfig, load_profile("mini")["data"])
-    data = load_profile_data(cfg, "mini")
-    data.preferences      # datasets.Dataset of normalised preference rows (TL;DR comparisons)
-    data.sft              # SFT rows {id, prompt, response, split, ...}
-    data.ood              # CNN/DailyMail-style OOD rows {id, article, highlights, ...}
-    data.testbed          # the SyntheticTestbed (source "synthetic"), whose true_reward is r*; None otherwise
-    splits, report = build_splits(data.preferences, cfg.confidence_mode)
+    from drdo_lib.run import Run
+    from drdo_lib.data import pipeline as data_stage
+    run = Run.create("mini")
+    data = data_stage.run(run)            # writes runs/mini/data/stage/ (rows + splits), returns ProfileData
+    data = data_stage.load(run)           # every later stage: reads that artefact back (runs the stage if absent)
+    data.preferences                      # datasets.Dataset of normalised preference rows
+    data.split("D_hc_he")                 # one of the paper's splits (indices written by the data stage)
+    data.preference_pairs("D_all")        # (training pairs, validation pairs) of a split
+    data.sft_rows()                       # (SFT training rows, held-out rows)
+    data.testbed                          # the SyntheticTestbed (source "synthetic"), whose true_reward is r*
 
 ``source`` decides where the files come from:
 
@@ -19,6 +20,16 @@
 * ``"local"`` (profile ``sample``): a folder laid out like ``../shared/data`` (``data_dir``; the environment
   variable ``DRDO_DATA_DIR`` overrides it; relative paths are resolved against the repository root);
 * ``"hub"`` (GPU profiles): the hub ids ``comparisons_id``, ``sft_id``, ``ood_id`` via ``datasets.load_dataset``.
+
+The artefact ``runs/<profile>/data/stage/`` holds ``preferences/``, ``sft/``, ``ood/`` (``datasets`` on disk),
+``splits.json`` (row indices of D_all / D_hc_he / D_lc_le, or why a split is unavailable), ``split_report.csv``
+(Table 5 form) and ``manifest.json`` with the key it was built for: a hash of the data settings, the seed, the
+source files (size, mtime) and the data code. :func:`load` rebuilds when the key differs, so a changed setting or
+file is never read stale.
+
+Data without a training split (``../shared/data`` holds only validation/test samples: the ``sample`` profile) is
+split deterministically by :func:`split_train_heldout`: a hash of each row's ``id`` puts ``heldout_fraction`` of the
+rows aside and the rest is trained on, with a logged warning (a smoke run on real text, not a result).
 """
 from __future__ import annotations
 
@@ -30,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drdo_lib.config import REPO_ROOT, run_dir
+from drdo_lib.config import REPO_ROOT
 from drdo_lib.data.loaders import (
     DATA_SUFFIXES,
     EDIT_DISTANCE_UNITS,
@@ -39,15 +50,22 @@ from drdo_lib.data.loaders import (
     load_tldr_sft,
     load_ultrafeedback,
 )
-from drdo_lib.data.splits import CONFIDENCE_MODES, TRAIN_SPLITS, id_fraction
+from drdo_lib.data.splits import CONFIDENCE_MODES, TRAIN_SPLITS, build_splits, id_fraction
 from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DataConfig", "ProfileData", "load_profile_data", "resolve_data_dir", "LOCAL_LAYOUT", "DATA_SOURCES",
-           "DATA_TASKS", "ultrafeedback_sft_rows"]
+__all__ = ["DataConfig", "ProfileData", "run", "load", "load_sources", "resolve_data_dir", "split_train_heldout",
+           "tokenizer_corpus", "LOCAL_LAYOUT", "DATA_SOURCES", "DATA_TASKS", "ultrafeedback_sft_rows",
+           "HELDOUT_FRACTION", "SFT_COMPLETION"]
 
 DATA_SOURCES = ("synthetic", "local", "hub")
+#: Fraction of rows held out when the data has no training split (hash of the row id).
+HELDOUT_FRACTION = 0.2
+#: Column of the SFT rows holding the target summary (the normalised schema).
+SFT_COMPLETION = "response"
+#: Bump when the artefact's layout changes (part of its key).
+ARTEFACT_VERSION = 1
 #: Which experiment's data: the TL;DR comparisons (+ SFT, CNN/DM OOD) or UltraFeedback (SFT on its chosen responses).
 DATA_TASKS = ("tldr", "ultrafeedback")
 #: Sub-folders of a local data folder (the layout of ../shared/data and of the written synthetic testbed).
@@ -126,13 +144,43 @@ class DataConfig:
 
 @dataclass
 class ProfileData:
-    """What :func:`load_profile_data` returns."""
+    """The data of a run: what :func:`run` writes and :func:`load` returns."""
 
     preferences: Any  # datasets.Dataset of normalised preference rows
     sft: Any  # datasets.Dataset of SFT rows
     ood: Any  # datasets.Dataset of OOD rows (None when the source has none)
     data_dir: Path | None  # the local folder read (the written testbed for "synthetic"); None for the hub
     testbed: SyntheticTestbed | None = None  # the synthetic testbed (its true_reward is r*); None for real data
+    confidence_mode: str = "strength"  # how the confidence splits were formed
+    split_indices: dict[str, Any] = field(default_factory=dict)  # split -> row indices, or an error message
+    split_report: Any = None  # build_splits' Table-5 report (DataFrame), None when no confidence split exists
+
+    def split(self, name: str):
+        """The preference rows of one split (``D_all``, ``D_hc_he``, ``D_lc_le``) as the data stage formed it."""
+        from drdo_lib.data.splits import SPLIT_NAMES
+
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split {name!r}; available: {list(SPLIT_NAMES)}")
+        idx = self.split_indices.get(name)
+        if idx is None:
+            return self.preferences
+        if isinstance(idx, str):
+            raise ValueError(f"split {name} is not available for this data: {idx}")
+        return self.preferences.select(idx)
+
+    def preference_pairs(self, split: str = "D_all", *, what: str | None = None):
+        """``(training pairs, validation pairs)`` of one split (see :func:`split_train_heldout`)."""
+        train, valid = split_train_heldout(self.split(split), what=what or f"{split} pairs")
+        logger.info("%s: %d training pairs, %d validation pairs", split, len(train), len(valid))
+        return train, valid
+
+    def sft_rows(self):
+        """``(training rows, held-out rows)`` of the SFT data (see :func:`split_train_heldout`)."""
+        return split_train_heldout(self.sft, what="SFT rows")
+
+    def corpus(self) -> list[str]:
+        """Every text of the data, for training a tiny model's word-level tokenizer (:func:`tokenizer_corpus`)."""
+        return tokenizer_corpus(self)
 
 
 def resolve_data_dir(data_dir: str | Path) -> Path:
@@ -142,12 +190,44 @@ def resolve_data_dir(data_dir: str | Path) -> Path:
     return p if p.is_absolute() else (REPO_ROOT / p).resolve()
 
 
-def load_profile_data(cfg: DataConfig, profile: str, seed: int | None = None, runs_dir: str | Path | None = None,
-                      tokenizer: Any = None) -> ProfileData:
-    """Load the preference, SFT and OOD rows of a profile (see the module docstring).
+def tokenizer_corpus(data: ProfileData) -> list[str]:
+    """Every text of a profile's data (SFT, preference pairs, OOD) for training a word-level tokenizer."""
+    texts: list[str] = []
+    for ds, cols in ((data.sft, ("prompt", SFT_COMPLETION)), (data.preferences, ("prompt", "chosen", "rejected")),
+                     (data.ood, ("article", "highlights"))):
+        if ds is None:
+            continue
+        for c in cols:
+            if c in ds.column_names:
+                texts.extend(x for x in ds[c] if isinstance(x, str))
+    return texts
 
-    ``seed`` (the profile's top-level seed) seeds the synthetic testbed unless ``cfg.synthetic`` sets one;
-    ``runs_dir`` overrides the ``runs/`` root (tests); ``tokenizer`` is needed only for ``edit_distance_unit="token"``.
+
+def split_train_heldout(rows, *, heldout_fraction: float = HELDOUT_FRACTION, what: str = "rows"):
+    """``(train, heldout)``: rows with split ``train`` and the validation rows, or, when no row has split
+    ``train``, a deterministic split by a hash of ``id`` (``heldout_fraction`` held out; logged)."""
+    splits = rows["split"]
+    if any(s in TRAIN_SPLITS for s in splits):
+        train = rows.filter(lambda s: s in TRAIN_SPLITS, input_columns="split", desc=f"{what}: train")
+        held = rows.filter(lambda s: s not in TRAIN_SPLITS and s != "test", input_columns="split",
+                           desc=f"{what}: held out")
+        if len(held) == 0:  # SFT data: the held-out prompts are the test rows
+            held = rows.filter(lambda s: s not in TRAIN_SPLITS, input_columns="split", desc=f"{what}: held out")
+        return train, held
+    mask = [id_fraction(i) < heldout_fraction for i in rows["id"]]
+    train = rows.select([i for i, m in enumerate(mask) if not m])
+    held = rows.select([i for i, m in enumerate(mask) if m])
+    logger.warning("%s have no 'train' split (splits %s): training on %d rows, holding out %d (hash of id)",
+                   what, sorted(set(splits)), len(train), len(held))
+    return train, held
+
+
+def load_sources(cfg: DataConfig, *, seed: int, synthetic_dir: str | Path | None = None,
+                 tokenizer: Any = None) -> ProfileData:
+    """Load the preference, SFT and OOD rows of a data config, without splits (the data stage's first half).
+
+    ``seed`` seeds the synthetic testbed unless ``cfg.synthetic`` sets one, whose files are written to
+    ``synthetic_dir``; ``tokenizer`` is needed only for ``edit_distance_unit="token"``.
     """
     kw = dict(edit_distance_unit=cfg.edit_distance_unit, tokenizer=tokenizer, strict=cfg.strict)
     if cfg.task == "ultrafeedback":
@@ -155,11 +235,14 @@ def load_profile_data(cfg: DataConfig, profile: str, seed: int | None = None, ru
     if cfg.source == "hub":
         return ProfileData(preferences=load_tldr_comparisons(cfg.comparisons_id, **kw),
                            sft=load_tldr_sft(cfg.sft_id, strict=cfg.strict),
-                           ood=load_cnn_dailymail(cfg.ood_id, strict=cfg.strict), data_dir=None)
+                           ood=load_cnn_dailymail(cfg.ood_id, strict=cfg.strict), data_dir=None,
+                           confidence_mode=cfg.confidence_mode)
     testbed = None
     if cfg.source == "synthetic":
+        if synthetic_dir is None:
+            raise ValueError("the synthetic source needs a folder to write the testbed to (synthetic_dir)")
         testbed = SyntheticTestbed(cfg.synthetic_config(seed))
-        folder = run_dir(profile, "data", runs_dir) / "synthetic"
+        folder = Path(synthetic_dir)
         testbed.write(folder, n_train=cfg.n_train, n_valid=cfg.n_valid, n_sft=cfg.n_sft, n_sft_test=cfg.n_sft_test,
                       n_ood=cfg.n_ood)
         logger.info("synthetic testbed written to %s", folder)
@@ -173,7 +256,123 @@ def load_profile_data(cfg: DataConfig, profile: str, seed: int | None = None, ru
         preferences=load_tldr_comparisons(folder / LOCAL_LAYOUT["comparisons"], **kw),
         sft=load_tldr_sft(folder / LOCAL_LAYOUT["sft"], strict=cfg.strict),
         ood=load_cnn_dailymail(ood_dir, strict=cfg.strict) if _has_data(ood_dir) else None,
-        data_dir=folder, testbed=testbed)
+        data_dir=folder, testbed=testbed, confidence_mode=cfg.confidence_mode)
+
+
+def _split_indices(data: ProfileData) -> None:
+    """Fill ``data.split_indices`` / ``split_report`` from :func:`~drdo_lib.data.splits.build_splits`."""
+    import numpy as np
+
+    from drdo_lib.data.splits import SPLIT_NAMES, _columns, split_masks
+
+    data.split_indices = {"D_all": None}
+    try:
+        splits, report = build_splits(data.preferences, data.confidence_mode)
+    except ValueError as e:  # e.g. UltraFeedback: no confidence, so only D_all
+        for name in SPLIT_NAMES[1:]:
+            data.split_indices[name] = str(e)
+        data.split_report = None
+        return
+    cols = _columns(data.preferences)
+    measure = cols["strength" if data.confidence_mode == "strength" else "confidence"].to_numpy()
+    masks, _, _ = split_masks(measure, cols["edit_distance"].to_numpy())
+    for name in SPLIT_NAMES[1:]:
+        data.split_indices[name] = [int(i) for i in np.flatnonzero(masks[name])]
+        assert len(data.split_indices[name]) == len(splits[name])
+    data.split_report = report
+
+
+def _source_files(cfg: DataConfig) -> list[list]:
+    """``[path, size, mtime_ns]`` of every local source file (the artefact's key must change with them)."""
+    if cfg.source != "local":
+        return []
+    folder = resolve_data_dir(cfg.data_dir)
+    if not folder.is_dir():
+        return []
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name.endswith(DATA_SUFFIXES)]
+
+
+def _code_hash() -> str:
+    """Hash of the modules that shape the rows (loaders, splits, the testbed, this module)."""
+    import hashlib
+
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("loaders.py", "splits.py", "synthetic.py", "formats.py", "pipeline.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def artefact_key(cfg: DataConfig, seed: int) -> str:
+    """The key the data artefact of ``cfg`` and ``seed`` is stored under (see the module docstring)."""
+    import hashlib
+    import json
+
+    payload = {"config": dataclasses.asdict(cfg), "seed": seed, "files": _source_files(cfg),
+               "data_dir_env": os.environ.get("DRDO_DATA_DIR"), "code": _code_hash(), "version": ARTEFACT_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def run(run, cfg: DataConfig | None = None) -> ProfileData:
+    """The data stage: load the sources of ``run``'s ``data`` section, form the splits, and write the artefact
+    ``runs/<profile>/data/stage/`` that every later stage reads (module docstring). Returns the data."""
+    import json
+    import shutil
+
+    cfg = cfg if cfg is not None else run.config(DataConfig, "data")
+    root = run.stage_dir("data")
+    data = load_sources(cfg, seed=run.seed, synthetic_dir=root / "synthetic")
+    _split_indices(data)
+    out = root / "stage"
+    tmp = root / ".stage.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name in ("preferences", "sft", "ood"):
+        ds = getattr(data, name)
+        if ds is not None:
+            ds.save_to_disk(str(tmp / name))
+    (tmp / "splits.json").write_text(json.dumps(data.split_indices))
+    if data.split_report is not None:
+        data.split_report.to_csv(tmp / "split_report.csv", index=False)
+    manifest = {"key": artefact_key(cfg, run.seed), "seed": run.seed, "config": dataclasses.asdict(cfg),
+                "data_dir": str(data.data_dir) if data.data_dir else None,
+                "rows": {n: len(getattr(data, n)) for n in ("preferences", "sft", "ood") if getattr(data, n) is not None}}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    logger.info("data stage: %s written (%s)", out, manifest["rows"])
+    return data
+
+
+_data_stage = run  # :func:`load` takes a parameter named ``run``
+
+
+def load(run, cfg: DataConfig | None = None) -> ProfileData:
+    """The data of ``run`` as its data stage wrote it; runs the stage first when the artefact is missing or was
+    built for other settings, seed, files or code (logged)."""
+    import json
+
+    import datasets
+    import pandas as pd
+
+    cfg = cfg if cfg is not None else run.config(DataConfig, "data")
+    out = run.stage_dir("data", create=False) / "stage"
+    manifest = out / "manifest.json"
+    key = artefact_key(cfg, run.seed)
+    if not manifest.exists() or json.loads(manifest.read_text()).get("key") != key:
+        logger.info("data stage artefact %s missing or stale: running the data stage", out)
+        return _data_stage(run, cfg)
+    meta = json.loads(manifest.read_text())
+    parts = {n: datasets.load_from_disk(str(out / n)) if (out / n).is_dir() else None
+             for n in ("preferences", "sft", "ood")}
+    testbed = SyntheticTestbed(cfg.synthetic_config(run.seed)) if cfg.source == "synthetic" else None
+    report = pd.read_csv(out / "split_report.csv") if (out / "split_report.csv").exists() else None
+    return ProfileData(**parts, data_dir=Path(meta["data_dir"]) if meta.get("data_dir") else None, testbed=testbed,
+                       confidence_mode=cfg.confidence_mode,
+                       split_indices=json.loads((out / "splits.json").read_text()), split_report=report)
 
 
 def _load_ultrafeedback(cfg: DataConfig, kw: dict) -> ProfileData:
@@ -197,7 +396,8 @@ def _load_ultrafeedback(cfg: DataConfig, kw: dict) -> ProfileData:
         prefs = prefs.map(_assign, input_columns=["split", "pair_id"], desc="UltraFeedback: test split")
     logger.info("UltraFeedback: %d pairs (%s)", len(prefs),
                 ", ".join(f"{k} {v}" for k, v in sorted(Counter(prefs["split"]).items())))
-    return ProfileData(preferences=prefs, sft=ultrafeedback_sft_rows(prefs), ood=None, data_dir=folder)
+    return ProfileData(preferences=prefs, sft=ultrafeedback_sft_rows(prefs), ood=None, data_dir=folder,
+                       confidence_mode=cfg.confidence_mode)
 
 
 def ultrafeedback_sft_rows(prefs):

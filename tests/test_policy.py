@@ -1,23 +1,21 @@
-"""Notebook 04's library side: a grid of runs, the final-metrics table, Fig. 4 and the reward-of-samples table."""
+"""The policy stage (drdo_lib.policy), notebook 04's library side: a grid of runs, the final-metrics table, Fig. 4 and the reward-of-samples table."""
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-from drdo_lib.config import build_config, load_profile  # noqa: E402
 from drdo_lib.plots import save_figure  # noqa: E402
 from drdo_lib.plots.training import FIG4_PANELS, plot_fig4_training_curves  # noqa: E402
-from drdo_lib.policy_results import final_metrics_table, load_run, run_policy_grid, true_reward_table  # noqa: E402
-from drdo_lib.trainer import PolicyConfig  # noqa: E402
+from drdo_lib.policy import final_metrics_table, load_run, run_grid, true_reward_table  # noqa: E402
+from drdo_lib.run import Run  # noqa: E402
 
 from policy_helpers import PROFILE, write_profile  # noqa: E402
 
 
 def test_grid_table_fig4_and_sample_rewards(tmp_path):
-    prof = load_profile(write_profile(tmp_path, policy={"max_steps": 3, "save_steps": 100, "logging_steps": 1}))
-    cfg = build_config(PolicyConfig, prof["policy"])
-    dirs = run_policy_grid(cfg, prof, methods=["drdo", "dpo"], splits=["D_all", "D_lc_le"], progress=False)
+    run = Run.create(write_profile(tmp_path, policy={"max_steps": 3, "save_steps": 100, "logging_steps": 1}))
+    dirs = run_grid(run, methods=["drdo", "dpo"], splits=["D_all", "D_lc_le"], progress=False)
     assert [d.name for d in dirs] == ["drdo_D_all", "dpo_D_all", "drdo_D_lc_le", "dpo_D_lc_le"]
 
     table = final_metrics_table(dirs)

@@ -1,0 +1,361 @@
+"""The policy stage (notebook 04): :class:`PolicyConfig`, the training pairs with their precomputed columns, and
+:func:`run`, which trains one student (DRDO, DPO, IPO or e-DPO) with :class:`drdo_lib.trainer.PreferenceTrainer`.
+
+::
+
+    from drdo_lib import policy
+    from drdo_lib.run import Run
+    run = Run.create("mini")
+    out = policy.run(run, method="drdo", split="D_all")     # runs/mini/policy/drdo_D_all/
+    dirs = policy.run_grid(run)                             # every policy.methods x policy.splits
+
+What a run reads: the data stage's split (:func:`drdo_lib.data.pipeline.load`), the SFT policy (initial and
+reference policy), the Oracle and the e-DPO ensemble (their outputs precomputed into dataset columns by
+:mod:`drdo_lib.precompute`, cached under ``runs/<profile>/precompute/``). What it writes, under
+``runs/<profile>/policy/<method>_<split>/``: ``final/`` (model + tokenizer, safetensors), ``metrics.jsonl`` (one
+line per logging step), ``summary.json``, ``config.json`` and checkpoints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import transformers
+
+from drdo_lib import losses as L
+from drdo_lib.config import save_config
+from drdo_lib.hf import read_metrics, training_arguments, training_checks
+from drdo_lib.trainer import METHODS, PreferenceTrainer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PolicyConfig", "run", "run_grid", "prepare_dataset", "training_args", "model_paths", "order_by_oracle", "load_run",
+           "final_metrics_table", "true_reward_table", "STUDENT_REWARDS", "LABEL_SOURCES"]
+
+STUDENT_REWARDS = ("head", "logprob")
+LABEL_SOURCES = ("human", "oracle")
+#: Final metrics shown in notebook 04's summary table (metrics.jsonl keys).
+SUMMARY_METRICS = ("loss", "bt_accuracy", "oracle_reward_advantage", "logps_chosen", "logps_rejected", "p_w",
+                   "grad_norm")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Settings of the preference-training stage (profile section ``policy``); defaults follow the paper's Table 6."""
+
+    methods: tuple[str, ...] = ("drdo", "dpo", "edpo")  # methods notebook 04 / run_all.sh trains, each of METHODS
+    splits: tuple[str, ...] = ("D_all", "D_hc_he", "D_lc_le")  # data splits to train on (names from drdo_lib.data)
+    row_splits: tuple[str, ...] = ("train",)  # train on rows whose `split` column is one of these (sample: valid*)
+    init_model: str | None = None  # initial policy = reference policy (dir or hub id); None: runs/<profile>/sft/final
+    oracle_model: str | None = None  # oracle dir for precomputed rewards; None: runs/<profile>/oracle/final
+    ensemble_models: tuple[str, ...] | None = None  # e-DPO reward models; None: runs/<profile>/ensemble/member_*
+    beta: float = 0.1  # DPO/IPO/e-DPO β (paper 0.1, swept {0.1, 0.5, 1, 10}); DRDO student_reward="logprob": r̂ = β·z
+    alpha: float = 0.1  # DRDO focal weight α (Eq. 6; paper 0.1, swept {0.1, 1})
+    gamma: float = 2.0  # DRDO focal exponent γ (Eq. 6; paper 2, swept {0, 1, 2, 5})
+    edpo_reduction: str = "min"  # how e-DPO combines its K members: min | mean | max (see losses.edpo_loss)
+    student_reward: str = "head"  # DRDO r̂: "head" (linear reward head on the student) | "logprob" (r̂ = β·z)
+    student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
+    logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
+    label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
+    template: str = "tldr"  # prompt template used to tokenise pairs (same as the SFT stage): tldr | chat | raw
+    max_prompt_length: int = 512  # prompts longer than this (tokens) are dropped and counted
+    max_length: int = 1024  # prompt + response longer than this are dropped and counted
+    max_train_rows: int | None = None  # keep at most this many training pairs (None: all)
+    learning_rate: float = 5e-6  # peak learning rate
+    lr_scheduler_type: str = "cosine"  # transformers scheduler name
+    warmup_steps: float = 0.0  # warm-up steps (>= 1) or fraction of training (< 1)
+    weight_decay: float = 0.05  # decoupled weight decay
+    optim: str = "paged_adamw_32bit"  # transformers optimizer; paged_* falls back to adamw_torch without bitsandbytes/CUDA
+    max_grad_norm: float = 1.0  # gradient clipping (the logged grad_norm is the pre-clip norm)
+    per_device_train_batch_size: int = 12  # pairs per device per micro-batch
+    gradient_accumulation_steps: int = 4  # micro-batches per optimizer step (paper: 12 x 4 ... = 64 effective)
+    max_steps: int = 1000  # optimizer steps (> 0); the paper trains 1k steps
+    logging_steps: int = 10  # log metrics (metrics.jsonl) every this many steps
+    save_steps: int = 500  # checkpoint every this many steps
+    save_total_limit: int | None = 2  # keep this many checkpoints (None: all)
+    gradient_checkpointing: bool = False  # activation checkpointing on the student LM (use_reentrant=False)
+    bf16: str | bool = "auto"  # bfloat16 autocast: "auto" = on when a CUDA GPU supports it; True/False forces
+    deepspeed: str | None = None  # DeepSpeed JSON (e.g. configs/deepspeed_zero2.json); None: plain DDP / single device
+    disable_dropout: bool = True  # zero every dropout in the student (as TRL's DPO does); keeps runs deterministic
+    precompute_batch_size: int = 32  # batch size of the (cached) reference / oracle precompute passes
+    resume_from_checkpoint: str | None = None  # "last" (latest checkpoint in the run dir), a checkpoint dir, or None
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; store tuples so the frozen config stays hashable.
+        for name in ("methods", "splits", "row_splits", "ensemble_models"):
+            v = getattr(self, name)
+            if isinstance(v, (list, str)):
+                object.__setattr__(self, name, tuple([v] if isinstance(v, str) else v))
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"policy.methods must be a non-empty subset of {METHODS}, got {self.methods}")
+        if not self.splits or not self.row_splits:
+            raise ValueError("policy.splits and policy.row_splits must name at least one split each")
+        checks = training_checks(self) + [
+            (self.student_reward in STUDENT_REWARDS, f"student_reward must be one of {STUDENT_REWARDS}"),
+            (self.label_source in LABEL_SOURCES, f"label_source must be one of {LABEL_SOURCES}"),
+            (self.logp_reduction in L.LOGP_REDUCTIONS, f"logp_reduction must be one of {L.LOGP_REDUCTIONS}"),
+            (self.edpo_reduction in L.EDPO_REDUCTIONS, f"edpo_reduction must be one of {L.EDPO_REDUCTIONS}"),
+            (self.beta > 0, "beta must be > 0"),
+            (self.alpha >= 0 and self.gamma >= 0, "alpha and gamma must be >= 0"),
+            (self.max_steps > 0, "max_steps must be > 0"),
+            (self.save_steps > 0, "save_steps must be > 0"),
+            (self.save_total_limit is None or self.save_total_limit > 0, "save_total_limit must be > 0 or null"),
+            (self.precompute_batch_size > 0, "precompute_batch_size must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"PolicyConfig: {msg} (got {dataclasses.asdict(self)})")
+
+    @property
+    def needs_ref_logps(self) -> bool:
+        """True when some configured method needs reference log-probs (DPO/IPO/e-DPO)."""
+        return any(m != "drdo" for m in self.methods)
+
+
+
+def order_by_oracle(ds):
+    """``label_source="oracle"``: make ``y_w`` the response with the higher precomputed oracle reward.
+
+    Every ``*chosen*`` column is swapped with its ``*rejected*`` partner (texts, token ids, masks, reference
+    log-probs, oracle and ensemble rewards) on the rows where ``oracle_rejected_reward > oracle_chosen_reward``; the
+    number of swapped rows is logged. Ties keep the human order.
+    """
+    if "oracle_chosen_reward" not in ds.column_names:
+        raise ValueError("label_source='oracle' needs the precomputed oracle_chosen_reward/oracle_rejected_reward columns")
+    pairs = [(c, c.replace("chosen", "rejected")) for c in ds.column_names if "chosen" in c]
+    pairs = [(a, b) for a, b in pairs if b in ds.column_names]
+
+    def swap(batch):
+        flip = [r > c for c, r in zip(batch["oracle_chosen_reward"], batch["oracle_rejected_reward"])]
+        for a, b in pairs:
+            xa, xb = batch[a], batch[b]
+            batch[a] = [vb if f else va for va, vb, f in zip(xa, xb, flip)]
+            batch[b] = [va if f else vb for va, vb, f in zip(xa, xb, flip)]
+        return batch
+
+    n = sum(r > c for c, r in zip(ds["oracle_chosen_reward"], ds["oracle_rejected_reward"]))
+    logger.info("label_source=oracle: %d of %d pairs reordered by the oracle's rewards", n, len(ds))
+    return ds.map(swap, batched=True, desc="Ordering pairs by oracle reward")
+
+
+
+
+def training_args(cfg: PolicyConfig, output_dir: str | Path, seed: int, *, progress: bool = True, **overrides: Any):
+    """``TrainingArguments`` of a policy run: :func:`drdo_lib.hf.training_arguments` plus checkpoints every
+    ``save_steps`` (at most ``save_total_limit`` kept) and every dataset column kept (the precomputed ones)."""
+    kw = dict(save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+              remove_unused_columns=False, dataloader_pin_memory=True)
+    kw.update(overrides)
+    return training_arguments(cfg, output_dir, seed, progress=progress, **kw)
+
+
+def model_paths(run, cfg: PolicyConfig) -> dict[str, Any]:
+    """The initial/reference policy, Oracle and ensemble a policy run reads (settings, else the run's stages)."""
+    init = cfg.init_model or str(run.sft_model)
+    oracle = cfg.oracle_model or str(run.oracle_model)
+    ensemble = list(cfg.ensemble_models) if cfg.ensemble_models is not None else [str(p) for p in run.ensemble_members()]
+    return {"init": init, "oracle": oracle, "ensemble": ensemble}
+
+
+def prepare_dataset(run, cfg: PolicyConfig, method: str, split: str, tokenizer, *, rows=None
+                    ) -> tuple[Any, dict[str, Any]]:
+    """Training pairs of ``split`` for ``method``: tokenised, with the precomputed (cached) columns it reads.
+
+    ``rows`` (normalised preference rows, e.g. a hand-made ``datasets.Dataset``) replaces the run's data: they are
+    used as the split as given. Otherwise the data stage's split is read (:func:`drdo_lib.data.pipeline.load`) and
+    its rows whose ``split`` column is in ``cfg.row_splits`` kept. Reference log-probs (the initial policy) are
+    always added (the BT implicit-reward metric needs them), oracle rewards when an oracle exists (required by DRDO
+    and ``label_source="oracle"``), ensemble rewards for e-DPO. Returns ``(dataset, report)``.
+    """
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.precompute import precompute_ref_logps, precompute_rewards
+
+    if rows is None:
+        from drdo_lib.data import pipeline as data_stage
+
+        keep = set(cfg.row_splits)
+        rows = data_stage.load(run).split(split).filter(lambda s: s in keep, input_columns="split",
+                                                        desc=f"{split}: training rows")
+        if len(rows) == 0:
+            raise ValueError(f"{split} has no rows with split in {sorted(keep)} (set policy.row_splits)")
+    rows = rows.shuffle(seed=run.seed)
+    if cfg.max_train_rows is not None and len(rows) > cfg.max_train_rows:
+        rows = rows.select(range(cfg.max_train_rows))
+    ds, counts = tokenize_preference_dataset(rows, tokenizer, max_prompt_length=cfg.max_prompt_length,
+                                             max_length=cfg.max_length, template=cfg.template)
+    if len(ds) == 0:
+        raise ValueError(f"no {split} pairs left after the length filter: {counts}")
+    paths = model_paths(run, cfg)
+    kw = dict(cache_dir=run.stage_dir("precompute"), batch_size=cfg.precompute_batch_size,
+              pad_token_id=tokenizer.pad_token_id)
+    ds = precompute_ref_logps(paths["init"], ds, logp_reduction=cfg.logp_reduction, **kw)
+    need_oracle = method == "drdo" or cfg.label_source == "oracle"
+    if Path(paths["oracle"]).is_dir():
+        ds = precompute_rewards(paths["oracle"], ds, column_prefix="oracle", **kw)
+    elif need_oracle:
+        raise FileNotFoundError(f"{method} (label_source={cfg.label_source}) needs an oracle at {paths['oracle']}; "
+                                "train it first (notebook 03 / --stage oracle) or set policy.oracle_model")
+    if method == "edpo":
+        if not paths["ensemble"]:
+            raise FileNotFoundError("e-DPO needs ensemble reward models (runs/<profile>/ensemble/member_*); train them "
+                                    "first (notebook 03 / --stage ensemble) or set policy.ensemble_models")
+        ds = precompute_rewards(paths["ensemble"], ds, column_prefix="ensemble", **kw)
+    if cfg.label_source == "oracle":
+        ds = order_by_oracle(ds)
+    report = {"split": split, "method": method, "rows": counts, "train_pairs": len(ds), **paths}
+    return ds, report
+
+
+def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: str | None = None, *, rows=None,
+        callbacks=None, progress: bool = True) -> Path:
+    """Train one student (``method`` on ``split``; defaults: the first of ``cfg.methods`` / ``cfg.splits``) of
+    ``run`` and return its directory ``runs/<profile>/policy/<method>_<split>/`` holding ``final/`` (model +
+    tokenizer, safetensors), ``metrics.jsonl`` (one line per logging step), ``summary.json`` and the resolved
+    ``config.json``.
+
+    ``cfg`` defaults to the run's ``policy`` section. ``rows`` replaces the run's preference data (see
+    :func:`prepare_dataset`). Works in one process and under ``torchrun`` / ``accelerate launch`` / ``deepspeed``
+    (data preparation runs on the main process first; others read its cache).
+    """
+    import shutil
+    import time
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from drdo_lib.models import CausalLMWithRewardHead, count_parameters
+
+    cfg = cfg if cfg is not None else run.config(PolicyConfig, "policy")
+    method = method or cfg.methods[0]
+    split = split or cfg.splits[0]
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    seed = run.seed
+    paths = model_paths(run, cfg)
+    if cfg.init_model is None:
+        run.require(run.sft_model / "config.json", "the SFT policy (initial and reference policy)", "sft (notebook 02)")
+    out = run.policy_dir(method, split)
+    args = training_args(cfg, out, seed, progress=progress)
+    transformers.set_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(paths["init"])
+    with args.main_process_first(desc="policy dataset"):
+        ds, report = prepare_dataset(run, cfg, method, split, tokenizer, rows=rows)
+    lm = AutoModelForCausalLM.from_pretrained(paths["init"], use_safetensors=True)
+    if cfg.gradient_checkpointing:
+        lm.config.use_cache = False
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    use_head = method == "drdo" and cfg.student_reward == "head"
+    model = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed) if use_head else lm
+
+    resume = cfg.resume_from_checkpoint
+    if resume == "last":
+        resume = get_last_checkpoint(str(out))
+        if resume is None:
+            logger.warning("resume_from_checkpoint='last' but %s has no checkpoint: training from scratch", out)
+    if resume is None and args.should_save:  # a fresh run: stale checkpoints of an earlier run would be resumed
+        for old in out.glob("checkpoint-*"):
+            shutil.rmtree(old)
+    trainer = PreferenceTrainer(model, cfg, method, args=args, train_dataset=ds, pad_token_id=tokenizer.pad_token_id,
+                                processing_class=tokenizer, callbacks=callbacks)
+    if not progress:  # quiet: no progress bar and no printed log dicts (metrics.jsonl has them)
+        trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    if args.should_save:
+        save_config(cfg, out / "config.json")
+    logger.info("%s on %s: %d pairs, %s parameters, %d steps", method, split, len(ds),
+                f"{count_parameters(model):,}", cfg.max_steps)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - t0
+    if args.should_save:
+        final = out / "final"
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        logs = [r for r in trainer.state.log_history if "loss" in r and "step" in r]
+        start = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else 0
+        steps_run = max(trainer.state.global_step - start, 1)
+        summary = {
+            "method": method, "split": split, "profile": run.name, "seed": seed, "steps": trainer.state.global_step,
+            "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / steps_run, 4),
+            "world_size": args.world_size, "device": str(args.device), "bf16": bool(args.bf16),
+            "parameters": count_parameters(model), "final": logs[-1] if logs else {}, **report,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return out
+
+
+def run_grid(run_: Any, cfg: PolicyConfig | None = None, *, methods: Sequence[str] | None = None,
+             splits: Sequence[str] | None = None, progress: bool = True) -> list[Path]:
+    """Train every ``method`` on every ``split`` (defaults: ``cfg.methods`` × ``cfg.splits``); returns run dirs."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg if cfg is not None else run_.config(PolicyConfig, "policy")
+    grid = [(m, s) for s in (splits or cfg.splits) for m in (methods or cfg.methods)]
+    out = []
+    for method, split in tqdm(grid, desc="policy runs", disable=not progress):
+        logger.info("training %s on %s", method, split)
+        out.append(run(run_, cfg, method, split, progress=False))
+    return out
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """``{"method", "split", "summary", "metrics", "final_dir"}`` of one policy run directory."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"method": summary["method"], "split": summary["split"], "summary": summary,
+            "metrics": read_metrics(run_dir), "final_dir": run_dir / "final"}
+
+
+def final_metrics_table(run_dirs: Sequence[str | Path], last_n: int = 3):
+    """A DataFrame (index method, split) of the mean of the last ``last_n`` logged values of each summary metric,
+    plus steps, pairs and seconds per step."""
+    import pandas as pd
+
+    recs = []
+    for d in run_dirs:
+        r = load_run(d)
+        tail = r["metrics"][-last_n:]
+        rec = {"method": r["method"], "split": r["split"], "steps": r["summary"]["steps"],
+               "pairs": r["summary"]["train_pairs"], "s/step": r["summary"]["seconds_per_step"]}
+        for k in SUMMARY_METRICS:
+            vals = [x[k] for x in tail if k in x]
+            rec[k] = sum(vals) / len(vals) if vals else float("nan")
+        recs.append(rec)
+    return pd.DataFrame(recs).set_index(["method", "split"])
+
+
+def true_reward_table(run_dirs: Sequence[str | Path], sft_dir: str | Path, prompts: Sequence[str],
+                      reward_fn: Callable[[Sequence[str], Sequence[str]], Sequence[float]], *,
+                      max_new_tokens: int = 16, max_prompt_length: int = 512, seed: int = 0):
+    """Mean reward (``reward_fn``, e.g. r*) of greedy samples of every policy and of the SFT policy on ``prompts``.
+
+    Returns a DataFrame with columns ``policy, method, split, reward, reward_minus_sft, win_vs_sft`` (the fraction of
+    prompts where the policy's sample scores higher than the SFT sample; ties count ½).
+    """
+    import numpy as np
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from drdo_lib.sft import true_reward_of_samples
+
+    tok = AutoTokenizer.from_pretrained(str(sft_dir))
+    kw = dict(max_new_tokens=max_new_tokens, temperature=0.0, seed=seed, max_prompt_length=max_prompt_length)
+
+    def scores(model_dir) -> np.ndarray:
+        res = true_reward_of_samples(str(model_dir), tok, list(prompts), reward_fn, **kw)
+        return np.asarray(res["rewards"], dtype=float)
+
+    base = scores(sft_dir)
+    recs = [{"policy": "sft", "method": "sft", "split": "-", "reward": base.mean(), "reward_minus_sft": 0.0,
+             "win_vs_sft": 0.5}]
+    for d in run_dirs:
+        r_ = load_run(d)
+        r = scores(r_["final_dir"])
+        recs.append({"policy": f"{r_['method']}/{r_['split']}", "method": r_["method"], "split": r_["split"],
+                     "reward": r.mean(), "reward_minus_sft": (r - base).mean(),
+                     "win_vs_sft": float(np.mean((r > base) + 0.5 * (r == base)))})
+    return pd.DataFrame(recs).set_index("policy")

@@ -1,0 +1,183 @@
+"""One run of the pipeline: the profile, its seed and every path, resolved once and handed to every stage.
+
+A notebook or a CLI call builds one :class:`Run` and passes it to each stage's ``run(run, cfg)`` entry point::
+
+    from drdo_lib.run import Run
+    run = Run.create("mini")                     # a profile name, a YAML path or a loaded mapping
+    run = Run.create("mini", seed=1, sections={"policy": {"max_steps": 20}})   # notebook/CLI values win
+    run.config(SFTConfig, "sft")                 # the section as its frozen dataclass (unknown keys rejected)
+    run.sft_model, run.policy_dir("drdo", "D_all"), run.figures
+
+Nothing else in the library resolves a profile, a seed or a run path. The layout under ``runs_dir``::
+
+    runs/<profile>/data/          the data stage's artefact (splits written once; later stages read it)
+    runs/<profile>/sft/final/     the SFT policy (initial and reference policy)
+    runs/<profile>/oracle/final/  the Oracle (reward head + LM)
+    runs/<profile>/ensemble/member_<k>/  the e-DPO reward models
+    runs/<profile>/precompute/    cached reference log-probs and rewards
+    runs/<profile>/policy/<method>_<split>/  one preference-training run (final/, metrics.jsonl, summary.json)
+    runs/<profile>/eval/          notebook 05's generations, scores and tables
+    figures/<profile>/            every figure and table (``figures_dir`` is the root)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from drdo_lib.config import REPO_ROOT, build_config, load_profile
+
+T = TypeVar("T")
+
+__all__ = ["Run", "TOP_LEVEL_KEYS", "SECTIONS", "section_class"]
+
+#: Run-wide keys of a profile (every other top-level key is a stage section).
+TOP_LEVEL_KEYS = ("profile", "seed", "runs_dir", "figures_dir")
+#: Each stage section of a profile and the frozen dataclass (module, class) its mapping mirrors.
+SECTIONS = {
+    "theory": ("drdo_lib.theory", "TheoryConfig"),
+    "data": ("drdo_lib.data.pipeline", "DataConfig"),
+    "sft": ("drdo_lib.sft", "SFTConfig"),
+    "oracle": ("drdo_lib.oracle", "OracleConfig"),
+    "policy": ("drdo_lib.policy", "PolicyConfig"),
+    "eval": ("drdo_lib.evaluation", "EvalConfig"),
+}
+
+
+def section_class(name: str) -> type:
+    """The config dataclass of profile section ``name`` (:data:`SECTIONS`)."""
+    import importlib
+
+    if name not in SECTIONS:
+        raise ValueError(f"unknown profile section {name!r}; sections: {sorted(SECTIONS)}")
+    module, cls = SECTIONS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def _root(value: str | Path | None, default: str) -> Path:
+    p = Path(value) if value not in (None, "") else REPO_ROOT / default
+    return p if p.is_absolute() else (Path.cwd() / p).resolve()
+
+
+@dataclass(frozen=True)
+class Run:
+    """A profile mapping (stage sections as dicts), the run seed and the two output roots."""
+
+    profile: Mapping[str, Any]
+    seed: int
+    runs_root: Path
+    figures_root: Path
+
+    @classmethod
+    def create(cls, profile: str | Path | Mapping[str, Any] = "mini", *, seed: int | None = None,
+               runs_dir: str | Path | None = None, figures_dir: str | Path | None = None,
+               sections: Mapping[str, Mapping[str, Any] | None] | None = None) -> "Run":
+        """Resolve a profile once.
+
+        ``profile`` is a name (``configs/<name>.yaml``), a YAML path or an already-loaded mapping. ``seed``,
+        ``runs_dir`` and ``figures_dir`` default to the profile's top-level values (else 0, ``runs/``,
+        ``figures/``); relative roots are resolved against the working directory. ``sections`` maps a stage name to
+        values that take precedence over the profile's section (papermill-injected notebook parameters, CLI
+        overrides); an empty or ``None`` mapping leaves the profile's section as it is.
+        """
+        prof = dict(load_profile(profile))
+        for name, given in (sections or {}).items():
+            base = prof.get(name) or {}
+            if not isinstance(base, Mapping):
+                raise ValueError(f"profile {prof['profile']!r}: section {name!r} must be a mapping, "
+                                 f"got {type(base).__name__}")
+            prof[name] = {**base, **dict(given or {})}
+        seed = prof.get("seed", 0) if seed is None else seed
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        prof["seed"] = seed
+        runs_root = _root(runs_dir if runs_dir is not None else prof.get("runs_dir"), "runs")
+        figures_root = _root(figures_dir if figures_dir is not None else prof.get("figures_dir"), "figures")
+        return cls(profile=prof, seed=seed, runs_root=runs_root, figures_root=figures_root)
+
+    def validate(self) -> "Run":
+        """Build every section's dataclass now (unknown sections, unknown keys and bad values raise ``ValueError``
+        naming them), so a typo anywhere in a profile or an override fails before any stage runs."""
+        unknown = sorted(set(self.profile) - set(SECTIONS) - set(TOP_LEVEL_KEYS))
+        if unknown:
+            raise ValueError(f"profile {self.name!r}: unknown section(s) {unknown}; sections: {sorted(SECTIONS)}, "
+                             f"run-wide keys: {list(TOP_LEVEL_KEYS)}")
+        for name in SECTIONS:
+            if name in self.profile:
+                try:
+                    self.config(section_class(name), name)
+                except TypeError as e:  # a wrong-typed value that a __post_init__ comparison trips over
+                    raise ValueError(f"profile {self.name!r}, section {name!r}: {e}") from e
+        return self
+
+    def with_seed(self, seed: int) -> "Run":
+        """The same run with another seed (same paths: a multi-seed study gives each seed its own ``runs_dir``)."""
+        return dataclasses.replace(self, seed=int(seed), profile={**self.profile, "seed": int(seed)})
+
+    # ---- settings -------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The profile's name: the folder under ``runs_dir`` and ``figures_dir``."""
+        return str(self.profile["profile"])
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One stage section of the profile as a plain dict (empty when the profile has none)."""
+        sec = self.profile.get(name) or {}
+        if not isinstance(sec, Mapping):
+            raise ValueError(f"profile {self.name!r}: section {name!r} must be a mapping, got {type(sec).__name__}")
+        return dict(sec)
+
+    def config(self, cls: type[T], name: str, **overrides: Any) -> T:
+        """Section ``name`` built into the frozen dataclass ``cls`` (unknown keys raise, naming the field)."""
+        return build_config(cls, self.section(name), **overrides)
+
+    # ---- paths ----------------------------------------------------------------------------------------------
+    @property
+    def dir(self) -> Path:
+        """``runs/<profile>/``."""
+        return self.runs_root / self.name
+
+    def stage_dir(self, stage: str, create: bool = True) -> Path:
+        """``runs/<profile>/<stage>/`` (created unless ``create=False``)."""
+        d = self.dir / stage
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def figures(self) -> Path:
+        """``figures/<profile>/`` (created): where every figure and table of the run is written."""
+        d = self.figures_root / self.name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def sft_model(self) -> Path:
+        """The SFT policy: ``runs/<profile>/sft/final``."""
+        return self.dir / "sft" / "final"
+
+    @property
+    def oracle_model(self) -> Path:
+        """The Oracle: ``runs/<profile>/oracle/final``."""
+        return self.dir / "oracle" / "final"
+
+    def ensemble_members(self) -> list[Path]:
+        """The e-DPO reward models ``runs/<profile>/ensemble/member_<k>`` that exist, in member order."""
+        root = self.dir / "ensemble"
+        found = [p for p in root.glob("member_*") if p.is_dir()] if root.is_dir() else []
+        return sorted(found, key=lambda p: int(p.name.split("_")[-1]))
+
+    def policy_dir(self, method: str, split: str, create: bool = True) -> Path:
+        """One preference-training run: ``runs/<profile>/policy/<method>_<split>/``."""
+        d = self.dir / "policy" / f"{method}_{split}"
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def require(self, path: Path, what: str, stage: str) -> Path:
+        """``path`` if it exists, else a ``FileNotFoundError`` saying which stage writes it."""
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} not found at {path}: run the {stage} stage first "
+                                    f"(profile {self.name!r}, runs_dir {self.runs_root})")
+        return Path(path)
