@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from drdo_lib.judge import judge_pairs
+from drdo_lib.winrates import bootstrap_ci
 
 log = logging.getLogger(__name__)
 
@@ -172,27 +172,23 @@ def alpaca_win_rate(preferences: Iterable[float]) -> dict[str, float]:
 
 
 def head_to_head_table(results: Mapping[tuple[str, str], pd.DataFrame], *, weighted: bool = True,
-                       n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+                       n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Table 3 rows: ``{(model, baseline): annotations}`` → one row per comparison.
 
     Columns: ``model``, ``baseline``, ``win_rate`` (% of the model over the baseline; from
-    ``weighted_preference`` when ``weighted``), a percentile-bootstrap 95 % CI (``ci_low``, ``ci_high``),
-    ``standard_error``, ``discrete_win_rate``, ``n_wins``, ``n_wins_base``, ``n_draws``, ``n_total``,
-    ``n_discarded``.
+    ``weighted_preference`` when ``weighted``), a percentile-bootstrap CI at ``level`` over instructions
+    (``ci_low``, ``ci_high``; :func:`drdo_lib.winrates.bootstrap_ci`, seeded with ``seed`` for every row, so a row's
+    interval does not depend on the other rows), ``standard_error``, ``discrete_win_rate``, ``n_wins``,
+    ``n_wins_base``, ``n_draws``, ``n_total``, ``n_discarded``.
     """
     rows = []
-    rng = np.random.default_rng(seed)
     for (name, baseline), ann in results.items():
         prefs = ann["weighted_preference" if weighted else "preference"].astype(float)
         m = alpaca_win_rate(prefs)
         x = prefs[(prefs >= 1) & (prefs <= 2)].to_numpy() - 1
-        if len(x):
-            boot = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1) * 100
-            lo, hi = np.quantile(boot, [0.025, 0.975])
-        else:
-            lo = hi = math.nan
-        rows.append({"model": name, "baseline": baseline, "win_rate": m["win_rate"], "ci_low": float(lo),
-                     "ci_high": float(hi), "standard_error": m["standard_error"],
+        lo, hi = bootstrap_ci(x * 100, n_boot=n_boot, level=level, seed=seed)  # (nan, nan) when x is empty
+        rows.append({"model": name, "baseline": baseline, "win_rate": m["win_rate"], "ci_low": lo,
+                     "ci_high": hi, "standard_error": m["standard_error"],
                      "discrete_win_rate": alpaca_win_rate(ann["preference"])["discrete_win_rate"],
                      **{k: m[k] for k in ("n_wins", "n_wins_base", "n_draws", "n_total", "n_discarded")}})
     return pd.DataFrame(rows)

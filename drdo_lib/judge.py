@@ -45,6 +45,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from drdo_lib.judge_prompts import DEFAULT_PARAMS, TEMPLATES, build_messages, parse_alpaca, parse_preferred
+from drdo_lib.winrates import bootstrap_ci
 
 log = logging.getLogger(__name__)
 
@@ -457,7 +458,8 @@ def _judge_remote(prompts, responses_a, responses_b, references, cfg: JudgeSetti
 
 # ------------------------------------------------------------------------------------------------ summary
 def win_rate_summary(df: pd.DataFrame, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Win rate of a over b from :func:`judge_pairs` output, with a percentile-bootstrap CI over pairs.
+    """Win rate of a over b from :func:`judge_pairs` output, with a percentile-bootstrap CI over pairs
+    (:func:`drdo_lib.winrates.bootstrap_ci`).
 
     A win scores 1, a tie 1/2, a loss 0; discarded pairs leave the denominator and are counted. Also reports
     ``win_rate_excl_ties`` (wins / (wins + losses)) and, for ``order="both"``, ``position_consistency`` (share of
@@ -471,13 +473,8 @@ def win_rate_summary(df: pd.DataFrame, *, n_boot: int = 2000, ci: float = 0.95, 
     scores = np.concatenate([np.ones(wins), np.zeros(losses), np.full(ties, 0.5)])
     out: dict[str, Any] = {"n": len(df), "judged": len(scores), "wins": wins, "losses": losses, "ties": ties,
                            "discarded": discarded}
-    if len(scores):
-        rng = np.random.default_rng(seed)
-        boot = scores[rng.integers(0, len(scores), size=(n_boot, len(scores)))].mean(axis=1)
-        lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-        out.update(win_rate=float(scores.mean()), ci_low=float(lo), ci_high=float(hi))
-    else:
-        out.update(win_rate=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    lo, hi = bootstrap_ci(scores, n_boot=n_boot, level=ci, seed=seed)  # (nan, nan) when nothing was judged
+    out.update(win_rate=float(scores.mean()) if len(scores) else float("nan"), ci_low=lo, ci_high=hi)
     out["win_rate_excl_ties"] = wins / (wins + losses) if wins + losses else float("nan")
     if "consistent" in df:
         c = df["consistent"].dropna()

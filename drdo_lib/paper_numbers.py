@@ -12,9 +12,14 @@ import pandas as pd
 
 from drdo_lib.data.splits import PAPER_TABLE5
 
-__all__ = ["TABLE1", "TABLE2", "TABLE3", "TABLE5", "table2_long", "PAPER_TEMPERATURES", "PAPER_TABLE2_MODELS"]
+__all__ = ["TABLE1", "TABLE2", "TABLE3", "TABLE5", "table2_long", "PAPER_TEMPERATURES", "PAPER_TABLE2_MODELS",
+           "METHOD_NAMES"]
 
-PAPER_TEMPERATURES = (0.2, 0.5, 0.7, 0.9)
+#: Sampling temperatures of the paper (Sec. 6, Table 2, Fig. 3); the default grid of generation and evaluation.
+PAPER_TEMPERATURES: tuple[float, ...] = (0.2, 0.5, 0.7, 0.9)
+#: The methods as the paper names them (and "Gold" for the human reference summary, as in Table 1's "Gold vs." rows):
+#: every table label, comparison name ("DRDO vs. e-DPO", matching TABLE1/TABLE3) and figure legend uses these.
+METHOD_NAMES = {"drdo": "DRDO", "dpo": "DPO", "edpo": "e-DPO", "ipo": "IPO", "sft": "SFT", "reference": "Gold"}
 PAPER_TABLE2_MODELS = ("OPT-125M", "OPT-350M", "OPT-1.3B", "OPT-2.7B", "Phi-3")
 
 #: Table 1: "# Wins" and "Win Rate" per comparison; ``split`` is the TL;DR training split of both policies

@@ -46,24 +46,25 @@ import logging
 import pandas as pd
 from IPython.display import Markdown, display
 
-from drdo_lib.config import build_config, profile_sections, figures_dir
-from drdo_lib.data import DataConfig, build_splits, dropped_counts, load_profile_data
+from drdo_lib.data import DataConfig, dropped_counts
+from drdo_lib.data import pipeline as data_stage
 from drdo_lib.data.stats import (
     choice_confidence_table,
     reference_rewards,
     table5_comparison,
     true_reward_agreement,
     worker_agreement,
-    write_table,
 )
 from drdo_lib.plots import save_figure
 from drdo_lib.plots import data as dplots
+from drdo_lib.run import Run
+from drdo_lib.tables import write_table
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 pd.set_option("display.precision", 3)
-data = profile_sections(profile, data=data)
-cfg = build_config(DataConfig, data)
-figdir = figures_dir(profile)
+run = Run.create(profile, seed=seed, sections={"data": data})  # opened by hand: the profile's YAML fills in
+cfg = run.config(DataConfig, "data")
+figdir = run.figures
 cfg
 
 # %% [markdown]
@@ -86,7 +87,8 @@ cfg
 # low-strength pairs are genuinely non-deterministic (p* ≈ ½), and r* is the gold judge of every later notebook.
 
 # %%
-loaded = load_profile_data(cfg, profile, seed=seed)
+# The data stage: load, normalise, split, and write runs/<profile>/data/stage/ once; notebooks 02-05 read it back.
+loaded = data_stage.run(run, cfg)
 rows = loaded.preferences
 print(f"source: {cfg.source}; preference rows: {len(rows)}; SFT rows: {len(loaded.sft)}; "
       f"OOD rows: {0 if loaded.ood is None else len(loaded.ood)}")
@@ -115,7 +117,8 @@ write_table(t5, figdir / "table5_splits")
 display(t5.set_index("split").T)
 
 # %%
-splits, report = build_splits(rows, confidence_mode=cfg.confidence_mode)
+splits = {name: loaded.split(name) for name in ("D_all", "D_hc_he", "D_lc_le")}
+report = loaded.split_report
 write_table(report, figdir / f"split_report_{cfg.confidence_mode}")
 display(report.set_index("split").T)
 

@@ -1,130 +1,24 @@
-"""Tests of drdo_lib.evaluation: statistics against hand counts / independent formulas, scoring against direct
-forwards, the pipeline on tiny models saved in the run layout."""
+"""Tests of drdo_lib.evaluation: win-rate grids and tables against hand counts, judged head-to-heads, the pipeline on
+tiny models saved in the run layout (the statistics are tested in test_winrates.py, scoring in test_scoring.py)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from drdo_lib.evaluation import (
     EvalConfig,
-    RewardScorer,
-    bootstrap_ci,
     discover_policies,
-    encode_responses,
     generate_all,
     head_to_head,
-    mean_advantage,
     paired,
     reward_advantage_grid,
     score_generations,
     table2_form,
-    win_rate,
     win_rate_grid,
 )
-
-WORDS = "the cat sat on a mat dog ran far away and then came back home".split()
-
-
-def tiny_tokenizer():
-    from drdo_lib.models import build_tokenizer
-
-    return build_tokenizer("tiny-gpt2", vocab_words=WORDS + ["TL;DR:", "POST:", "TL", "DR", ";", ":"])
-
-
-def tiny_lm(tok, seed=0):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    return GPT2LMHeadModel(cfg).eval()
-
-
-# ------------------------------------------------------------------------------------------- statistics
-def test_win_rate_hand_count_and_ties():
-    a = [1.0, 2.0, 3.0, 0.5, 2.0, 7.0]
-    b = [0.0, 2.0, 4.0, 0.5, 1.95, 1.0]
-    r = win_rate(a, b, n_boot=200)
-    assert (r["n"], r["wins"], r["ties"], r["losses"]) == (6, 3, 2, 1)
-    assert r["win_rate"] == pytest.approx(3 / 6) and r["tie_rate"] == pytest.approx(2 / 6)
-    assert r["win_rate"] + r["tie_rate"] + r["loss_rate"] == pytest.approx(1.0)
-    assert r["score"] == pytest.approx((3 + 2 / 2) / 6)
-    assert r["score_ci_low"] <= r["score"] <= r["score_ci_high"]
-    r = win_rate(a, b, tie_tolerance=0.1, n_boot=200)  # 2.0 vs 1.95 becomes a tie
-    assert (r["wins"], r["ties"], r["losses"]) == (2, 3, 1)
-    assert r["win_rate_ci_low"] <= r["win_rate"] <= r["win_rate_ci_high"]
-    with pytest.raises(ValueError):
-        win_rate([1.0], [float("nan")])
-    with pytest.raises(ValueError):
-        win_rate([1.0, 2.0], [1.0])
-
-
-def test_bootstrap_ci_matches_normal_approximation_for_a_large_sample():
-    rng = np.random.default_rng(1)
-    x = rng.normal(2.0, 3.0, size=4000)
-    lo, hi = bootstrap_ci(x, n_boot=2000, level=0.95, seed=0)
-    se = x.std(ddof=1) / math.sqrt(len(x))
-    assert lo == pytest.approx(x.mean() - 1.96 * se, abs=0.25 * se)
-    assert hi == pytest.approx(x.mean() + 1.96 * se, abs=0.25 * se)
-
-
-def test_cluster_bootstrap_equals_bootstrap_of_cluster_means_when_clusters_are_copies():
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=50)
-    rep = np.repeat(x, 4)  # every prompt sampled four times with identical outcome
-    groups = np.repeat(np.arange(50), 4)
-    assert bootstrap_ci(rep, groups=groups, n_boot=500, seed=3) == pytest.approx(bootstrap_ci(x, n_boot=500, seed=3))
-    # treating the copies as independent understates the uncertainty by about a factor 2
-    naive = bootstrap_ci(rep, n_boot=500, seed=3)
-    clustered = bootstrap_ci(rep, groups=groups, n_boot=500, seed=3)
-    assert (clustered[1] - clustered[0]) > 1.6 * (naive[1] - naive[0])
-
-
-def test_mean_advantage():
-    r = mean_advantage([3.0, 1.0, 2.0], [1.0, 1.0, 0.5], n_boot=100)
-    assert r["advantage"] == pytest.approx((2 + 0 + 1.5) / 3)
-    assert r["ci_low"] <= r["advantage"] <= r["ci_high"] and r["n"] == 3
-
-
-# ------------------------------------------------------------------------------------------- scoring
-def test_encode_responses_matches_training_tokenisation():
-    datasets = pytest.importorskip("datasets")
-    from drdo_lib.data.tokenize import tokenize_preference_dataset
-
-    tok = tiny_tokenizer()
-    rows = {"prompt": ["POST: the cat sat on a mat TL;DR:", "POST: dog ran far TL;DR:"],
-            "chosen": [" cat mat", " dog ran"], "rejected": [" the", " away and then"]}
-    ds, _ = tokenize_preference_dataset(datasets.Dataset.from_dict(rows), tok, max_prompt_length=32, max_length=64)
-    ours = encode_responses(tok, rows["prompt"], rows["chosen"], max_prompt_length=32, max_length=64)
-    assert ours == [list(x) for x in ds["chosen_input_ids"]]
-    # responses without the leading space tokenise the same way
-    ours2 = encode_responses(tok, rows["prompt"], [c.strip() for c in rows["chosen"]], max_prompt_length=32,
-                             max_length=64)
-    assert ours2 == ours
-    # too long: the start is cut, the response and EOS kept
-    cut = encode_responses(tok, rows["prompt"][:1], [" cat mat"], max_prompt_length=32, max_length=5)
-    assert cut[0][-1] == tok.eos_token_id and len(cut[0]) == 5 and cut[0] == ours[0][-5:]
-
-
-def test_reward_scorer_matches_unpadded_single_forwards():
-    from drdo_lib.models import CausalLMWithRewardHead
-
-    tok = tiny_tokenizer()
-    rm = CausalLMWithRewardHead.from_causal_lm(tiny_lm(tok), head_seed=1).eval()
-    prompts = ["POST: the cat sat TL;DR:", "POST: a dog ran far away and then came back home TL;DR:", "POST: mat"]
-    responses = ["cat", "dog came home", ""]
-    scorer = RewardScorer(rm, tok, batch_size=2, device="cpu", progress=False)
-    got = scorer(prompts, responses)
-    seqs = encode_responses(tok, prompts, responses, max_prompt_length=512, max_length=1024)
-    for g, s in zip(got, seqs):
-        with torch.no_grad():
-            ref = rm(input_ids=torch.tensor([s]), attention_mask=torch.ones(1, len(s), dtype=torch.long))["rewards"]
-        assert g == pytest.approx(float(ref[0]), abs=1e-5)
-    assert scorer.single(prompts[1], responses[1]) == pytest.approx(got[1], abs=1e-5)
+from drdo_lib.scoring import RewardScorer
+from tiny_lms import tiny_lm, tiny_tokenizer
 
 
 # ------------------------------------------------------------------------------------------- tables

@@ -1,11 +1,11 @@
 """Statistics of preference rows shown in notebook 01: Table 5 in both confidence modes beside the paper's, the
 choice × raw-confidence contingency table (the confound), agreement between workers, and (synthetic testbed) how
-often labels agree with the true reward r*. Tables are written as CSV + Markdown with :func:`write_table`.
+often labels agree with the true reward r*. Tables are written as CSV + Markdown with
+:func:`drdo_lib.tables.write_table`.
 """
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import pandas as pd
 from drdo_lib.data.splits import PAPER_TABLE5, build_splits
 
 __all__ = ["table5_comparison", "choice_confidence_table", "worker_agreement", "true_reward_agreement",
-           "reference_rewards", "write_table"]
+           "reference_rewards"]
 
 
 def table5_comparison(rows: Any) -> pd.DataFrame:
@@ -101,16 +101,6 @@ def true_reward_agreement(rows: Any, testbed: Any) -> pd.DataFrame:
                     "agree_rate": float((nt["gap"] > 0).mean()) if len(nt) else float("nan"),
                     "mean_abs_reward_gap": float(g["gap"].abs().mean())})
     return pd.DataFrame(out)
-
-
-def write_table(df: pd.DataFrame, stem: str | Path, index: bool = False, floatfmt: str = ".3f") -> list[Path]:
-    """Write ``df`` as ``<stem>.csv`` and ``<stem>.md`` (GitHub Markdown); returns both paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    df.to_csv(csv, index=index)
-    md.write_text(df.to_markdown(index=index, floatfmt=floatfmt) + "\n")
-    return [csv, md]
 
 
 def reference_rewards(sft: Any, testbed: Any, split: str = "train") -> dict[str, float]:

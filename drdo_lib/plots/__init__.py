@@ -3,6 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drdo_lib.paper_numbers import METHOD_NAMES
+
+__all__ = ["save_figure", "METHOD_COLORS", "METHOD_NAMES"]
+
+#: One colour per method in every figure (notebooks 00, 04, 05, 06); names come from
+#: :data:`drdo_lib.paper_numbers.METHOD_NAMES`. Methods not listed get matplotlib's next colour.
+METHOD_COLORS = {"drdo": "#1b9e77", "dpo": "#d95f02", "edpo": "#7570b3", "ipo": "#e7298a", "sft": "#666666"}
+
 
 def save_figure(fig, path_stem: str | Path) -> list[Path]:
     """Save ``fig`` as ``<path_stem>.png`` (150 dpi) and ``<path_stem>.pdf``; returns both paths."""

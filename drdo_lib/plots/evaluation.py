@@ -3,15 +3,12 @@ judged head-to-heads beside the paper's numbers (Fig. 4 is :func:`drdo_lib.plots
 Every function returns a matplotlib Figure; save it with :func:`drdo_lib.plots.save_figure`."""
 from __future__ import annotations
 
-
-
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_reward_advantage", "plot_win_rates", "plot_head_to_head", "METHOD_COLORS"]
+from drdo_lib.plots import METHOD_COLORS, METHOD_NAMES
 
-METHOD_COLORS = {"drdo": "#1b9e77", "dpo": "#d95f02", "edpo": "#7570b3", "ipo": "#e7298a", "sft": "#666666"}
-_LABEL = {"drdo": "DRDO", "dpo": "DPO", "edpo": "e-DPO", "ipo": "IPO", "sft": "SFT"}
+__all__ = ["plot_reward_advantage", "plot_win_rates", "plot_head_to_head"]
 
 
 def _errorbars(df: pd.DataFrame, value: str, lo: str, hi: str) -> np.ndarray:
@@ -36,7 +33,7 @@ def plot_reward_advantage(adv: pd.DataFrame, *, title: str = "", reward_label: s
         for k, m in enumerate(methods):
             d = adv[(adv["versus"] == vs) & (adv["method"] == m)].set_index("temperature").reindex(temps)
             x = np.arange(len(temps)) + (k - (len(methods) - 1) / 2) * width
-            ax.bar(x, d["advantage"], width, color=METHOD_COLORS[m], label=_LABEL.get(m, m),
+            ax.bar(x, d["advantage"], width, color=METHOD_COLORS[m], label=METHOD_NAMES.get(m, m),
                    yerr=_errorbars(d, "advantage", "ci_low", "ci_high"), capsize=2, error_kw={"lw": 0.8})
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xticks(np.arange(len(temps)), [f"T={t:g}" for t in temps])
@@ -71,7 +68,7 @@ def plot_win_rates(grid: pd.DataFrame, *, title: str = "", paper: pd.DataFrame |
                             alpha=0.15)
             ax.plot(d["temperature"], d["win_rate"] + d["tie_rate"], ls=":", color=line.get_color(), lw=0.8)
         ax.axhline(0.5, color="black", lw=0.6)
-        ax.set_title(f"vs {_LABEL.get(b, b)}")
+        ax.set_title(f"vs {METHOD_NAMES.get(b, b)}")
         ax.set_xlabel("temperature")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
@@ -93,7 +90,7 @@ def plot_head_to_head(ours: pd.DataFrame, paper: pd.DataFrame | None = None, *, 
     y = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(labels) + 1.2))
     h = 0.38 if paper is not None else 0.6
-    ax.barh(y - (h / 2 if paper is not None else 0), ours["win_rate"], h, color="#1b9e77", label="ours",
+    ax.barh(y - (h / 2 if paper is not None else 0), ours["win_rate"], h, color=METHOD_COLORS["drdo"], label="ours",
             xerr=_errorbars(ours, "win_rate", "ci_low", "ci_high"), capsize=2, error_kw={"lw": 0.8})
     if paper is not None:
         p = paper.set_index(label).reindex(labels)

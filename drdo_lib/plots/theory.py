@@ -7,8 +7,8 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-METHOD_LABELS = {"dpo": "DPO", "edpo": "e-DPO", "drdo": "DRDO"}
-METHOD_COLORS = {"dpo": "tab:red", "edpo": "tab:orange", "drdo": "tab:blue"}
+from drdo_lib.plots import METHOD_COLORS, METHOD_NAMES
+
 PAIR_STYLES = {"deterministic": "-", "nd_both_orders": ":", "nd_one_sided": "--"}
 PAIR_LABELS = {
     "deterministic": "deterministic pair",
@@ -47,14 +47,15 @@ def plot_dynamics(runs: Mapping[str, Any], beta: float, title: str | None = None
         steps = np.maximum(h.steps, 1)
         for pair, vals in h.margins.items():
             axes[0].plot(steps, vals, PAIR_STYLES.get(pair, "-"), color=color, lw=1.6)
-        axes[1].plot(steps, h.mass_dispreferred, color=color, lw=1.6, label=METHOD_LABELS.get(m, m))
-        axes[2].plot(steps, h.mass_never_preferred, color=color, lw=1.6, label=METHOD_LABELS.get(m, m))
+        axes[1].plot(steps, h.mass_dispreferred, color=color, lw=1.6, label=METHOD_NAMES.get(m, m))
+        axes[2].plot(steps, h.mass_never_preferred, color=color, lw=1.6, label=METHOD_NAMES.get(m, m))
     axes[0].set_xscale("log")
     axes[0].set_xlabel("gradient step")
     axes[0].set_ylabel(r"margin  $\beta[(z-z^{ref})-(z'-z'^{ref})]$")
     axes[0].set_title(f"implicit reward margin (β = {beta:g})")
     handles = [plt.Line2D([], [], color="k", ls=PAIR_STYLES[p], label=PAIR_LABELS[p]) for p in PAIR_STYLES]
-    handles += [plt.Line2D([], [], color=METHOD_COLORS[m], label=METHOD_LABELS[m]) for m in runs if m in METHOD_COLORS]
+    handles += [plt.Line2D([], [], color=METHOD_COLORS[m], label=METHOD_NAMES.get(m, m)) for m in runs
+                if m in METHOD_COLORS]
     axes[0].legend(handles=handles, frameon=False, fontsize=7)
     axes[1].set_title(r"mass on dispreferred responses  $\pi(\mathcal{C}(y_l))$")
     axes[1].set_yscale("log")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from drdo_lib.plots import METHOD_COLORS, METHOD_NAMES
+
 __all__ = ["plot_metric_curves", "plot_reward_vs_true", "plot_fig4_training_curves", "FIG4_PANELS"]
 
 
@@ -70,14 +72,14 @@ def plot_reward_vs_true(learned_diff, true_diff, *, learned_label: str = "oracle
     return fig
 
 
-#: The four panels of the paper's Fig. 4 (metric key in metrics.jsonl → panel title).
+#: The four panels of the paper's Fig. 4 (metric key in metrics.jsonl → panel title); the one list of Fig. 4's metrics
+#: (also read by :func:`drdo_lib.report.fig4_final_metrics`).
 FIG4_PANELS = {
     "bt_accuracy": "(a) BT implicit-reward accuracy",
     "oracle_reward_advantage": "(b) oracle reward advantage",
     "logps_chosen": "(c) log π(y_w|x)",
     "logps_rejected": "(d) log π(y_l|x)",
 }
-FIG4_COLORS = {"drdo": "tab:red", "dpo": "tab:blue", "edpo": "tab:green", "ipo": "tab:purple"}
 
 
 def _ema(ys, weight: float):
@@ -116,10 +118,11 @@ def plot_fig4_training_curves(
                 if not rows:
                     continue
                 xs, ys = [r["step"] for r in rows], [r[metric] for r in rows]
-                color = FIG4_COLORS.get(method)
+                color = METHOD_COLORS.get(method)
                 if smooth > 0:
                     ax.plot(xs, ys, color=color, alpha=0.2, lw=0.8)
-                ax.plot(xs, _ema(ys, smooth) if smooth > 0 else ys, color=color, lw=1.5, label=method)
+                ax.plot(xs, _ema(ys, smooth) if smooth > 0 else ys, color=color, lw=1.5,
+                        label=METHOD_NAMES.get(method, method))
             if i == 0:
                 ax.set_title(title, fontsize=10)
             if j == 0:
