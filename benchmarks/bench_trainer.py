@@ -102,7 +102,8 @@ def worker(a: argparse.Namespace) -> dict:
     out_dir = tempfile.mkdtemp(prefix=f"bench_{a.worker}_")
     if a.worker == "drdo":
         from drdo_lib.data.tokenize import tokenize_preference_dataset
-        from drdo_lib.trainer import PolicyConfig, PreferenceTrainer
+        from drdo_lib.policy import PolicyConfig
+        from drdo_lib.trainer import PreferenceTrainer
 
         ds, _ = tokenize_preference_dataset(rows, tok, max_prompt_length=500, max_length=512)
         baseline = _rss_mb()

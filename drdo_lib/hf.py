@@ -183,8 +183,8 @@ _FP_MEMO: dict[tuple, str] = {}
 
 def model_fingerprint(model_or_dir) -> str:
     """SHA-256 (24 hex chars) of a model: for a directory, its ``*.safetensors`` weights and its JSON/tokenizer
-    files (memoised on path, size and mtime); for an in-memory module, its parameters (name, dtype, bytes) and
-    config. It keys every cache: precomputed rewards / reference log-probs and generations."""
+    files (memoised on path, size and mtime); for an in-memory module, its model type and its parameters (name,
+    shape, dtype, bytes), so a model and its saved-and-reloaded copy agree. It keys every cache: precomputed rewards / reference log-probs and generations."""
     h = hashlib.sha256()
     if isinstance(model_or_dir, (str, os.PathLike)):
         root = Path(model_or_dir)
@@ -202,11 +202,9 @@ def model_fingerprint(model_or_dir) -> str:
                     h.update(chunk)
         _FP_MEMO[memo_key] = fp = h.hexdigest()[:24]
         return fp
-    for name, t in sorted(model_or_dir.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     cfg = getattr(model_or_dir, "config", None)
-    if cfg is not None and hasattr(cfg, "to_json_string"):
-        h.update(cfg.to_json_string(use_diff=False).encode())
+    h.update(str(getattr(cfg, "model_type", type(model_or_dir).__name__)).encode())
+    for name, t in sorted(model_or_dir.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:24]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from drdo_lib.config import REPO_ROOT, build_config, load_profile
+from drdo_lib import config as _config
+from drdo_lib.config import build_config, load_profile
 
 T = TypeVar("T")
 
@@ -56,7 +57,8 @@ def section_class(name: str) -> type:
 
 
 def _root(value: str | Path | None, default: str) -> Path:
-    p = Path(value) if value not in (None, "") else REPO_ROOT / default
+    # REPO_ROOT is read at call time (the browser test points it elsewhere before a notebook runs)
+    p = Path(value) if value not in (None, "") else _config.REPO_ROOT / default
     return p if p.is_absolute() else (Path.cwd() / p).resolve()
 
 

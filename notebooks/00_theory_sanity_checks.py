@@ -46,9 +46,9 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from drdo_lib.config import build_config, profile_sections, figures_dir
 from drdo_lib.plots import save_figure
 from drdo_lib.plots import theory as tplots
+from drdo_lib.run import Run
 from drdo_lib.theory import (
     TheoryConfig,
     fig2_curves,
@@ -69,9 +69,9 @@ from drdo_lib.widgets import interactive_enabled, theory_explorer
 logging.basicConfig(level=logging.WARNING)
 pd.set_option("display.precision", 4)
 
-theory = profile_sections(profile, theory=theory)
-cfg = build_config(TheoryConfig, {"seed": seed, **theory})
-fig_dir = figures_dir(profile)
+run = Run.create(profile, seed=seed, sections={"theory": theory})  # opened by hand: the profile's YAML fills in
+cfg = run.config(TheoryConfig, "theory", seed=run.section("theory").get("seed", run.seed))
+fig_dir = run.figures
 cfg
 
 # %% [markdown]

@@ -43,17 +43,18 @@ import time
 import pandas as pd
 from IPython.display import display
 
-from drdo_lib.config import build_config, profile_sections, figures_dir, run_dir
+from drdo_lib import sft as sft_stage
+from drdo_lib.data import pipeline as data_stage
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.training import plot_metric_curves
-from drdo_lib.sft import SFTConfig, evaluate_sft, run_sft
-from drdo_lib.stage_data import profile_data, split_train_heldout, tokenizer_corpus
+from drdo_lib.run import Run
+from drdo_lib.sft import SFTConfig, evaluate_sft
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("drdo_lib").setLevel(logging.INFO)
-data, sft = profile_sections(profile, data=data, sft=sft)
-cfg = build_config(SFTConfig, sft)
-figdir = figures_dir(profile)
+run = Run.create(profile, seed=seed, sections={"data": data, "sft": sft})  # by hand: the profile's YAML fills in
+cfg = run.config(SFTConfig, "sft")
+figdir = run.figures
 cfg
 
 # %% [markdown]
@@ -62,9 +63,9 @@ cfg
 # what the policy learned. The tokenizer corpus is every text of the profile (SFT, comparisons, OOD articles).
 
 # %%
-loaded, _ = profile_data(profile, seed=seed)
-train_rows, heldout_rows = split_train_heldout(loaded.sft, what="SFT rows")
-corpus = tokenizer_corpus(loaded)
+loaded = data_stage.load(run)  # the data stage's artefact (notebook 01)
+train_rows, heldout_rows = loaded.sft_rows()
+corpus = loaded.corpus()
 print(f"SFT rows: {len(train_rows)} train, {len(heldout_rows)} held out; tokenizer corpus: {len(corpus)} texts")
 display(pd.DataFrame(train_rows.select(range(3)).select_columns(["prompt", "response"]).to_pandas()))
 
@@ -74,15 +75,15 @@ display(pd.DataFrame(train_rows.select(range(3)).select_columns(["prompt", "resp
 
 # %%
 t0 = time.perf_counter()
-final_dir = run_sft(cfg, profile, train_rows=train_rows, corpus=corpus, seed=seed)
+final_dir = sft_stage.run(run, cfg, train_rows=train_rows, corpus=corpus)
 wall = time.perf_counter() - t0
-metrics = json.loads((run_dir(profile, "sft") / "metrics.json").read_text())
+metrics = json.loads((final_dir.parent / "metrics.json").read_text())
 print(f"trained {metrics['model']} ({metrics['parameters']:,} parameters, vocabulary {metrics['vocab_size']}) "
       f"for {metrics['steps']} steps in {wall:.0f}s ({metrics['seconds_per_step']:.3f} s/step on {metrics['device']})")
 print("length filter:", metrics["rows"])
 
 # %%
-curve = [json.loads(x) for x in (run_dir(profile, "sft") / "metrics.jsonl").read_text().splitlines()]
+curve = [json.loads(x) for x in (final_dir.parent / "metrics.jsonl").read_text().splitlines()]
 fig = plot_metric_curves({"SFT": curve}, ["loss", "mean_token_accuracy", "grad_norm", "learning_rate"],
                          titles={"loss": "completion NLL (nats/token)", "mean_token_accuracy": "token accuracy"},
                          suptitle=f"SFT training ({profile})")

@@ -47,19 +47,20 @@ import time
 import pandas as pd
 from IPython.display import display
 
-from drdo_lib.config import build_config, profile_sections, figures_dir, run_dir
-from drdo_lib.oracle import OracleConfig, reward_agreement, run_ensemble, run_oracle
+from drdo_lib import oracle as oracle_stage
+from drdo_lib.data import pipeline as data_stage
+from drdo_lib.oracle import OracleConfig, reward_agreement
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.training import plot_metric_curves, plot_reward_vs_true
-from drdo_lib.stage_data import profile_data, profile_preference_rows
-from drdo_lib.trainer import PolicyConfig
+from drdo_lib.policy import PolicyConfig
+from drdo_lib.run import Run
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("drdo_lib").setLevel(logging.INFO)
-data, oracle, policy = profile_sections(profile, data=data, oracle=oracle, policy=policy)
-cfg = build_config(OracleConfig, oracle)
-pcfg = build_config(PolicyConfig, policy)
-figdir = figures_dir(profile)
+run = Run.create(profile, seed=seed, sections={"data": data, "oracle": oracle, "policy": policy})
+cfg = run.config(OracleConfig, "oracle")
+pcfg = run.config(PolicyConfig, "policy")
+figdir = run.figures
 cfg
 
 # %% [markdown]
@@ -68,7 +69,8 @@ cfg
 # evaluated on its validation pairs (held out).
 
 # %%
-train_rows, valid_rows = profile_preference_rows(profile, cfg.train_split, seed=seed)
+loaded = data_stage.load(run)  # the data stage's artefact (notebook 01)
+train_rows, valid_rows = loaded.preference_pairs(cfg.train_split)
 print(f"{cfg.train_split}: {len(train_rows)} training pairs, {len(valid_rows)} held-out pairs")
 
 # %% [markdown]
@@ -76,9 +78,9 @@ print(f"{cfg.train_split}: {len(train_rows)} training pairs, {len(valid_rows)} h
 
 # %%
 t0 = time.perf_counter()
-oracle_dir = run_oracle(cfg, profile, train_rows=train_rows, eval_rows=valid_rows, seed=seed)
+oracle_dir = oracle_stage.run(run, cfg, train_rows=train_rows, eval_rows=valid_rows)
 t_oracle = time.perf_counter() - t0
-member_dirs = run_ensemble(cfg, profile, train_rows=train_rows, eval_rows=valid_rows, seed=seed)
+member_dirs = oracle_stage.run_ensemble(run, cfg, train_rows=train_rows, eval_rows=valid_rows)
 t_ensemble = time.perf_counter() - t0 - t_oracle
 print(f"oracle: {t_oracle:.0f}s; ensemble of {len(member_dirs)}: {t_ensemble:.0f}s")
 
@@ -116,7 +118,6 @@ _ = save_figure(fig, figdir / "oracle_training")
 # agreement with r*'s ordering and the correlation of its rewards with r*.
 
 # %%
-loaded, _ = profile_data(profile, seed=seed)
 true_fn = loaded.testbed.true_rewards if loaded.testbed is not None else None
 agree = reward_agreement(oracle_dir, valid_rows, cfg=cfg, true_reward_fn=true_fn)
 shown = {k: v for k, v in agree.items() if not isinstance(v, list)}
@@ -134,13 +135,13 @@ if true_fn is not None:
 # %%
 from transformers import AutoTokenizer
 
-from drdo_lib.trainer import prepare_policy_dataset
+from drdo_lib.policy import prepare_dataset
 
-tok = AutoTokenizer.from_pretrained(run_dir(profile, "sft") / "final")
+tok = AutoTokenizer.from_pretrained(run.sft_model)
 pre = []
 for split in pcfg.splits:
     t0 = time.perf_counter()
-    ds, rep = prepare_policy_dataset(pcfg, profile, "edpo", split, tok, seed=seed)
+    ds, rep = prepare_dataset(run, pcfg, "edpo", split, tok)
     dropped = sum(v for k, v in rep["rows"].items() if k.startswith("dropped"))
     pre.append({"split": split, "pairs": len(ds), "dropped": dropped,
                 "columns": ", ".join(c for c in ds.column_names if c.startswith(("ref_", "oracle_", "ensemble_"))),

@@ -57,20 +57,21 @@ import logging
 import pandas as pd
 from IPython.display import display
 
-from drdo_lib.config import build_config, figures_dir, profile_sections, run_dir
+from drdo_lib.data import pipeline as data_stage
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.training import plot_fig4_training_curves
-from drdo_lib.policy_results import final_metrics_table, load_run, run_policy_grid, true_reward_table
-from drdo_lib.stage_data import profile_data, profile_sft_data
-from drdo_lib.trainer import PolicyConfig
+from drdo_lib.policy import PolicyConfig, final_metrics_table, load_run, run_grid, true_reward_table
+from drdo_lib.run import Run
+from drdo_lib.sft import SFTConfig
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("drdo_lib").setLevel(logging.WARNING)
-policy, sft = profile_sections(profile, policy=policy, sft=sft)
-cfg = build_config(PolicyConfig, policy)
+run = Run.create(profile, seed=seed, sections={"policy": policy, "sft": sft})  # by hand: the YAML fills in
+cfg = run.config(PolicyConfig, "policy")
+sft_cfg = run.config(SFTConfig, "sft")
 methods = [method] if method else list(cfg.methods)
 splits = [split] if split else list(cfg.splits)
-figdir = figures_dir(profile)
+figdir = run.figures
 cfg
 
 # %% [markdown]
@@ -80,7 +81,7 @@ cfg
 # tokenizer, safetensors; the DRDO student with its reward head), `metrics.jsonl`, `summary.json` and `config.json`.
 
 # %%
-run_dirs = run_policy_grid(cfg, profile, methods=methods, splits=splits, seed=seed)
+run_dirs = run_grid(run, cfg, methods=methods, splits=splits)
 runs = [load_run(d) for d in run_dirs]
 pd.DataFrame([{"method": r["method"], "split": r["split"], "pairs": r["summary"]["train_pairs"],
                "steps": r["summary"]["steps"], "seconds": r["summary"]["train_seconds"]} for r in runs])
@@ -116,13 +117,13 @@ display(final.round(3))
 # notebook 05's. (Real-data profiles have no r\*: this check is skipped there.)
 
 # %%
-loaded, _ = profile_data(profile, seed=seed)
+loaded = data_stage.load(run)  # the data stage's artefact (notebook 01)
 rstar = None
 if loaded.testbed is not None:
-    _, heldout, _ = profile_sft_data(profile, seed=seed)
+    _, heldout = loaded.sft_rows()
     prompts = list(heldout["prompt"][:64])
-    rstar = true_reward_table(run_dirs, run_dir(profile, "sft") / "final", prompts, loaded.testbed.true_rewards,
-                              max_new_tokens=int(sft.get("eval_max_new_tokens", 16)),
+    rstar = true_reward_table(run_dirs, run.sft_model, prompts, loaded.testbed.true_rewards,
+                              max_new_tokens=sft_cfg.eval_max_new_tokens,
                               max_prompt_length=cfg.max_prompt_length, seed=seed)
     rstar.round(3).to_csv(figdir / "policy_true_reward_vs_sft.csv")
     display(rstar.round(3))

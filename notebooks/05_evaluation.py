@@ -45,21 +45,21 @@ import logging
 import pandas as pd
 from IPython.display import Markdown, display
 
-from drdo_lib.config import build_config, figures_dir, profile_sections
-from drdo_lib.data import DataConfig, load_profile_data
-from drdo_lib.evaluation import EvalConfig, policy_reward_table, run_evaluation, table2_form
+from drdo_lib import evaluation
+from drdo_lib.data import pipeline as data_stage
+from drdo_lib.evaluation import EvalConfig, policy_reward_table, table2_form
 from drdo_lib.paper_numbers import table2_long
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.evaluation import plot_reward_advantage, plot_win_rates
+from drdo_lib.run import Run
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 160)
 
-data, eval = profile_sections(profile, data=data, eval=eval)  # opened by hand: the profile's YAML fills in
-data_cfg = build_config(DataConfig, data)
-eval_cfg = build_config(EvalConfig, eval)
-figs = figures_dir(profile)
+run = Run.create(profile, seed=seed, sections={"data": data, "eval": eval})  # by hand: the profile's YAML fills in
+eval_cfg = run.config(EvalConfig, "eval")
+figs = run.figures
 eval_cfg
 
 # %% [markdown]
@@ -69,8 +69,8 @@ eval_cfg
 # with `eval.ood_template`, with the highlights as the reference.
 
 # %%
-profile_data = load_profile_data(data_cfg, profile, seed=seed)
-res = run_evaluation(eval_cfg, profile, profile_data)
+profile_data = data_stage.load(run)  # the data stage's artefact (notebook 01)
+res = evaluation.run(run, eval_cfg, data=profile_data)
 display(pd.DataFrame([{"policy": k, "method": v["method"], "split": v["split"]} for k, v in res["policies"].items()]))
 display(pd.DataFrame({k: [len(v)] for k, v in res["sets"].items()}, index=["prompts"]))
 print(res["sets"]["ood"]["prompt"].iloc[0] if "ood" in res["sets"] else res["sets"]["in_dist"]["prompt"].iloc[0])

@@ -48,20 +48,20 @@ from IPython.display import Markdown, display
 
 from drdo_lib import paper_numbers as pn
 from drdo_lib import report
-from drdo_lib.config import build_config, figures_dir, profile_sections
 from drdo_lib.evaluation import EvalConfig
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.evaluation import plot_head_to_head, plot_reward_advantage, plot_win_rates
 from drdo_lib.plots.training import plot_fig4_training_curves
+from drdo_lib.run import Run
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 160)
 
-theory, eval = profile_sections(profile, theory=theory, eval=eval)  # opened by hand: the profile's YAML fills in
-eval_cfg = build_config(EvalConfig, eval)
-figs = figures_dir(profile)
-results = report.load_eval_results(profile)
+run = Run.create(profile, seed=seed, sections={"theory": theory, "eval": eval})  # by hand: the YAML fills in
+eval_cfg = run.config(EvalConfig, "eval")
+figs = run.figures
+results = report.load_eval_results(run)
 results["summary"]
 
 # %% [markdown]
@@ -132,9 +132,9 @@ display(t5 if len(t5) else Markdown(f"_`{t5_path.name}` not found: run notebook 
 
 # %%
 from drdo_lib.plots.theory import plot_fig2
-from drdo_lib.theory import fig2_curves
+from drdo_lib.theory import TheoryConfig, fig2_curves
 
-fig = plot_fig2(fig2_curves(theory.get("fig2_gammas", [0, 1, 2, 5])))
+fig = plot_fig2(fig2_curves(run.config(TheoryConfig, "theory").fig2_gammas))
 _ = save_figure(fig, figs / "paper_fig2")
 
 # %% [markdown]
@@ -164,7 +164,7 @@ fig3_main = fig3[fig3["reward"] == "oracle_reward"] if len(fig3) else fig3
 # drawn with notebook 04's plotting function.
 
 # %%
-curves = report.load_training_curves(profile)
+curves = report.load_training_curves(run)
 if curves:
     by_run = {tuple(name.split("_", 1)): df.to_dict("records") for name, df in curves.items()}
     methods = [m for m in (eval_cfg.student, *eval_cfg.baselines) if any(k[0] == m for k in by_run)]

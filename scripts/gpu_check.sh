@@ -22,13 +22,12 @@ trap 'rm -rf "$work"' EXIT
 export GPU_CHECK_DIR="$work"
 
 "$PY" - <<'PYEOF'
-import json, logging, os, time
+import json, logging, os
 from pathlib import Path
 import yaml
-from drdo_lib.config import build_config, load_profile
-from drdo_lib.oracle import OracleConfig, run_ensemble, run_oracle
-from drdo_lib.sft import SFTConfig, run_sft
-from drdo_lib.trainer import PolicyConfig, run_policy
+from drdo_lib import oracle, policy, sft
+from drdo_lib.config import load_profile
+from drdo_lib.run import Run
 
 logging.basicConfig(level=logging.WARNING)
 work = Path(os.environ["GPU_CHECK_DIR"])
@@ -40,18 +39,16 @@ prof["sft"].update(max_steps=150 // q, bf16="auto", eval_prompts=0)
 prof["oracle"].update(max_steps=60 // q, ensemble_size=1, ensemble_head_seeds=[1], bf16="auto", max_eval_rows=200)
 prof["policy"].update(max_steps=40 // q, bf16="auto", splits=["D_all"])
 (work / "gpucheck.yaml").write_text(yaml.safe_dump(prof))  # a record of the settings; the stages take the mapping
-R, rows = work / "runs", []
-t = time.time(); d = run_sft(build_config(SFTConfig, prof["sft"]), prof, runs_dir=R, progress=False)
+run, rows = Run.create(prof).validate(), []
+d = sft.run(run, progress=False)
 m = json.loads((d.parent / "metrics.json").read_text())
 rows.append(("sft", m.get("device", "?"), m["seconds_per_step"], m["steps"], m.get("bf16")))
-oc = build_config(OracleConfig, prof["oracle"])
-d = run_oracle(oc, prof, runs_dir=R, progress=False)
+d = oracle.run(run, progress=False)
 m = json.loads((d.parent / "metrics.json").read_text())
 rows.append(("oracle", m.get("device", "?"), m["seconds_per_step"], m["steps"], m.get("bf16")))
-run_ensemble(oc, prof, runs_dir=R, progress=False)
-pc = build_config(PolicyConfig, prof["policy"])
-for method in pc.methods:
-    s = json.loads((run_policy(pc, prof, method, "D_all", progress=False) / "summary.json").read_text())
+oracle.run_ensemble(run, progress=False)
+for method in run.section("policy")["methods"]:
+    s = json.loads((policy.run(run, method=method, split="D_all", progress=False) / "summary.json").read_text())
     rows.append((f"policy {method}", s["device"], s["seconds_per_step"], s["steps"], s["bf16"]))
 (work / "cuda_rows.json").write_text(json.dumps(rows))
 PYEOF
@@ -62,15 +59,14 @@ import json, os
 from pathlib import Path
 import torch
 torch.set_num_threads(2)
-from drdo_lib.config import build_config, load_profile
-from drdo_lib.trainer import PolicyConfig, run_policy
+from drdo_lib import policy
+from drdo_lib.run import Run
 work = Path(os.environ["GPU_CHECK_DIR"])
-prof = load_profile(work / "gpucheck.yaml")
-pc = build_config(PolicyConfig, {**prof["policy"], "max_steps": 3 if os.environ.get("GPU_CHECK_QUICK") else 15,
-                                  "bf16": False})
+run = Run.create(work / "gpucheck.yaml")
+pc = run.config(policy.PolicyConfig, "policy", max_steps=3 if os.environ.get("GPU_CHECK_QUICK") else 15, bf16=False)
 rows = json.loads((work / "cuda_rows.json").read_text())
 for method in pc.methods:
-    s = json.loads((run_policy(pc, prof, method, "D_all", progress=False) / "summary.json").read_text())
+    s = json.loads((policy.run(run, pc, method, "D_all", progress=False) / "summary.json").read_text())
     rows.append((f"policy {method}", s["device"] + " (2 threads)", s["seconds_per_step"], s["steps"], s["bf16"]))
 print()
 print(f"{'stage':14s} {'device':18s} {'s/step':>8s} {'steps':>6s}  bf16")

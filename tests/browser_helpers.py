@@ -134,7 +134,7 @@ def lab_environment(state_dir: Path) -> dict[str, str]:
     notif.parent.mkdir(parents=True, exist_ok=True)
     notif.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     # Kernels started by this server write figures and run artefacts under state_dir, not into the repository:
-    # drdo_lib.config.figures_dir / run_dir resolve against drdo_lib.config.REPO_ROOT at call time. An IPython
+    # drdo_lib.run.Run resolves its default runs/ and figures/ roots against drdo_lib.config.REPO_ROOT at call time. An IPython
     # startup file (in this test's own IPYTHONDIR) points it here; the notebook itself is not modified.
     startup = state_dir / "ipython" / "profile_default" / "startup" / "00-drdo-browser-test.py"
     startup.parent.mkdir(parents=True, exist_ok=True)
