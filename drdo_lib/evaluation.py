@@ -94,6 +94,8 @@ class EvalConfig:
     ci_level: float = 0.95  # confidence level of the intervals
     judge_model: str = "gold"  # "gold" (true reward r*, synthetic testbed), "oracle" (trained oracle), or an LLM id
     judge_base_url: str | None = None  # OpenAI-compatible endpoint of an LLM judge (None = api.openai.com)
+    judge_api_key_env: str | None = None  # NAME of the environment variable with the judge's key; None means
+    #   OPENAI_API_KEY and is allowed only for api.openai.com (another judge_base_url must name its variable)
     judge_order: str = "random"  # "random" (one seeded A/B order per pair, as the paper) | "both"
     judge_max_concurrency: int = 8  # LLM judge requests in flight
     judge_max_cost: float | None = None  # USD; refuse an LLM-judged run whose estimated cost is higher
@@ -137,6 +139,13 @@ class EvalConfig:
                              f"temperatures {self.temperatures} (the judged samples are reused from the grid)")
         if self.judge_order not in ("random", "both"):
             raise ValueError(f"EvalConfig.judge_order must be random|both, got {self.judge_order!r}")
+        if {self.judge_model, self.alpaca_judge_model} - set(JUDGE_OFFLINE):  # an LLM judges: check the key route
+            from drdo_lib.judge import JudgeSettings
+
+            try:
+                JudgeSettings(template="alpaca", model="llm", **self.judge_connection())
+            except ValueError as e:
+                raise ValueError(f"EvalConfig: {e}") from None
         if self.alpaca_prompts not in ("alpaca_eval", "in_dist", "none"):
             raise ValueError(f"EvalConfig.alpaca_prompts must be alpaca_eval|in_dist|none, got {self.alpaca_prompts!r}")
         if "{article}" not in self.ood_template:
@@ -146,6 +155,11 @@ class EvalConfig:
         if self.max_length <= self.max_prompt_length:
             raise ValueError("EvalConfig.max_length must be larger than max_prompt_length")
         self.generation_config()  # validates the sampling settings
+
+    def judge_connection(self) -> dict[str, Any]:
+        """``base_url`` and ``api_key_env`` of the LLM judge, as keyword arguments of
+        :func:`drdo_lib.judge.judge_pairs` / :func:`drdo_lib.alpaca_eval.head_to_head`."""
+        return {"base_url": self.judge_base_url, "api_key_env": self.judge_api_key_env}
 
     def generation_config(self) -> GenerationConfig:
         """The :class:`~drdo_lib.generation.GenerationConfig` of these settings."""
@@ -356,7 +370,7 @@ def head_to_head(gen: pd.DataFrame, refs: pd.DataFrame | None, comparisons: Sequ
         prompts, resp_b = list(b.loc[ids, "prompt"]), list(b.loc[ids, "response"])
         references = [ref_map.get(i, "") for i in ids] if ref_map else None
         df = judge_pairs(prompts, resp_a, resp_b, references, template=tmpl, model="gold" if offline else judge_model,
-                         base_url=None if offline else cfg.judge_base_url, cache_dir=cache_dir,
+                         **({"base_url": None} if offline else cfg.judge_connection()), cache_dir=cache_dir,
                          order=cfg.judge_order, seed=cfg.seed, max_concurrency=cfg.judge_max_concurrency,
                          reward_fn=reward_fn, tie_tol=cfg.tie_tolerance, **(judge_kwargs or {}),
                          **({} if offline or cfg.judge_max_cost is None else {"max_cost": cfg.judge_max_cost}))

@@ -11,8 +11,11 @@ is a tie, and the share of agreeing pairs is the position consistency). An answe
 unjudged TL;DR samples.
 
 The remote judge talks to any OpenAI-compatible server through the ``openai`` client:
-- the API key is read from the environment variable ``api_key_env`` (default ``OPENAI_API_KEY``) and nowhere
-  else; it is never logged, cached, or put in the DataFrame;
+- the API key is read from the environment variable named by ``api_key_env`` and nowhere else; it is never
+  logged, cached, or put in the DataFrame. ``api_key_env`` may be left out only for api.openai.com (it is then
+  ``OPENAI_API_KEY``): any other ``base_url`` must name its variable, so the OpenAI key is never sent to another
+  server unless ``api_key_env="OPENAI_API_KEY"`` says so (a keyless local server: name any unset variable, and a
+  placeholder key is sent);
 - transient failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff and jitter
   (``Retry-After`` honoured up to ``backoff_max``); other errors stop the run;
 - at most ``max_concurrency`` requests are in flight (a thread pool);
@@ -36,6 +39,7 @@ import os
 import random
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -50,6 +54,15 @@ from drdo_lib.winrates import bootstrap_ci
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+
+
+def is_openai_url(base_url: str | None) -> bool:
+    """True for ``None`` (the default endpoint) and any https URL on api.openai.com."""
+    if base_url is None:
+        return True
+    parts = urllib.parse.urlsplit(base_url)
+    return parts.scheme == "https" and (parts.hostname or "").lower() == "api.openai.com"
 
 #: USD per million (input, output) tokens; a setting (``prices=``), checked only for the cost estimate.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -76,7 +89,8 @@ class JudgeSettings:
     order: str = "random"  # "random": one judgement per pair in a seeded random A/B order; "both": both orders
     seed: int = 0  # seeds the A/B order
     max_concurrency: int = 8  # requests in flight at most
-    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (never the key)
+    api_key_env: str | None = None  # NAME of the environment variable holding the key (never the key itself);
+    #   None = OPENAI_API_KEY, allowed only for api.openai.com: another base_url must name its variable
     temperature: float | None = None  # None = template default (0 for the paper's prompts, 1 for AlpacaEval's)
     max_tokens: int | None = None  # None = template default (256 paper prompts, 1 AlpacaEval)
     timeout: float = 60.0  # seconds before a request counts as timed out (and is retried)
@@ -101,8 +115,19 @@ class JudgeSettings:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.max_cost is not None and self.max_cost < 0:
             raise ValueError(f"max_cost must be >= 0, got {self.max_cost}")
-        if not self.api_key_env or not self.api_key_env.replace("_", "").isalnum():
+        if self.api_key_env is not None and (not self.api_key_env
+                                             or not self.api_key_env.replace("_", "").isalnum()):
             raise ValueError("api_key_env must be the NAME of an environment variable, e.g. 'OPENAI_API_KEY'")
+        if self.model != "gold" and self.api_key_env is None and not is_openai_url(self.base_url):
+            raise ValueError(
+                f"the judge at base_url={self.base_url!r} is not api.openai.com: name the environment variable that "
+                f"holds its key with api_key_env= (eval config: judge_api_key_env); {OPENAI_KEY_ENV} is sent only "
+                f"to api.openai.com unless api_key_env={OPENAI_KEY_ENV!r} is set explicitly")
+
+    @property
+    def key_env(self) -> str:
+        """The environment variable the key is read from (``api_key_env``, or OPENAI_API_KEY for api.openai.com)."""
+        return self.api_key_env if self.api_key_env is not None else OPENAI_KEY_ENV
 
     def request_params(self) -> dict[str, Any]:
         """Decoding parameters sent with every request (template defaults, overridden where set)."""
@@ -123,7 +148,10 @@ def request_key(base_url: str | None, model: str, messages: list[dict], params: 
 
 
 class JudgeCache:
-    """One JSON file per finished judgement, ``<dir>/<key[:2]>/<key>.json``, written via a temp file + rename."""
+    """One JSON file per finished judgement, ``<dir>/<key[:2]>/<key>.json``, written via a temp file + rename.
+
+    An entry that cannot be read or lacks ``response.text`` is a miss (logged with its path): it is requested again
+    and overwritten."""
 
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
@@ -137,10 +165,16 @@ class JudgeCache:
         if not p.exists():
             return None
         try:
-            return json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):  # a torn file cannot happen with rename, but never trust disk
-            log.warning("unreadable cache entry %s; it will be requested again", p.name)
+            entry = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # a torn file cannot happen with rename, but
+            log.warning("unreadable cache entry %s; it will be requested again", p)  # never trust disk
             return None
+        response = entry.get("response") if isinstance(entry, dict) else None
+        if not (isinstance(response, dict) and isinstance(response.get("text"), str)
+                and isinstance(response.get("top_logprobs", None), (list, type(None)))):
+            log.warning("malformed cache entry %s (no response text); it will be requested again", p)
+            return None
+        return entry
 
     def put(self, key: str, entry: dict) -> None:
         p = self.path(key)
@@ -198,13 +232,13 @@ def _retry_after(exc: BaseException) -> float | None:
 def _make_client(settings: JudgeSettings):
     import openai
 
-    key = os.environ.get(settings.api_key_env)
+    env = settings.key_env
+    key = os.environ.get(env)
     if not key:
-        if settings.base_url is None:
-            raise RuntimeError(f"the judge needs an API key in the environment variable {settings.api_key_env}")
+        if is_openai_url(settings.base_url):
+            raise RuntimeError(f"the judge needs an API key in the environment variable {env}")
         key = "unused"  # local OpenAI-compatible servers usually ignore the key; the client wants a value
-        log.info("no %s in the environment; sending a placeholder key to %s", settings.api_key_env,
-                 settings.base_url)
+        log.info("no %s in the environment; sending a placeholder key to %s", env, settings.base_url)
     return openai.OpenAI(api_key=key, base_url=settings.base_url or DEFAULT_BASE_URL, timeout=settings.timeout,
                          max_retries=0)
 

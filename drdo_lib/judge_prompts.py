@@ -178,18 +178,26 @@ def build_messages(template: str, prompt: str, first: str, second: str,
     return [{"role": "user", "content": _fill(paper_prompt(fig), values)}]
 
 
-# "Preferred: A", "**Preferred:** B", 'Preferred: "A"', "Preferred: <A>", "preferred - b." ...
-_PREFERRED = re.compile(r"preferred\s*\**\s*[:\-=]?\s*\**\s*[\"'<\[(*`]*\s*([AB])\b[\"'>\])*`.]*\s*(.*)$",
-                        re.IGNORECASE)
+# "Preferred: A", "**Preferred:** B", 'Preferred: "A"', "Preferred: <A>", "preferred - b.", "Preferred: Summary A" ...
+_PREFERRED = re.compile(r"preferred\s*\**\s*[:\-=]?\s*\**\s*[\"'<\[(*`]*\s*(?:(?:summary|response|output)\s+)?([AB])\b"
+                        r"[\"'>\])*`]*(.*)$", re.IGNORECASE)
 _BARE = re.compile(r"^[\s\"'<\[(*`]*([AB])[\"'>\])*`.\s]*$")
+#: An explanation may follow an upper-case verdict letter after one of these separators ("Preferred: A (shorter)").
+_SEPARATORS = ("(", "-", "–", "—", ",", ";", ":", "because")
+#: Words that make a verdict line a non-verdict ("Preferred: A tie", "Preferred: B — both are equal").
+_NOT_A_VERDICT = re.compile(r"\b(tie|tied|neither|both|equal(ly)?|same|either|none)\b", re.IGNORECASE)
 
 
 def parse_preferred(text: str | None) -> str | None:
-    """The judge's choice ``"A"``/``"B"`` from a paper-template answer, or None when it cannot be read.
+    """The judge's choice ``"A"``/``"B"`` from a paper-template answer, or None when it is not an unambiguous verdict.
 
     Reads the last line that starts with ``Preferred`` (markdown emphasis, quotes and brackets around the letter
-    are tolerated; the letter is case-insensitive). A line naming both letters ("Preferred: A or B") or a missing
-    ``Preferred`` line is unreadable, except for an answer that is only the letter itself (``"B"``).
+    and a leading "Summary" are tolerated). Counted as a verdict: the letter alone (``Preferred: A``, ``**b**``,
+    ``"B".``), or an upper-case letter followed by an explanation after a separator (``Preferred: A (more
+    concise)``). Unreadable (None; discarded and counted by the caller): a lower-case letter with words after it
+    (``Preferred: a tie`` reads the English article, not option A), a letter followed directly by a word
+    (``Preferred: A tie``), any line naming both letters (``A or B``) or a tie word (tie, neither, both, equal,
+    same, either, none), and a missing ``Preferred`` line — except for an answer that is only the letter (``"B"``).
     """
     if not text:
         return None
@@ -200,10 +208,12 @@ def parse_preferred(text: str | None) -> str | None:
         m = _PREFERRED.match(ln)
         if m is None:
             return None
-        rest = m.group(2)
-        if re.search(r"\b[AB]\b", rest):  # "Preferred: A or B", "A/B"...: ambiguous
+        letter, rest = m.group(1), m.group(2).strip().rstrip(".!").strip()
+        if _NOT_A_VERDICT.search(ln) or re.search(r"\b[AB]\b", rest):  # a tie, or both letters named
             return None
-        return m.group(1).upper()
+        if rest and (letter.islower() or not rest.lower().startswith(_SEPARATORS)):
+            return None  # "a tie", "A tie", "A is better": not the bare verdict the prompt asks for
+        return letter.upper()
     m = _BARE.match(text)
     return m.group(1).upper() if m else None
 

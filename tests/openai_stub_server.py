@@ -7,7 +7,8 @@ per distinct request (so they are deterministic under concurrency):
 ``[429]`` first attempt answers 429 (with ``Retry-After: 0``), ``[500]`` first attempt answers 500,
 ``[slow]`` first attempt sleeps ``slow_s`` before answering (longer than the client's timeout),
 ``[drop]`` first attempt closes the connection without a response, ``[garbage]`` always answers text without a
-verdict, ``[fatal]`` always answers 400 (not retryable), ``[biasA]`` always prefers the first-shown response.
+verdict, ``[tie]`` always answers "Preferred: a tie" (the article, not option A), ``[fatal]`` always answers 400
+(not retryable), ``[biasA]`` always prefers the first-shown response.
 
 The server records every request (``requests``), answered requests per request body (``answered``), the
 ``Authorization`` headers it saw, and the largest number of requests in flight at once (``max_in_flight``).
@@ -118,6 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
         alpaca = '"model_identifier"' in content
         if "[garbage]" in both:
             text = "Both summaries are fine, I cannot choose."
+            letter = None
+        elif "[tie]" in both:
+            text = "Comparison: Both summaries are equally precise and concise.\nPreferred: a tie"
             letter = None
         else:
             letter = "A" if "[biasA]" in both or "GOOD" in first else "B" if "GOOD" in second else "A"

@@ -19,7 +19,7 @@ from drdo_lib.alpaca_eval import (alpaca_win_rate, head_to_head, head_to_head_ta
                                   model_outputs_from_generations, read_model_outputs, to_model_outputs,
                                   write_annotations, write_model_outputs)
 
-FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0, "api_key_env": "DRDO_JUDGE_STUB_KEY"}
 
 
 def test_model_outputs_roundtrip_and_format(tmp_path):

@@ -291,7 +291,7 @@ def test_head_to_head_with_an_llm_judge_on_a_local_server(tmp_path, monkeypatch)
     sys.path.insert(0, str(Path(__file__).parent))
     from openai_stub_server import StubServer
 
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")
+    monkeypatch.setenv("DRDO_EVAL_JUDGE_KEY", "sk-local-test")
     rows = []
     for pid in range(6):
         for pol in ("drdo_D_all", "dpo_D_all"):
@@ -304,6 +304,7 @@ def test_head_to_head_with_an_llm_judge_on_a_local_server(tmp_path, monkeypatch)
     fast = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
     with StubServer() as srv:
         cfg = EvalConfig(temperatures=(0.7,), head_to_head_temperature=0.7, judge_base_url=srv.base_url,
+                         judge_api_key_env="DRDO_EVAL_JUDGE_KEY",
                          n_bootstrap=100)
         s1, j1 = head_to_head(gen, refs, [("DRDO vs. DPO", "drdo_D_all", "dpo_D_all")], cfg=cfg, judge_model="stub",
                               template="tldr_reference", cache_dir=tmp_path, judge_kwargs=fast)
@@ -311,6 +312,21 @@ def test_head_to_head_with_an_llm_judge_on_a_local_server(tmp_path, monkeypatch)
         s2, j2 = head_to_head(gen, refs, [("DRDO vs. DPO", "drdo_D_all", "dpo_D_all")], cfg=cfg, judge_model="stub",
                               template="tldr_reference", cache_dir=tmp_path, judge_kwargs=fast)
         assert len(srv.state.requests) == n_requests == 6
+        assert set(srv.state.auth_headers) == {"Bearer sk-local-test"}  # the key named by judge_api_key_env
     assert (s1.loc[0, "wins"], s1.loc[0, "losses"], s1.loc[0, "judged"]) == (4, 2, 6)
     assert j1["winner"].tolist() == ["a"] * 4 + ["b"] * 2 and j2["cached"].all()
     assert j1["swapped"].any()  # seeded random A/B order
+
+def test_eval_config_names_the_key_variable_of_a_non_openai_judge():
+    """Issue 14 item 5: an LLM judge at another base_url needs judge_api_key_env, checked when the config is built."""
+    local = "http://127.0.0.1:8000/v1"
+    with pytest.raises(ValueError, match="judge_api_key_env"):
+        EvalConfig(judge_model="llama-3", judge_base_url=local)
+    with pytest.raises(ValueError, match="judge_api_key_env"):
+        EvalConfig(alpaca_judge_model="llama-3", judge_base_url=local)
+    cfg = EvalConfig(judge_model="llama-3", judge_base_url=local, judge_api_key_env="LOCAL_JUDGE_KEY")
+    assert cfg.judge_connection() == {"base_url": local, "api_key_env": "LOCAL_JUDGE_KEY"}
+    EvalConfig(judge_model="gpt-4o")  # api.openai.com: OPENAI_API_KEY by default
+    EvalConfig(judge_model="gold", judge_base_url=local)  # offline judges send nothing
+    with pytest.raises(ValueError, match="NAME"):
+        EvalConfig(judge_model="gpt-4o", judge_api_key_env="sk-abc 123")

@@ -22,7 +22,9 @@ from drdo_lib.judge import (CostLimitExceeded, JudgeCache, JudgeSettings, estima
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO.parent / "shared" / "paper" / "000_e78bc0cc26b8d448.txt"
-FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
+#: The loopback server is not api.openai.com, so every call names its key variable (unset: a placeholder key is sent).
+LOCAL_KEY = {"api_key_env": "DRDO_JUDGE_STUB_KEY"}
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0, **LOCAL_KEY}
 
 
 def _pairs(n, bad_marker=""):
@@ -99,6 +101,18 @@ def test_alpaca_template_matches_upstream_file():
     ("", None),
     (None, None),
     ("Preferred: Absolutely the first", None),
+    # issue 14 item 4: only an unambiguous A/B verdict counts
+    ("Comparison: both equally good.\nPreferred: a tie", None),  # the article, not option A
+    ("Comparison: x\nPreferred: A tie", None),
+    ("Comparison: x\nPreferred: B - it is a tie", None),
+    ("Comparison: x\nPreferred: both", None),
+    ("Comparison: x\nPreferred: A is better", None),
+    ("Comparison: x\nPreferred: B (A is too long)", None),
+    ("Comparison: x\nPreferred: an A", None),
+    ("Comparison: x\nPreferred: a", "A"),
+    ("Comparison: x\nPreferred: A (more concise)", "A"),
+    ("Comparison: x\nPreferred: Summary B", "B"),
+    ("Comparison: x\nPreferred: B, because it keeps the key fact", "B"),
 ])
 def test_parse_preferred(text, expected):
     assert jp.parse_preferred(text) == expected
@@ -230,6 +244,22 @@ def test_garbage_is_discarded_and_counted(tmp_path):
     assert s["win_rate"] == pytest.approx(np.mean([truth[i] == "a" for i in (0, 3, 4, 5)]))
 
 
+def test_a_tie_answer_is_discarded_and_counted_not_read_as_option_a(tmp_path):
+    """Issue 14 item 4 over HTTP: "Preferred: a tie" used to count as a vote for A (the article read as the option)."""
+    prompts, a, b, refs, truth = _pairs(6)
+    b[1] += " [tie]"
+    a[4] += " [tie]"
+    with StubServer() as srv:
+        df = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
+                         cache_dir=tmp_path, **FAST)
+        assert len(srv.state.requests) == 6
+    assert df.loc[[1, 4], "raw"].str.endswith("Preferred: a tie").all()
+    assert df.loc[[1, 4], "outcome"].tolist() == ["discarded", "discarded"] and df.loc[[1, 4], "winner"].isna().all()
+    s = win_rate_summary(df)
+    assert (s["discarded"], s["judged"], s["ties"]) == (2, 4, 0)
+    assert s["win_rate"] == pytest.approx(np.mean([truth[i] == "a" for i in (0, 2, 3, 5)]))
+
+
 @pytest.mark.parametrize("marker", ["[429]", "[500]", "[slow]", "[drop]"])
 def test_transient_failures_are_retried(tmp_path, marker):
     prompts, a, b, refs, truth = _pairs(4)
@@ -302,7 +332,7 @@ def test_api_key_only_from_env_and_never_leaks(tmp_path, monkeypatch, caplog, ca
     caplog.set_level(logging.DEBUG)
     with StubServer() as srv:
         df = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
-                         cache_dir=tmp_path, api_key_env="DRDO_JUDGE_TEST_KEY", **FAST)
+                         cache_dir=tmp_path, **{**FAST, "api_key_env": "DRDO_JUDGE_TEST_KEY"})
         assert set(srv.state.auth_headers) == {f"Bearer {secret}"}  # the key is used ...
     out = capsys.readouterr()
     assert secret not in caplog.text and secret not in out.out + out.err  # ... but never logged or printed,
@@ -328,7 +358,7 @@ def test_cost_limit_blocks_before_any_request(tmp_path, caplog):
                         cache_dir=tmp_path, max_cost=100.0, **FAST)
         assert srv.state.requests == []
         before = estimate_judge_cost(prompts, a, b, refs, template="tldr_reference", model="gpt-4o",
-                                     base_url=srv.base_url, cache_dir=tmp_path)
+                                     base_url=srv.base_url, cache_dir=tmp_path, **LOCAL_KEY)
         msgs = [{"messages": jp.build_messages("tldr_reference", p, x, y, r)}
                 for p, x, y, r in zip(prompts, a, b, refs)]
         assert before["n_requests"] == 5 and before["n_cached"] == 0
@@ -337,7 +367,7 @@ def test_cost_limit_blocks_before_any_request(tmp_path, caplog):
                          cache_dir=tmp_path, max_cost=1.0, **FAST)
         assert len(df) == 5 and "estimated" in caplog.text
         after = estimate_judge_cost(prompts, a, b, refs, template="tldr_reference", model="gpt-4o",
-                                    base_url=srv.base_url, cache_dir=tmp_path)
+                                    base_url=srv.base_url, cache_dir=tmp_path, **LOCAL_KEY)
         assert (after["n_requests"], after["n_cached"], after["usd"]) == (0, 5, 0.0)
         # a fully cached rerun costs nothing, so even max_cost=0 passes
         judge_pairs(prompts, a, b, refs, template="tldr_reference", model="gpt-4o", base_url=srv.base_url,
@@ -376,6 +406,68 @@ def test_cache_entries_hold_the_full_request(tmp_path):
         req = entry["request"]
         assert f.stem == request_key(req["base_url"], req["model"], req["messages"], req["params"])
         assert JudgeCache(tmp_path).get(f.stem) == entry
+
+
+def test_a_malformed_cache_entry_is_a_miss(tmp_path, caplog):
+    """Issue 14 item 4: a cache entry without ``response`` (or without its text) used to raise KeyError; it is now a
+    miss, requested again from the server and rewritten."""
+    prompts, a, b, refs, truth = _pairs(4)
+    with StubServer() as srv:
+        first = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
+                            cache_dir=tmp_path, **FAST)
+        files = sorted(tmp_path.rglob("*.json"))
+        assert len(files) == 4 and len(srv.state.requests) == 4
+        broken = {files[0]: {"request": json.loads(files[0].read_text())["request"]},  # no response
+                  files[1]: {"request": {}, "response": {"top_logprobs": None}},  # no text
+                  files[2]: ["not", "an", "entry"]}
+        for f, entry in broken.items():
+            f.write_text(json.dumps(entry))
+        caplog.set_level(logging.WARNING, logger="drdo_lib.judge")
+        again = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
+                            cache_dir=tmp_path, **FAST)
+        assert len(srv.state.requests) == 4 + 3  # exactly the three bad entries were requested again
+    assert caplog.text.count("malformed cache entry") == 3
+    assert again["winner"].tolist() == first["winner"].tolist() == truth
+    assert again["cached"].tolist().count(True) == 1
+    for f in broken:  # rewritten as complete entries
+        assert isinstance(json.loads(f.read_text())["response"]["text"], str)
+
+
+def test_openai_key_is_never_sent_to_another_server(tmp_path, monkeypatch):
+    """Issue 14 item 5 over HTTP: with no ``api_key_env``, OPENAI_API_KEY used to go to any base_url. A non-OpenAI
+    base_url now has to name its key variable; naming OPENAI_API_KEY explicitly is the only way to send it there."""
+    secret = "sk-openai-NOT-FOR-OTHER-SERVERS"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.delenv("DRDO_JUDGE_STUB_KEY", raising=False)
+    prompts, a, b, refs, _ = _pairs(2)
+    fast = {k: v for k, v in FAST.items() if k != "api_key_env"}
+    with StubServer() as srv:
+        with pytest.raises(ValueError, match="api_key_env"):
+            judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
+                        cache_dir=tmp_path / "none", **fast)
+        with pytest.raises(ValueError, match="api_key_env"):
+            estimate_judge_cost(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url)
+        assert srv.state.requests == []
+        # a keyless local server: name a variable that is unset -> a placeholder, never the OpenAI key
+        judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
+                    cache_dir=tmp_path / "unset", api_key_env="DRDO_JUDGE_STUB_KEY", **fast)
+        assert set(srv.state.auth_headers) == {"Bearer unused"}
+        monkeypatch.setenv("DRDO_JUDGE_STUB_KEY", "sk-local-server")
+        judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
+                    cache_dir=tmp_path / "named", api_key_env="DRDO_JUDGE_STUB_KEY", **fast)
+        assert srv.state.auth_headers[-2:] == ["Bearer sk-local-server"] * 2
+        assert not any(secret in h for h in srv.state.auth_headers)
+        # the explicit opt-in (e.g. a proxy in front of OpenAI) is the one way the OpenAI key goes elsewhere
+        judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
+                    cache_dir=tmp_path / "optin", api_key_env="OPENAI_API_KEY", **fast)
+        assert srv.state.auth_headers[-2:] == [f"Bearer {secret}"] * 2
+    # api.openai.com itself (no base_url, or its URL) reads OPENAI_API_KEY by default
+    assert JudgeSettings(template="alpaca", model="gpt-4o").key_env == "OPENAI_API_KEY"
+    assert JudgeSettings(template="alpaca", model="gpt-4o", base_url="https://api.openai.com/v1").key_env == \
+        "OPENAI_API_KEY"
+    with pytest.raises(ValueError, match="api_key_env"):  # a look-alike host is another server
+        JudgeSettings(template="alpaca", model="gpt-4o", base_url="https://api.openai.com.example.net/v1")
+    JudgeSettings(template="alpaca", model="gold", base_url="http://x")  # the reward judge sends nothing
 
 
 def test_gold_judge_with_synthetic_testbed():
