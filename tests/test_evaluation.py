@@ -135,7 +135,9 @@ def test_pipeline_on_tiny_policies_in_the_run_layout(tmp_path):
     cfg = EvalConfig(baselines=("dpo", "edpo"), splits=("D_all", "D_hc_he"), temperatures=(0.5, 0.9),
                      head_to_head_temperature=0.5, max_new_tokens=4, batch_size=4, seeds=(0, 1), n_bootstrap=50,
                      device="cpu")
-    pols = discover_policies("p", cfg, runs_dir=runs)
+    from drdo_lib.run import Run
+
+    pols = discover_policies(Run.create({"profile": "p"}, runs_dir=runs), cfg)
     assert set(pols) == {"sft", "drdo_D_all", "dpo_D_all"}  # edpo and D_hc_he are missing (logged)
     prompts = pd.DataFrame({"prompt_id": ["a", "b", "c"],
                             "prompt": ["POST: the cat sat TL;DR:", "POST: dog ran far TL;DR:", "POST: mat TL;DR:"]})
@@ -179,17 +181,19 @@ def _fake_run_layout(runs, profile, tb, methods=("drdo", "dpo", "edpo"), splits=
 def test_run_evaluation_end_to_end_writes_every_table(tmp_path):
     import json as _json
 
-    from drdo_lib.data import DataConfig, load_profile_data
-    from drdo_lib.evaluation import run_evaluation
+    from drdo_lib import evaluation
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.run import Run
 
     runs = tmp_path / "runs"
-    data = load_profile_data(DataConfig(n_train=50, n_valid=20, n_sft=20, n_sft_test=12, n_ood=10), "p", seed=0,
-                             runs_dir=runs)
+    run = Run.create({"profile": "p", "data": {"n_train": 50, "n_valid": 20, "n_sft": 20, "n_sft_test": 12,
+                                               "n_ood": 10}}, seed=0, runs_dir=runs)
+    data = data_stage.run(run)
     _fake_run_layout(runs, "p", data.testbed)
     cfg = EvalConfig(splits=("D_all",), n_prompts=6, n_ood_prompts=5, temperatures=(0.2, 0.9),
                      head_to_head_temperature=0.9, max_new_tokens=4, batch_size=8, seeds=(0, 1), n_bootstrap=50,
                      alpaca_prompts="in_dist", device="cpu")
-    res = run_evaluation(cfg, "p", data, runs_dir=runs, progress=False)
+    res = evaluation.run(run, cfg, progress=False)  # reads the data stage's artefact
     out = runs / "p" / "eval"
     for f in ("config.json", "win_rates.csv", "advantage.csv", "table1.csv", "table1_judgements.csv", "table3.csv",
               "summary.json", "scored_in_dist.jsonl", "scored_ood.jsonl"):
@@ -242,13 +246,13 @@ def test_eval_prompt_sets_on_the_real_samples():
     import os
     from pathlib import Path
 
-    from drdo_lib.data import DataConfig, load_profile_data
+    from drdo_lib.data import DataConfig, load_sources
     from drdo_lib.evaluation import eval_prompt_sets, highlights_summary
 
     folder = Path(os.environ.get("DRDO_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     if not (folder / "cnn_dailymail").is_dir() or not (folder / "alpaca_eval").is_dir():
         pytest.skip(f"real data samples not found at {folder} (set DRDO_DATA_DIR)")
-    data = load_profile_data(DataConfig(source="local", data_dir=str(folder.resolve())), "sample")
+    data = load_sources(DataConfig(source="local", data_dir=str(folder.resolve())), seed=0)
     cfg = EvalConfig(n_prompts=7, n_ood_prompts=5, n_alpaca=3, ood_max_article_words=50)
     sets = eval_prompt_sets(data, cfg, data_dir=data.data_dir)
     assert {k: len(v) for k, v in sets.items()} == {"in_dist": 7, "ood": 5, "alpaca": 3}
@@ -316,6 +320,7 @@ def test_head_to_head_with_an_llm_judge_on_a_local_server(tmp_path, monkeypatch)
     assert (s1.loc[0, "wins"], s1.loc[0, "losses"], s1.loc[0, "judged"]) == (4, 2, 6)
     assert j1["winner"].tolist() == ["a"] * 4 + ["b"] * 2 and j2["cached"].all()
     assert j1["swapped"].any()  # seeded random A/B order
+
 
 def test_eval_config_names_the_key_variable_of_a_non_openai_judge():
     """Issue 14 item 5: an LLM judge at another base_url needs judge_api_key_env, checked when the config is built."""

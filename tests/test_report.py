@@ -93,20 +93,23 @@ def test_results_markdown():
 
 
 def test_load_eval_results_and_training_curves(tmp_path):
+    from drdo_lib.run import Run
+
+    run_ = Run.create({"profile": "p"}, runs_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="notebook 05"):
-        report.load_eval_results("p", runs_dir=tmp_path)
+        report.load_eval_results(run_)
     d = tmp_path / "p" / "eval"
     d.mkdir(parents=True)
     (d / "summary.json").write_text(json.dumps({"judge_model": "gold"}))
     (d / "config.json").write_text("{}")
     _t1().to_csv(d / "table1.csv", index=False)
     (d / "table3.csv").write_text("\n")
-    r = report.load_eval_results("p", runs_dir=tmp_path)
+    r = report.load_eval_results(run_)
     assert len(r["table1"]) == 4 and r["table3"].empty and r["win_rates"].empty
     run = tmp_path / "p" / "policy" / "drdo_D_all"
     run.mkdir(parents=True)
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "logps_rejected": -s}) + "\n" for s in (1, 2, 3, 4)))
-    curves = report.load_training_curves("p", runs_dir=tmp_path)
+    curves = report.load_training_curves(run_)
     f = report.fig4_final_metrics(curves, last=2)
     assert f.loc[0, "logps_rejected_final"] == pytest.approx(-3.5) and f.loc[0, "logps_rejected_first"] == -1
     assert (f.loc[0, "method"], f.loc[0, "split"]) == ("drdo", "D_all")
