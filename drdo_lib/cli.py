@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import yaml
 
 from drdo_lib.config import load_profile
-from drdo_lib.run import TOP_LEVEL_KEYS, Run
+from drdo_lib.run import TOP_LEVEL_KEYS, MissingStageOutput, Run
 
 logger = logging.getLogger("drdo_lib.cli")
 
@@ -126,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"drdo_lib train: {e}", file=sys.stderr)
         return 2
-    out = run_stage(run, args.stage, args.method, args.split)
+    try:
+        out = run_stage(run, args.stage, args.method, args.split)
+    except MissingStageOutput as e:  # an earlier stage has not run: say which, no traceback
+        print(f"drdo_lib train: {e}", file=sys.stderr)
+        return 2
     logger.info("stage %s finished: %s", args.stage, out)
     return 0

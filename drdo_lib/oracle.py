@@ -234,7 +234,7 @@ def _init_model(run, cfg: OracleConfig) -> str:
     """The causal LM the reward models start from: ``cfg.init_model``, else the run's SFT policy."""
     if cfg.init_model is not None:
         return cfg.init_model
-    return str(run.require(run.sft_model / "config.json", "the SFT policy", "sft (notebook 02)").parent)
+    return str(run.require_model(run.sft_model, "the SFT policy", "sft (notebook 02)"))
 
 
 def _rows(run, cfg: OracleConfig, train_rows, eval_rows):

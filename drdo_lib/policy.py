@@ -29,6 +29,7 @@ import transformers
 from drdo_lib import losses as L
 from drdo_lib.config import save_config
 from drdo_lib.hf import read_metrics, training_arguments, training_checks
+from drdo_lib.run import MissingStageOutput
 from drdo_lib.trainer import METHODS, PreferenceTrainer
 
 logger = logging.getLogger(__name__)
@@ -237,8 +238,19 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     seed = run.seed
     paths = model_paths(run, cfg)
-    if cfg.init_model is None:
-        run.require(run.sft_model / "config.json", "the SFT policy (initial and reference policy)", "sft (notebook 02)")
+    # Every input is checked before anything is computed or a folder created (a missing stage is one clear error).
+    run.require_model(paths["init"], "the SFT policy (initial and reference policy)", "sft (notebook 02)")
+    if Path(paths["init"]).exists() and not (Path(paths["init"]) / "tokenizer_config.json").exists():
+        raise MissingStageOutput(f"the SFT policy at {paths['init']} has no tokenizer: run the sft stage again")
+    if method == "drdo" or cfg.label_source == "oracle":
+        run.require_model(paths["oracle"], f"the Oracle ({method}, label_source={cfg.label_source})",
+                          "oracle (notebook 03) or set policy.oracle_model")
+    if method == "edpo":
+        if not paths["ensemble"]:
+            raise MissingStageOutput(f"e-DPO needs the reward ensemble under {run.dir / 'ensemble'}: run the ensemble "
+                                     "stage (notebook 03 / --stage ensemble) or set policy.ensemble_models")
+        for m in paths["ensemble"]:
+            run.require_model(m, "an e-DPO ensemble member", "ensemble (notebook 03)")
     out = run.policy_dir(method, split)
     args = training_args(cfg, out, seed, progress=progress)
     transformers.set_seed(seed)

@@ -31,7 +31,7 @@ from drdo_lib.config import build_config, load_profile
 
 T = TypeVar("T")
 
-__all__ = ["Run", "TOP_LEVEL_KEYS", "SECTIONS", "section_class"]
+__all__ = ["Run", "TOP_LEVEL_KEYS", "SECTIONS", "section_class", "MissingStageOutput"]
 
 #: Run-wide keys of a profile (every other top-level key is a stage section).
 TOP_LEVEL_KEYS = ("profile", "seed", "runs_dir", "figures_dir")
@@ -54,6 +54,11 @@ def section_class(name: str) -> type:
         raise ValueError(f"unknown profile section {name!r}; sections: {sorted(SECTIONS)}")
     module, cls = SECTIONS[name]
     return getattr(importlib.import_module(module), cls)
+
+
+class MissingStageOutput(FileNotFoundError):
+    """A stage's input is missing: an earlier stage has not run (the message says which). The CLI prints it as
+    one line and exits 2."""
 
 
 def _root(value: str | Path | None, default: str) -> Path:
@@ -178,8 +183,20 @@ class Run:
         return d
 
     def require(self, path: Path, what: str, stage: str) -> Path:
-        """``path`` if it exists, else a ``FileNotFoundError`` saying which stage writes it."""
+        """``path`` if it exists, else :class:`MissingStageOutput` saying which stage writes it."""
         if not Path(path).exists():
-            raise FileNotFoundError(f"{what} not found at {path}: run the {stage} stage first "
-                                    f"(profile {self.name!r}, runs_dir {self.runs_root})")
+            raise MissingStageOutput(f"{what} not found at {path}: run the {stage} stage first "
+                                     f"(profile {self.name!r}, runs_dir {self.runs_root})")
         return Path(path)
+
+    def require_model(self, path: str | Path, what: str, stage: str) -> Path:
+        """A saved model folder (``config.json``, ``*.safetensors`` weights and, for the SFT policy, a tokenizer),
+        else :class:`MissingStageOutput`. A hub id (not an existing path, no path separator at its start) passes."""
+        p = Path(path)
+        if not p.exists() and not str(path).startswith(("/", ".", "~")) and str(path).count("/") == 1:
+            return p  # a hub id: transformers resolves it
+        self.require(p / "config.json", what, stage)
+        if not any(p.glob("*.safetensors")):
+            raise MissingStageOutput(f"{what} at {p} has no *.safetensors weights (an interrupted save?): run the "
+                                     f"{stage} stage again")
+        return p

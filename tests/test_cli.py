@@ -88,3 +88,23 @@ def test_cli_sft_stage_passes_the_profile_name(tmp_path, monkeypatch):
     out = tmp_path / "runs" / PROFILE / "sft"
     assert (out / "final" / "model.safetensors").exists()
     assert json.loads((out / "config.json").read_text())["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize("missing,match", [("sft", "SFT policy.*run the sft"), ("oracle", "Oracle.*run the oracle"),
+                                           ("weights", "no \\*.safetensors weights")])
+def test_a_stage_whose_inputs_are_missing_says_which_stage_to_run(tmp_path, capsys, missing, match):
+    import shutil
+
+    cfg = write_profile(tmp_path)
+    runs = tmp_path / "runs" / PROFILE
+    if missing == "sft":
+        shutil.rmtree(runs / "sft")
+    elif missing == "oracle":
+        shutil.rmtree(runs / "oracle")
+    else:
+        for f in (runs / "sft" / "final").glob("*.safetensors"):
+            f.unlink()  # an interrupted save: config.json but no weights
+    assert main(["train", "--config", str(cfg), "--stage", "policy", "--method", "drdo"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err) and "Traceback" not in err
+    assert not (runs / "policy").exists()  # nothing was created before the check
