@@ -12,8 +12,15 @@ encoding, where ``output_1`` is the baseline and ``output_2`` the model, and ``p
 2 (model better), 1.5 (tie) or NaN (the judge's answer was unreadable; dropped from the denominator and counted).
 ``weighted_preference`` is 1 + P(model better) from the judge's log-probs (AlpacaEval 2.0's weighted annotator;
 equal to ``preference`` when no log-probs are available). :func:`alpaca_win_rate` reproduces AlpacaEval's
-``describe_head2head`` (win rate in %, standard error, counts). The length-controlled win rate needs AlpacaEval's
-GLM fitted against its leaderboard baseline and is not computed here.
+``describe_head2head`` (win rate in %, standard error, counts).
+
+Length-controlled win rate (AlpacaEval 2.0's headline number): :func:`length_controlled_win_rate` hands the
+annotations, unchanged, to the ``alpaca_eval`` package's own ``alpaca_eval.metrics.get_length_controlled_winrate``
+(optional extra ``pip install -e '.[alpaca]'``: ``alpaca-eval`` 0.6.6 imports ``pkg_resources``, hence
+``setuptools<81`` beside it). Its GLM reads AlpacaEval's per-instruction difficulties and gamed-model annotations
+(``df_gamed.csv`` of the hub dataset ``tatsu-lab/alpaca_eval``, downloaded by the package and cached by
+huggingface_hub), so offline it is available only when that file is already in the hub cache; otherwise the LC
+columns of :func:`head_to_head_table` are NaN and a warning says why.
 """
 from __future__ import annotations
 
@@ -171,17 +178,94 @@ def alpaca_win_rate(preferences: Iterable[float]) -> dict[str, float]:
     }
 
 
+class LengthControlUnavailable(RuntimeError):
+    """The ``alpaca_eval`` package, or the hub file its length-control GLM reads, is not available here."""
+
+
+#: The package's GLM for instructions of the AlpacaEval set (known difficulty; AlpacaEval 2.0's LC win rate).
+LC_GLM_ALPACA = "length_controlled_v1"
+#: The package's GLM with the length term only, for any other prompts (no per-instruction difficulty exists).
+LC_GLM_OTHER = "length_controlled_minimal"
+
+
+def _lc_implementation():
+    """``(get_length_controlled_winrate, glm_winrate module)`` of the installed package, or raise."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # alpaca-eval 0.6.6 imports pkg_resources, which warns on import
+            warnings.simplefilter("ignore")
+            from alpaca_eval.metrics import get_length_controlled_winrate
+            from alpaca_eval.metrics import glm_winrate
+    except ImportError as e:  # not installed, or setuptools >= 81 (no pkg_resources)
+        raise LengthControlUnavailable(f"the alpaca_eval package does not import ({e}); install the extra: "
+                                       "pip install -e '.[alpaca]' (alpaca-eval with setuptools<81)") from e
+    return get_length_controlled_winrate, glm_winrate
+
+
+def _check_lc_data(glm_winrate) -> None:
+    """The package's GLM downloads ``df_gamed.csv``; check it can be had (hub or cache) before fitting."""
+    from alpaca_eval import constants
+
+    try:
+        glm_winrate.hf_hub_download(repo_id="tatsu-lab/alpaca_eval", filename="df_gamed.csv", repo_type="dataset",
+                                    token=constants.DATASETS_TOKEN, cache_dir=constants.DEFAULT_CACHE_DIR)
+    except Exception as e:  # noqa: BLE001 - offline (LocalEntryNotFoundError), no network, hub errors
+        raise LengthControlUnavailable("the length-control GLM reads df_gamed.csv of the hub dataset "
+                                       f"tatsu-lab/alpaca_eval, which is not available here ({type(e).__name__})"
+                                       ) from e
+
+
+def length_controlled_win_rate(annotations: pd.DataFrame, *, weighted: bool = True,
+                               instruction_index: Sequence[int] | None = None,
+                               glm_name: str | None = None) -> dict[str, Any]:
+    """AlpacaEval's length-controlled win rate (%) of the model (``output_2``) over the baseline (``output_1``),
+    computed by the ``alpaca_eval`` package (``alpaca_eval.metrics.get_length_controlled_winrate``) on
+    :func:`head_to_head` annotations. The annotations are passed as they are (the preference column is
+    ``weighted_preference`` when ``weighted``, as AlpacaEval's weighted annotator stores it, else ``preference``);
+    nothing is recomputed here.
+
+    ``instruction_index``: each row's position in the AlpacaEval evaluation set (805 instructions); with it the
+    package's AlpacaEval 2.0 GLM (``length_controlled_v1``: length, instruction difficulty, regularised towards its
+    gamed baselines) is used, without it the length-only GLM (``length_controlled_minimal``), the only one defined
+    for prompts outside AlpacaEval. Returns ``lc_win_rate``, ``lc_standard_error`` (both %; the package's s.e.m. of
+    the per-instruction predictions, 0 for the length-only GLM, which predicts the same for every instruction: not
+    an uncertainty of the LC win rate), ``lc_glm`` and the package's plain ``win_rate`` of the same preferences. Raises :class:`LengthControlUnavailable` when the package
+    or its hub data is missing, and ``ValueError`` when all length differences are equal (the GLM is undefined).
+    """
+    get_lc, glm_winrate = _lc_implementation()
+    glm = glm_name or (LC_GLM_ALPACA if instruction_index is not None else LC_GLM_OTHER)
+    df = annotations.copy()
+    df["preference"] = annotations["weighted_preference" if weighted else "preference"].astype(float)
+    # the package reads each row's AlpacaEval instruction index from the frame's index (0 for every row where it is
+    # unknown: the minimal GLM looks the difficulty up but does not use it)
+    df.index = pd.Index(list(instruction_index) if instruction_index is not None else [0] * len(df))
+    valid = df["preference"].between(1, 2) | (df["preference"] == 0)
+    delta = (df["output_1"].str.len() - df["output_2"].str.len())[valid]
+    if len(delta) < 2 or not delta.std() > 0:
+        raise ValueError("length control is undefined: every judged pair has the same length difference")
+    _check_lc_data(glm_winrate)
+    m = get_lc(df, glm_name=glm, save_weights_dir=None, is_add_glm_preference_inplace=False)
+    return {"lc_win_rate": float(m["length_controlled_winrate"]), "lc_standard_error": float(m["lc_standard_error"]),
+            "lc_glm": glm, "win_rate": float(m["win_rate"])}
+
+
 def head_to_head_table(results: Mapping[tuple[str, str], pd.DataFrame], *, weighted: bool = True,
-                       n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                       n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                       length_controlled: bool = True) -> pd.DataFrame:
     """Table 3 rows: ``{(model, baseline): annotations}`` → one row per comparison.
 
     Columns: ``model``, ``baseline``, ``win_rate`` (% of the model over the baseline; from
     ``weighted_preference`` when ``weighted``), a percentile-bootstrap CI at ``level`` over instructions
     (``ci_low``, ``ci_high``; :func:`drdo_lib.winrates.bootstrap_ci`, seeded with ``seed`` for every row, so a row's
     interval does not depend on the other rows), ``standard_error``, ``discrete_win_rate``, ``n_wins``,
-    ``n_wins_base``, ``n_draws``, ``n_total``, ``n_discarded``.
+    ``n_wins_base``, ``n_draws``, ``n_total``, ``n_discarded``; with ``length_controlled``, AlpacaEval's
+    ``lc_win_rate`` and ``lc_standard_error`` (%) and ``lc_glm`` from :func:`length_controlled_win_rate` (an
+    ``alpaca_eval_index`` column in the annotations selects the AlpacaEval 2.0 GLM), NaN with a warning where the
+    package or its data is unavailable.
     """
     rows = []
+    lc_reason = None
     for (name, baseline), ann in results.items():
         prefs = ann["weighted_preference" if weighted else "preference"].astype(float)
         m = alpaca_win_rate(prefs)
@@ -191,6 +275,19 @@ def head_to_head_table(results: Mapping[tuple[str, str], pd.DataFrame], *, weigh
                      "ci_high": hi, "standard_error": m["standard_error"],
                      "discrete_win_rate": alpaca_win_rate(ann["preference"])["discrete_win_rate"],
                      **{k: m[k] for k in ("n_wins", "n_wins_base", "n_draws", "n_total", "n_discarded")}})
+        if length_controlled:
+            lc = {"lc_win_rate": float("nan"), "lc_standard_error": float("nan"), "lc_glm": None}
+            if lc_reason is None:
+                try:
+                    idx = ann["alpaca_eval_index"].tolist() if "alpaca_eval_index" in ann else None
+                    got = length_controlled_win_rate(ann, weighted=weighted, instruction_index=idx)
+                    lc.update({k: got[k] for k in lc})
+                except LengthControlUnavailable as e:
+                    lc_reason = str(e)  # the same for every row: say it once
+                    log.warning("Table 3 without the length-controlled win rate: %s", e)
+                except ValueError as e:
+                    log.warning("%s vs %s: no length-controlled win rate (%s)", name, baseline, e)
+            rows[-1].update(lc)
     return pd.DataFrame(rows)
 
 

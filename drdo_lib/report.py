@@ -156,16 +156,19 @@ def oracle_gold_agreement(wr: pd.DataFrame) -> dict[str, Any]:
 
 
 def table3_beside_paper(t3: pd.DataFrame) -> pd.DataFrame:
-    """Table 3: our AlpacaEval-protocol head-to-head (win rate as a fraction) beside the paper's."""
+    """Table 3: our AlpacaEval-protocol head-to-head (win rate and, where computed, AlpacaEval's length-controlled
+    win rate, as fractions) beside the paper's (which reports the plain win rate)."""
     if t3.empty:
         return pd.DataFrame()
     ours = t3.assign(win_rate=t3["win_rate"] / 100, ci_low=t3["ci_low"] / 100, ci_high=t3["ci_high"] / 100)
+    if "lc_win_rate" in ours:  # AlpacaEval's length-controlled win rate (NaN where its package/data is missing)
+        ours["lc_win_rate"] = ours["lc_win_rate"] / 100
     m = ours.merge(pn.TABLE3[["comparison", "wins", "win_rate"]].rename(
         columns={"wins": "paper_wins", "win_rate": "paper_win_rate"}), on="comparison", how="left")
     m["verdict"] = [verdict(lo, hi) for lo, hi in zip(m["ci_low"], m["ci_high"])]
     m["vs_paper"] = [_agree(v, True) for v in m["verdict"]]
     cols = ["comparison", "n_wins", "n_wins_base", "n_draws", "n_total", "n_discarded", "win_rate", "ci_low",
-            "ci_high", "paper_wins", "paper_win_rate", "verdict", "vs_paper", "prompts", "judge"]
+            "ci_high", "lc_win_rate", "paper_wins", "paper_win_rate", "verdict", "vs_paper", "prompts", "judge"]
     return m[[c for c in cols if c in m]]
 
 

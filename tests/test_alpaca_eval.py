@@ -151,3 +151,93 @@ def test_head_to_head_through_server_with_logprobs(tmp_path):
     data = json.loads(path.read_text())
     assert data[4]["preference"] is None and data[0]["preference"] == 2.0
     assert set(data[0]) >= {"instruction", "output_1", "generator_1", "output_2", "generator_2", "preference"}
+
+
+# ------------------------------------------------------------------------------- length-controlled win rate
+@pytest.fixture
+def lc_package(tmp_path, monkeypatch):
+    """The installed alpaca_eval package's GLM module, with its hub file served locally.
+
+    The package's length-control GLM downloads ``df_gamed.csv`` (AlpacaEval's instruction difficulties and gamed
+    models' annotations) from the hub, which tests cannot reach; a stand-in with the same columns is served instead
+    (one row per AlpacaEval index, difficulty 0, gamed preferences ½). The length-only GLM used for non-AlpacaEval
+    prompts reads nothing else from it; everything the package computes runs unchanged."""
+    import warnings
+
+    if importlib.util.find_spec("alpaca_eval") is None:
+        pytest.skip("alpaca-eval is not installed (pip install -e '.[alpaca]')")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from alpaca_eval.metrics import glm_winrate
+        except ImportError as e:
+            pytest.skip(f"alpaca-eval is installed but does not import (needs setuptools<81): {e}")
+    gamed = pd.DataFrame({"model": "gamed", "index": np.arange(805), "instruction_difficulty": 0.0,
+                          "preference": 0.5, "std_delta_len": 0.0, "not_gamed_baseline": False})
+    path = tmp_path / "df_gamed.csv"
+    gamed.to_csv(path, index=False)
+    calls = []
+    monkeypatch.setattr(glm_winrate, "hf_hub_download", lambda **kw: calls.append(kw) or str(path))
+    return calls
+
+
+def _length_annotations(prefs_of, n=40, seed=0):
+    """Annotations (AlpacaEval encoding, output_2 = the model) with random lengths; ``prefs_of(len_model,
+    len_base)`` gives each preference."""
+    rng = np.random.default_rng(seed)
+    l_base, l_model = rng.integers(10, 200, n), rng.integers(10, 200, n)
+    prefs = np.array([prefs_of(m, b) for m, b in zip(l_model, l_base)], dtype=float)
+    return pd.DataFrame({"instruction": [f"Instruction {i}" for i in range(n)],
+                         "output_1": ["b" * k for k in l_base], "generator_1": "dpo",
+                         "output_2": ["m" * k for k in l_model], "generator_2": "drdo", "annotator": "gold",
+                         "preference": prefs, "weighted_preference": prefs})
+
+
+def test_length_controlled_win_rate_by_the_package_moves_against_length(lc_package):
+    """The package's LC win rate on our annotations: below the raw rate when the model wins by being longer, above
+    it when it wins by being shorter; swapping model and baseline gives 100 − LC (the length-only GLM is
+    symmetric); the package's raw win rate equals ours; the annotations are not modified."""
+    from drdo_lib.alpaca_eval import LC_GLM_OTHER, length_controlled_win_rate
+
+    longer = _length_annotations(lambda m, b: 2.0 if m > b else 1.0)
+    before = longer.copy()
+    lc_long = length_controlled_win_rate(longer)
+    pd.testing.assert_frame_equal(longer, before)  # passed as they are, not re-written
+    assert lc_package and lc_long["lc_glm"] == LC_GLM_OTHER
+    raw = alpaca_win_rate(longer["preference"])["win_rate"]
+    assert lc_long["win_rate"] == pytest.approx(raw)  # the package's describe_head2head = ours
+    assert lc_long["lc_win_rate"] < raw - 10
+    shorter = _length_annotations(lambda m, b: 2.0 if m < b else 1.0)
+    lc_short = length_controlled_win_rate(shorter)
+    assert lc_short["lc_win_rate"] > alpaca_win_rate(shorter["preference"])["win_rate"] + 10
+    swapped = longer.rename(columns={"output_1": "output_2", "output_2": "output_1", "generator_1": "generator_2",
+                                     "generator_2": "generator_1"})
+    swapped["preference"] = swapped["weighted_preference"] = 3.0 - longer["preference"]
+    assert length_controlled_win_rate(swapped)["lc_win_rate"] == pytest.approx(100 - lc_long["lc_win_rate"],
+                                                                               abs=0.5)
+    # the length-only GLM predicts the same preference for every instruction at Δlength = 0, so the package's
+    # "standard error" (the s.e.m. of those predictions) is 0: it is not an uncertainty of the LC win rate
+    assert lc_long["lc_standard_error"] == pytest.approx(0.0, abs=1e-9)
+    # with AlpacaEval instruction indices the AlpacaEval 2.0 GLM is used
+    v1 = length_controlled_win_rate(longer, instruction_index=range(len(longer)))
+    assert v1["lc_glm"] == "length_controlled_v1" and 0 <= v1["lc_win_rate"] < raw
+    with pytest.raises(ValueError, match="undefined"):  # no length differences: nothing to control for
+        length_controlled_win_rate(longer.assign(output_1="x" * 50, output_2="y" * 50))
+
+
+def test_table3_has_the_length_controlled_column(lc_package, monkeypatch, caplog):
+    from alpaca_eval.metrics import glm_winrate
+
+    ann = _length_annotations(lambda m, b: 2.0 if m > b else 1.0)
+    t = head_to_head_table({("DRDO", "DPO"): ann, ("DRDO", "e-DPO"): ann})
+    assert t["lc_glm"].tolist() == ["length_controlled_minimal"] * 2
+    assert (t["lc_win_rate"] < t["win_rate"]).all() and t["lc_win_rate"].notna().all()
+
+    def offline(**kw):
+        raise OSError("offline: df_gamed.csv is not in the hub cache")
+
+    monkeypatch.setattr(glm_winrate, "hf_hub_download", offline)
+    t = head_to_head_table({("DRDO", "DPO"): ann, ("DRDO", "e-DPO"): ann})
+    assert t["lc_win_rate"].isna().all() and t["win_rate"].notna().all()  # the column is there, NaN, and why:
+    assert caplog.text.count("without the length-controlled win rate") == 1 and "df_gamed.csv" in caplog.text
+    assert "lc_win_rate" not in head_to_head_table({("DRDO", "DPO"): ann}, length_controlled=False)

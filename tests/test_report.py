@@ -113,3 +113,15 @@ def test_load_eval_results_and_training_curves(tmp_path):
     f = report.fig4_final_metrics(curves, last=2)
     assert f.loc[0, "logps_rejected_final"] == pytest.approx(-3.5) and f.loc[0, "logps_rejected_first"] == -1
     assert (f.loc[0, "method"], f.loc[0, "split"]) == ("drdo", "D_all")
+
+
+def test_table3_beside_paper_carries_the_length_controlled_win_rate():
+    t3 = pd.DataFrame({"comparison": ["DRDO vs. e-DPO", "DRDO vs. DPO"], "win_rate": [70.0, 40.0],
+                       "ci_low": [60.0, 30.0], "ci_high": [80.0, 55.0], "lc_win_rate": [64.0, float("nan")],
+                       "n_total": [50, 50]})
+    t = report.table3_beside_paper(t3).set_index("comparison")
+    assert t.loc["DRDO vs. e-DPO", "lc_win_rate"] == pytest.approx(0.64)  # a fraction, like win_rate
+    assert pd.isna(t.loc["DRDO vs. DPO", "lc_win_rate"])
+    assert t.loc["DRDO vs. e-DPO", "paper_win_rate"] == pytest.approx(0.6203)
+    assert list(t["verdict"]) == ["above", "inconclusive"]
+    assert "lc_win_rate" not in report.table3_beside_paper(t3.drop(columns="lc_win_rate"))
