@@ -14,17 +14,18 @@
 # %% [markdown]
 # # 06 · The paper's tables and figures, ours beside the paper's numbers
 #
-# Everything here is rebuilt from files the earlier notebooks wrote — no model is loaded:
+# Everything here is rebuilt from files the earlier notebooks wrote — no model is loaded, and no figure another
+# notebook already drew is drawn again (those are shown from their files):
 #
-# | paper | ours from | written to `figures/<profile>/` |
+# | paper | ours from | written to `figures/<profile>/` (or shown) |
 # |---|---|---|
 # | Table 1 (GPT-4o judge, TL;DR → CNN/DM) | `runs/<profile>/eval/table1.csv` (notebook 05) | `paper_table1.{csv,md}`, `paper_table1.{png,pdf}` |
-# | Table 2 (oracle win rates × T) | `runs/<profile>/eval/win_rates.csv` | `paper_table2_{oracle,gold}.{csv,md}`, `paper_table2_paper.{csv,md}`, `paper_table2_summary.{csv,md}`, `paper_table2.{png,pdf}` |
+# | Table 2 (oracle win rates × T) | `runs/<profile>/eval/win_rates.csv` | `paper_table2_{oracle,gold}.{csv,md}`, `paper_table2_paper.{csv,md}`, `paper_table2_summary.{csv,md}`; shown: notebook 05's `table2_win_rates_{gold,oracle}.png` |
 # | Table 3 (AlpacaEval, GPT-4 Turbo) | `runs/<profile>/eval/table3.csv` | `paper_table3.{csv,md}` |
 # | Table 5 (split statistics) | `figures/<profile>/table5_splits.csv` (notebook 01) | shown |
-# | Fig. 2 (DRDO loss vs log-unlikelihood ratio) | `drdo_lib.theory.fig2_curves` (as notebook 00) | `paper_fig2.{png,pdf}` |
-# | Fig. 3 (reward advantage over SFT / human) | `runs/<profile>/eval/advantage.csv` | `paper_fig3.{png,pdf}`, `paper_fig3.{csv,md}` |
-# | Fig. 4 (training curves) | `runs/<profile>/policy/*/metrics.jsonl` (notebook 04) | `paper_fig4.{png,pdf}`, `paper_fig4_final.{csv,md}` |
+# | Fig. 2 (DRDO loss vs log-unlikelihood ratio) | notebook 00 | shown: `fig2_drdo_loss_vs_log_unlikelihood.png` |
+# | Fig. 3 (reward advantage over SFT / human) | `runs/<profile>/eval/advantage.csv` | `paper_fig3.{csv,md}`; shown: notebook 05's `fig3_reward_advantage_{oracle,gold}.png` |
+# | Fig. 4 (training curves) | `runs/<profile>/policy/*/metrics.jsonl` (notebook 04) | `paper_fig4_final.{csv,md}`; shown: notebook 04's `fig4_training_curves.png` |
 #
 # and `results.md`, a generated results section (tables + one figure + the reading below).
 #
@@ -37,22 +38,22 @@
 # %% tags=["parameters"]
 profile = "mini"  # profile name: runs/<profile>/ and figures/<profile>/
 seed = 0  # run-wide seed (unused here: nothing is sampled)
-theory = {}  # the `theory:` section (Fig. 2's γ values)
+theory = {}  # the `theory:` section (unused here: Fig. 2 is notebook 00's figure)
 eval = {}  # the `eval:` section of the profile: fields of drdo_lib.evaluation.EvalConfig
 
 # %%
 import logging
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from drdo_lib import paper_numbers as pn
 from drdo_lib import report
 from drdo_lib.evaluation import EvalConfig
 from drdo_lib.plots import save_figure
-from drdo_lib.plots.evaluation import plot_head_to_head, plot_reward_advantage, plot_win_rates
-from drdo_lib.plots.training import plot_fig4_training_curves
+from drdo_lib.plots.evaluation import plot_head_to_head
 from drdo_lib.run import Run
+from drdo_lib.tables import write_table
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 pd.set_option("display.precision", 3)
@@ -62,6 +63,15 @@ run = Run.create(profile, seed=seed, sections={"theory": theory, "eval": eval}) 
 eval_cfg = run.config(EvalConfig, "eval")
 figs = run.figures
 results = report.load_eval_results(run)
+
+
+def show_figure(stem: str, notebook: str) -> None:
+    """Show the figure another notebook wrote (``figures/<profile>/<stem>.png``) instead of drawing it again."""
+    path = figs / f"{stem}.png"
+    display(Image(filename=str(path)) if path.exists() else Markdown(f"_`{path.name}` not found: run notebook "
+                                                                     f"{notebook}._"))
+
+
 results["summary"]
 
 # %% [markdown]
@@ -71,7 +81,7 @@ results["summary"]
 
 # %%
 t1 = report.table1_beside_paper(results["table1"])
-report.write_table(t1, figs / "paper_table1")
+write_table(t1, figs / "paper_table1")
 display(t1)
 if len(t1):
     fig = plot_head_to_head(report.with_row_labels(t1), report.with_row_labels(pn.TABLE1),
@@ -91,19 +101,17 @@ ours_t2 = {}
 for reward in [r for r in ("oracle_reward", "gold_reward") if not wr.empty and r in set(wr["reward"])]:
     name = reward.replace("_reward", "")
     ours_t2[name] = report.table2_ours(wr, reward)
-    report.write_table(ours_t2[name], figs / f"paper_table2_{name}")
+    write_table(ours_t2[name], figs / f"paper_table2_{name}")
     display(Markdown(f"**Ours, {name} reward**"))
     display(ours_t2[name])
-report.write_table(pn.TABLE2, figs / "paper_table2_paper")
+write_table(pn.TABLE2, figs / "paper_table2_paper")
 display(Markdown("**Paper (oracle reward)**"))
 display(pn.TABLE2)
 t2s = report.table2_summary(wr)
-report.write_table(t2s, figs / "paper_table2_summary")
+write_table(t2s, figs / "paper_table2_summary")
 display(t2s)
-if not wr.empty:
-    fig = plot_win_rates(wr[wr["reward"] == ("gold_reward" if "gold" in ours_t2 else "oracle_reward")],
-                         paper=pn.table2_long(), title=f"Table 2: ours ({profile}) beside the paper's five models")
-    save_figure(fig, figs / "paper_table2")
+if not wr.empty:  # notebook 05's figure: our win rates vs temperature beside the paper's five models (grey)
+    show_figure(f"table2_win_rates_{'gold' if 'gold' in ours_t2 else 'oracle'}", "05")
 agreement = report.oracle_gold_agreement(wr)
 agreement
 
@@ -111,11 +119,12 @@ agreement
 # ## Table 3 — AlpacaEval head-to-head
 # Paper: GPT-4 Turbo on the 805 AlpacaEval instructions. Ours: `eval.alpaca_prompts` (in `mini` the held-out
 # testbed prompts, as the testbed has no instructions) judged by `eval.alpaca_judge_model`, scored with AlpacaEval's
-# head-to-head arithmetic (ties ½).
+# head-to-head arithmetic (ties ½); `lc_win_rate` is AlpacaEval's length-controlled win rate, computed by the
+# `alpaca_eval` package where it and the hub data its GLM reads are available (NaN otherwise).
 
 # %%
 t3 = report.table3_beside_paper(results["table3"])
-report.write_table(t3, figs / "paper_table3")
+write_table(t3, figs / "paper_table3")
 display(t3 if len(t3) else Markdown("_No Table 3 in this profile (`eval.alpaca_prompts: none`)._"))
 
 # %% [markdown]
@@ -128,20 +137,16 @@ display(t5 if len(t5) else Markdown(f"_`{t5_path.name}` not found: run notebook 
 
 # %% [markdown]
 # ## Fig. 2 — the DRDO preference term against the log-unlikelihood ratio
-# Recomputed from `drdo_lib.losses.drdo_loss` exactly as in notebook 00 (a property of the loss, not of a run).
+# Notebook 00's figure, computed from `drdo_lib.losses.drdo_loss` (a property of the loss, not of a run).
 
 # %%
-from drdo_lib.plots.theory import plot_fig2
-from drdo_lib.theory import TheoryConfig, fig2_curves
-
-fig = plot_fig2(fig2_curves(run.config(TheoryConfig, "theory").fig2_gammas))
-_ = save_figure(fig, figs / "paper_fig2")
+show_figure("fig2_drdo_loss_vs_log_unlikelihood", "00")
 
 # %% [markdown]
 # ## Fig. 3 — expected reward advantage over SFT and over the reference summaries
 # Paper: oracle rewards of DRDO, DPO and e-DPO samples on CNN/DailyMail, normalised, minus those of the SFT policy
 # (left) and of the human summaries (right), at each temperature. Ours: the same on the OOD prompts for the policies
-# trained on the first split, with 95 % intervals; under r\* too in `mini`.
+# trained on the first split, with 95 % intervals; under r\* too in `mini` (notebook 05's figures).
 
 # %%
 adv = results["advantage"]
@@ -149,31 +154,21 @@ fig3_rows = []
 for reward in [r for r in ("oracle_reward", "gold_reward") if not adv.empty and r in set(adv["reward"])]:
     f3 = report.fig3_table(adv, set_name="ood", reward=reward, split=eval_cfg.splits[0])
     fig3_rows.append(f3.assign(reward=reward))
-    fig = plot_reward_advantage(adv[(adv["set"] == "ood") & (adv["reward"] == reward)
-                                    & (adv["split"] == eval_cfg.splits[0])],
-                                reward_label=f"{reward.replace('_reward', '')} reward (z)",
-                                title=f"Fig. 3 ({reward.replace('_reward', '')} reward, {profile})")
-    save_figure(fig, figs / f"paper_fig3_{reward.replace('_reward', '')}")
+    show_figure(f"fig3_reward_advantage_{reward.replace('_reward', '')}", "05")
 fig3 = pd.concat(fig3_rows, ignore_index=True) if fig3_rows else pd.DataFrame()
-report.write_table(fig3, figs / "paper_fig3")
+write_table(fig3, figs / "paper_fig3")
 fig3_main = fig3[fig3["reward"] == "oracle_reward"] if len(fig3) else fig3
 
 # %% [markdown]
 # ## Fig. 4 — training curves (BT accuracy, oracle reward advantage, log-probabilities of y_w and y_l)
-# Paper: OPT-1.3B on UltraFeedback. Ours: every run of notebook 04 (one row per split), from its `metrics.jsonl`,
-# drawn with notebook 04's plotting function.
+# Paper: OPT-1.3B on UltraFeedback. Ours: every run of notebook 04 (one row per split; notebook 04's figure), and
+# the first and final values of each panel's metric, from each run's `metrics.jsonl`.
 
 # %%
 curves = report.load_training_curves(run)
-if curves:
-    by_run = {tuple(name.split("_", 1)): df.to_dict("records") for name, df in curves.items()}
-    methods = [m for m in (eval_cfg.student, *eval_cfg.baselines) if any(k[0] == m for k in by_run)]
-    fig = plot_fig4_training_curves(by_run, methods=methods, splits=[s for s in eval_cfg.splits
-                                                                     if any(k[1] == s for k in by_run)],
-                                    suptitle=f"Fig. 4: training curves ({profile})")
-    save_figure(fig, figs / "paper_fig4")
+show_figure("fig4_training_curves", "04")
 fig4 = report.fig4_final_metrics(curves)
-report.write_table(fig4, figs / "paper_fig4_final")
+write_table(fig4, figs / "paper_fig4_final")
 display(fig4)
 
 # %% [markdown]
@@ -194,7 +189,8 @@ md = report.results_markdown(
               ("Table 2 summary: DRDO win rates over temperatures and splits", t2s),
               ("Table 3: AlpacaEval-protocol head-to-head", t3),
               ("Fig. 3: reward advantage of DRDO, DPO, e-DPO", fig3_main)],
-    sentences, "paper_fig3_oracle.png" if (figs / "paper_fig3_oracle.png").exists() else None, notes)
+    sentences, "fig3_reward_advantage_oracle.png" if (figs / "fig3_reward_advantage_oracle.png").exists() else None,
+    notes)
 (figs / "results.md").write_text(md)
 print(f"wrote {len(md.splitlines())} lines of results.md")
 

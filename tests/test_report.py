@@ -87,7 +87,7 @@ def test_reading_sentences_follow_the_numbers():
 
 def test_results_markdown():
     md = report.results_markdown("mini", [("Table 1", report.table1_beside_paper(_t1()))], ["a sentence"],
-                                 "paper_fig3_oracle.png", ["a note"])
+                                 "fig3_reward_advantage_oracle.png", ["a note"])
     assert md.startswith("## Results (profile `mini`)") and "![Fig. 3" in md and "- a sentence" in md
     assert "| DRDO vs. e-DPO" in md
 
