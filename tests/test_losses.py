@@ -139,8 +139,9 @@ def test_edpo_k1_equals_plain_distillation_and_reductions():
     per_member = (oc - orj - beta * h) ** 2  # (K, B), Eq. 4
     # K = 1 (given as (B,) and as (1, B)) is plain reward distillation
     for o1, o2 in ((oc[0], orj[0]), (oc[:1], orj[:1])):
-        out = edpo_loss(pc, pr, rc, rr, o1, o2, beta=beta)
-        torch.testing.assert_close(out.losses, per_member[0], atol=1e-5, rtol=1e-6)
+        for red in ("min", "mean", "max"):
+            out = edpo_loss(pc, pr, rc, rr, o1, o2, beta=beta, reduction=red)
+            torch.testing.assert_close(out.losses, per_member[0], atol=1e-5, rtol=1e-6)
     means = per_member.mean(1)
     for red, exp_loss, exp_losses in (
         ("min", means.min(), per_member[means.argmin()]),
@@ -154,6 +155,57 @@ def test_edpo_k1_equals_plain_distillation_and_reductions():
         edpo_loss(pc, pr, rc, rr, oc, orj, reduction="median")
     with pytest.raises(ValueError, match=r"\(K, B\)"):
         edpo_loss(pc, pr, rc, rr, oc[:, :5], orj[:, :5])
+
+
+def test_edpo_pessimistic_worked_example():
+    """Fisch et al. (TMLR 2025) pessimistic ensemble distillation on a hand-computed batch (B = 2, K = 2, β = ½).
+
+    h = (z_w − z_w^ref) − (z_l − z_l^ref) = [1, 1], so βh = [½, ½].
+    member 0: Δr = [1.5, 0.5] → residuals [1, 0] → squares [1, 0], batch mean ½
+    member 1: Δr = [0.5, 2.5] → residuals [0, 2] → squares [0, 4], batch mean 2
+    forward KL estimate per pair ½[(z_w^ref − z_w) + (z_l^ref − z_l)] = [0, ½], batch mean ¼
+    pessimistic, kl_coef 0.2: min(½, 2) + 0.2·¼ = 0.55;   min: ½;   mean: 1.25;   max: 2.
+    ∂/∂z_w of example 0 (1/B = ½): distillation 2·1·(−β)·½ = −½, KL 0.2·(−½)·½ = −0.05 → −0.55.
+    """
+    pc = torch.tensor([-1.0, -2.0], requires_grad=True)
+    pr = torch.tensor([-2.0, -2.0], requires_grad=True)
+    rc, rr = torch.tensor([-1.5, -2.0]), torch.tensor([-1.5, -1.0])
+    oc = torch.tensor([[1.5, 0.5], [0.5, 2.5]])
+    orj = torch.zeros(2, 2)
+    out = edpo_loss(pc, pr, rc, rr, oc, orj, beta=0.5, reduction="pessimistic", kl_coef=0.2)
+    assert out.loss.item() == pytest.approx(0.55, abs=1e-6)
+    torch.testing.assert_close(out.losses, torch.tensor([1.0 + 0.2 * 0.0, 0.0 + 0.2 * 0.5]), atol=1e-6, rtol=0)
+    assert out.metrics["selected_member"] == 0.0
+    assert out.metrics["forward_kl"] == pytest.approx(0.25, abs=1e-6)
+    assert out.metrics["member_0_loss"] == pytest.approx(0.5) and out.metrics["member_1_loss"] == pytest.approx(2.0)
+    gw, gl = torch.autograd.grad(out.loss, [pc, pr])
+    # example 0: −0.55 (above); example 1: residual 0 → KL only: 0.2·(−½)·½ = −0.05
+    torch.testing.assert_close(gw, torch.tensor([-0.55, -0.05]), atol=1e-6, rtol=0)
+    # ∂/∂z_l: distillation +2·r·β·½ = [+½, 0], KL −0.05 each
+    torch.testing.assert_close(gl, torch.tensor([0.45, -0.05]), atol=1e-6, rtol=0)
+    for red, want in (("min", 0.5), ("mean", 1.25), ("max", 2.0)):
+        assert edpo_loss(pc, pr, rc, rr, oc, orj, beta=0.5, reduction=red, kl_coef=0.2).loss.item() == pytest.approx(want)
+    # the default is the pessimistic objective; kl_coef = 0 reduces it to the min over members
+    default = edpo_loss(pc, pr, rc, rr, oc, orj, beta=0.5, kl_coef=0.2)
+    assert default.loss.item() == pytest.approx(0.55, abs=1e-6)
+    no_kl = edpo_loss(pc, pr, rc, rr, oc, orj, beta=0.5, reduction="pessimistic", kl_coef=0.0)
+    assert no_kl.loss.item() == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="kl_coef"):
+        edpo_loss(pc, pr, rc, rr, oc, orj, kl_coef=-1.0)
+
+
+def test_policy_value_under_its_own_implicit_reward_is_the_forward_kl():
+    """Why the pessimistic objective carries a forward KL (Fisch et al., Sec. on pessimistic distillation): for the
+    implicit reward r_π = β log(π/π_ref) of a policy π, E_π[r_π] − E_ref[r_π] − β KL(π‖π_ref) = β KL(π_ref‖π).
+    Checked exactly on a random categorical policy (an independent computation, no drdo_lib code)."""
+    gen = torch.Generator().manual_seed(3)
+    beta = 0.3
+    pi = torch.softmax(torch.randn(7, generator=gen, dtype=torch.float64), 0)
+    ref = torch.softmax(torch.randn(7, generator=gen, dtype=torch.float64), 0)
+    r = beta * (pi.log() - ref.log())
+    value = (pi * r).sum() - (ref * r).sum() - beta * (pi * (pi / ref).log()).sum()
+    forward_kl = (ref * (ref / pi).log()).sum()
+    assert float(value) == pytest.approx(float(beta * forward_kl), rel=1e-12)
 
 
 def test_shape_and_setting_validation():
