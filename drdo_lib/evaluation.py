@@ -475,11 +475,17 @@ def eval_prompt_sets(data, cfg: EvalConfig, *, tokenizer=None, data_dir: str | P
 
 
 def build_scorers(run, data, cfg: EvalConfig, *, progress: bool = True) -> dict[str, Callable]:
-    """Reward functions of an evaluation: ``oracle_reward`` (the run's trained oracle) when it exists,
-    ``gold_reward`` (the testbed's r*) when the data is the synthetic testbed."""
+    """Reward functions of an evaluation: ``oracle_reward`` (the run's trained oracle when it exists, or the
+    testbed's exact / noisy r* for ``oracle.kind`` true_reward / noisy_true_reward), ``gold_reward`` (the testbed's
+    r*) when the data is the synthetic testbed."""
     scorers: dict[str, Callable] = {}
+    from drdo_lib.oracle import OracleConfig, true_reward_oracle
+
     oracle_dir = run.oracle_model
-    if oracle_dir.is_dir():
+    ocfg = run.config(OracleConfig, "oracle")
+    if ocfg.kind != "trained":  # the policies distilled the testbed's r* (exact or noisy): so is the oracle reward
+        scorers["oracle_reward"] = true_reward_oracle(ocfg, getattr(data, "testbed", None), seed=run.seed)
+    elif oracle_dir.is_dir():
         scorers["oracle_reward"] = RewardScorer(oracle_dir, batch_size=max(cfg.batch_size, 32),
                                                 max_prompt_length=cfg.max_prompt_length, max_length=cfg.max_length,
                                                 device=cfg.device, dtype=cfg.dtype, progress=progress)

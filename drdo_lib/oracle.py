@@ -35,14 +35,21 @@ from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_check
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OracleConfig", "RewardModelTrainer", "run", "run_ensemble", "train_reward_model",
+__all__ = ["OracleConfig", "ORACLE_KINDS", "true_reward_oracle", "RewardModelTrainer", "run", "run_ensemble", "train_reward_model",
            "pairwise_accuracy", "reward_agreement"]
+
+
+#: What the Oracle is (OracleConfig.kind): a trained reward model, or the testbed's true reward (exact or noisy).
+ORACLE_KINDS = ("trained", "true_reward", "noisy_true_reward")
 
 
 @dataclass(frozen=True)
 class OracleConfig:
     """Settings of the Oracle and e-DPO ensemble stage (profile section ``oracle``); defaults from Table 6 / App. D."""
 
+    kind: str = "trained"  # the Oracle the policies distil: trained (a reward model, Eq. 5) | true_reward (the
+    #   testbed's r*: the paper's "converged Oracle") | noisy_true_reward (r* + N(0, noise_std²) per response)
+    noise_std: float = 0.5  # noisy_true_reward: standard deviation of the per-response noise (r* units)
     init_model: str | None = None  # causal LM the reward models start from (dir or hub id); None: runs/<profile>/sft/final
     alpha: float = 0.01  # Eq. 5 weight of the chosen-response NLL (paper 0.01); the ensemble uses ensemble_alpha
     head_seed: int = 0  # seed of the Oracle's reward-head initialisation
@@ -77,6 +84,8 @@ class OracleConfig:
             seeds = [self.ensemble_head_seeds] if isinstance(self.ensemble_head_seeds, int) else self.ensemble_head_seeds
             object.__setattr__(self, "ensemble_head_seeds", tuple(int(s) for s in seeds))
         checks = training_checks(self) + [
+            (self.kind in ORACLE_KINDS, f"kind must be one of {ORACLE_KINDS}"),
+            (isinstance(self.noise_std, (int, float)) and self.noise_std >= 0, "noise_std must be >= 0"),
             (0.0 <= self.alpha <= 1.0 and 0.0 <= self.ensemble_alpha <= 1.0, "alpha values must be in [0, 1]"),
             (self.ensemble_size >= 0, "ensemble_size must be >= 0"),
             (len(self.ensemble_head_seeds) == self.ensemble_size, "ensemble_head_seeds needs one seed per member"),
@@ -245,6 +254,36 @@ def _rows(run, cfg: OracleConfig, train_rows, eval_rows):
     return train_rows, eval_rows
 
 
+def true_reward_oracle(cfg: OracleConfig, testbed, *, seed: int, member: int | None = None):
+    """``reward_fn(prompts, responses) -> np.ndarray`` of an Oracle that is not a trained model.
+
+    ``true_reward``: the testbed's r* itself. ``noisy_true_reward``: r* plus Gaussian noise of standard deviation
+    ``cfg.noise_std``, a deterministic function of (``seed``, ``member``, prompt, response): the same response
+    always gets the same noisy reward (in the precompute, in evaluation, in every split), and e-DPO ensemble member
+    ``k`` (``member=k``) sees its own independent noise. Raises when the data has no true reward."""
+    import hashlib
+
+    import numpy as np
+
+    if cfg.kind == "trained":
+        raise ValueError("true_reward_oracle: oracle.kind is 'trained' (a reward model, not a function)")
+    if testbed is None:
+        raise ValueError(f"oracle.kind={cfg.kind!r} needs the synthetic testbed's true reward r*; this profile's data "
+                         "has none (use oracle.kind: trained)")
+
+    def reward_fn(prompts, responses):
+        r = np.asarray(testbed.true_rewards(list(prompts), list(responses)), dtype=np.float64)
+        if cfg.kind == "noisy_true_reward" and cfg.noise_std > 0:
+            z = np.empty(len(r))
+            for i, (p, y) in enumerate(zip(prompts, responses)):
+                h = hashlib.blake2b(f"{seed}|{member}|{p}|{y}".encode(), digest_size=8).digest()
+                z[i] = np.random.default_rng(int.from_bytes(h, "little")).standard_normal()
+            r = r + cfg.noise_std * z
+        return r
+
+    return reward_fn
+
+
 def run(run, cfg: OracleConfig | None = None, *, train_rows=None, eval_rows=None, progress: bool = True) -> Path:
     """The Oracle stage: train the Oracle of ``run`` (Eq. 5, α = ``cfg.alpha``) and return
     ``runs/<profile>/oracle/final``.
@@ -253,6 +292,9 @@ def run(run, cfg: OracleConfig | None = None, *, train_rows=None, eval_rows=None
     to the training / validation pairs of ``cfg.train_split`` from the data stage.
     """
     cfg = cfg if cfg is not None else run.config(OracleConfig, "oracle")
+    if cfg.kind != "trained":
+        logger.warning("oracle.kind=%s: the policies distil the testbed's true reward; the reward model trained here "
+                       "is reported beside it but not used", cfg.kind)
     init = _init_model(run, cfg)
     train_rows, eval_rows = _rows(run, cfg, train_rows, eval_rows)
     out = run.stage_dir("oracle")

@@ -155,6 +155,37 @@ def training_args(cfg: PolicyConfig, output_dir: str | Path, seed: int, *, progr
     return training_arguments(cfg, output_dir, seed, progress=progress, **kw)
 
 
+def oracle_config(run):
+    """The run's ``oracle`` section (what kind of Oracle the policies distil)."""
+    from drdo_lib.oracle import OracleConfig
+
+    return run.config(OracleConfig, "oracle")
+
+
+def add_function_rewards(run, ocfg, ds, *, ensemble: bool = False):
+    """Oracle (and, with ``ensemble``, e-DPO ensemble) reward columns from the testbed's true reward
+    (``oracle.kind`` true_reward | noisy_true_reward; :func:`drdo_lib.oracle.true_reward_oracle`). The ensemble
+    has ``oracle.ensemble_size`` members, each with its own noise (identical members for the exact r*)."""
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.oracle import true_reward_oracle
+    from drdo_lib.precompute import _set_column
+
+    testbed = data_stage.load(run).testbed
+    prompts, chosen, rejected = list(ds["prompt"]), list(ds["chosen"]), list(ds["rejected"])
+    fn = true_reward_oracle(ocfg, testbed, seed=run.seed)
+    ds = _set_column(ds, "oracle_chosen_reward", fn(prompts, chosen).tolist())
+    ds = _set_column(ds, "oracle_rejected_reward", fn(prompts, rejected).tolist())
+    if ensemble:
+        import numpy as np
+
+        k = max(ocfg.ensemble_size, 1)
+        fns = [true_reward_oracle(ocfg, testbed, seed=run.seed, member=m) for m in range(k)]
+        ds = _set_column(ds, "ensemble_chosen_rewards", np.stack([f(prompts, chosen) for f in fns], 1).tolist())
+        ds = _set_column(ds, "ensemble_rejected_rewards", np.stack([f(prompts, rejected) for f in fns], 1).tolist())
+    logger.info("oracle.kind=%s: reward columns from the testbed's r* (%d pairs)", ocfg.kind, len(ds))
+    return ds
+
+
 def model_paths(run, cfg: PolicyConfig) -> dict[str, Any]:
     """The initial/reference policy, Oracle and ensemble a policy run reads (settings, else the run's stages)."""
     init = cfg.init_model or str(run.sft_model)
@@ -196,16 +227,21 @@ def prepare_dataset(run, cfg: PolicyConfig, method: str, split: str, tokenizer, 
               pad_token_id=tokenizer.pad_token_id)
     ds = precompute_ref_logps(paths["init"], ds, logp_reduction=cfg.logp_reduction, **kw)
     need_oracle = method == "drdo" or cfg.label_source == "oracle"
-    if Path(paths["oracle"]).is_dir():
-        ds = precompute_rewards(paths["oracle"], ds, column_prefix="oracle", **kw)
-    elif need_oracle:
-        raise FileNotFoundError(f"{method} (label_source={cfg.label_source}) needs an oracle at {paths['oracle']}; "
-                                "train it first (notebook 03 / --stage oracle) or set policy.oracle_model")
-    if method == "edpo":
-        if not paths["ensemble"]:
-            raise FileNotFoundError("e-DPO needs ensemble reward models (runs/<profile>/ensemble/member_*); train them "
-                                    "first (notebook 03 / --stage ensemble) or set policy.ensemble_models")
-        ds = precompute_rewards(paths["ensemble"], ds, column_prefix="ensemble", **kw)
+    ocfg = oracle_config(run)
+    if ocfg.kind != "trained":  # the Oracle is the testbed's r* (exact or noisy): a function of the texts
+        ds = add_function_rewards(run, ocfg, ds, ensemble=method == "edpo")
+    else:
+        if Path(paths["oracle"]).is_dir():
+            ds = precompute_rewards(paths["oracle"], ds, column_prefix="oracle", **kw)
+        elif need_oracle:
+            raise FileNotFoundError(f"{method} (label_source={cfg.label_source}) needs an oracle at "
+                                    f"{paths['oracle']}; train it first (notebook 03 / --stage oracle) or set "
+                                    "policy.oracle_model")
+        if method == "edpo":
+            if not paths["ensemble"]:
+                raise FileNotFoundError("e-DPO needs ensemble reward models (runs/<profile>/ensemble/member_*); train "
+                                        "them first (notebook 03 / --stage ensemble) or set policy.ensemble_models")
+            ds = precompute_rewards(paths["ensemble"], ds, column_prefix="ensemble", **kw)
     if cfg.label_source == "oracle":
         ds = order_by_oracle(ds)
     report = {"split": split, "method": method, "rows": counts, "train_pairs": len(ds), **paths}
@@ -242,10 +278,11 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
     run.require_model(paths["init"], "the SFT policy (initial and reference policy)", "sft (notebook 02)")
     if Path(paths["init"]).exists() and not (Path(paths["init"]) / "tokenizer_config.json").exists():
         raise MissingStageOutput(f"the SFT policy at {paths['init']} has no tokenizer: run the sft stage again")
-    if method == "drdo" or cfg.label_source == "oracle":
+    function_oracle = oracle_config(run).kind != "trained"
+    if (method == "drdo" or cfg.label_source == "oracle") and not function_oracle:
         run.require_model(paths["oracle"], f"the Oracle ({method}, label_source={cfg.label_source})",
                           "oracle (notebook 03) or set policy.oracle_model")
-    if method == "edpo":
+    if method == "edpo" and not function_oracle:
         if not paths["ensemble"]:
             raise MissingStageOutput(f"e-DPO needs the reward ensemble under {run.dir / 'ensemble'}: run the ensemble "
                                      "stage (notebook 03 / --stage ensemble) or set policy.ensemble_models")

@@ -227,3 +227,50 @@ def test_bad_split_names(tb):
         tb.comparison_rows(3, "validation")
     with pytest.raises(ValueError):
         tb.sft_rows(3, "dev")
+
+
+def _pair_rewards(tb, rows):
+    return np.array([[tb.true_reward(r["info"]["post"], s["text"]) for s in r["summaries"]] for r in rows])
+
+
+def test_tie_fraction_gives_equal_reward_pairs_labelled_once():
+    tb = SyntheticTestbed(SyntheticConfig(seed=3, tie_fraction=0.5, repeat_fraction=0.5, ref_quality_min=0.3))
+    rows = tb.comparison_rows(1500)
+    r = _pair_rewards(tb, rows)
+    tie = np.array([row["summaries"][0]["policy"] == "tie" or row["summaries"][1]["policy"] == "tie" for row in rows])
+    assert 0.35 < tie.mean() < 0.6
+    assert np.all(r[tie, 0] == r[tie, 1])  # p* = 1/2 exactly
+    assert all(rows[i]["summaries"][0]["text"] != rows[i]["summaries"][1]["text"] for i in np.flatnonzero(tie))
+    ids = [row["info"]["id"] for row in rows]
+    tie_ids = [ids[i] for i in np.flatnonzero(tie)]
+    assert len(tie_ids) == len(set(tie_ids))  # a tied pair is labelled once, never repeated
+    assert len(ids) > len(set(ids))  # while other pairs are (repeat_fraction 0.5)
+    # the coin: about half of the tied pairs choose summary 1
+    assert 0.4 < np.mean([rows[i]["choice"] for i in np.flatnonzero(tie)]) < 0.6
+
+
+def test_sft_like_pairs_match_the_reference_writers_and_quality_is_a_dial():
+    mixed = SyntheticTestbed(SyntheticConfig(seed=1, ref_quality_min=0.3, near_pair_fraction=0.0))
+    refs = np.array([mixed.true_reward(r["prompt"], r["label"]) for r in mixed.sft_rows(3000)])
+    pairs = _pair_rewards(mixed, mixed.comparison_rows(3000)).ravel()
+    # pair summaries are drawn from the same writers the SFT targets come from (what the SFT policy imitates)
+    assert abs(pairs.mean() - refs.mean()) < 0.1 and abs(pairs.std() - refs.std()) < 0.15
+    single = SyntheticTestbed(SyntheticConfig(seed=1))  # ref_quality_min = 1: one writer of quality 1
+    refs1 = np.array([single.true_reward(r["prompt"], r["label"]) for r in single.sft_rows(3000)])
+    assert refs.mean() < refs1.mean() - 0.5 and refs.std() > refs1.std()
+    # the first testbed's generator stays available as a labelled setting
+    old = SyntheticTestbed(SyntheticConfig(seed=1, pair_source="perturbation"))
+    assert any(s["policy"].startswith("synth_q") for r in old.comparison_rows(50) for s in r["summaries"])
+
+
+def test_ood_reference_noisy_is_below_the_ideal():
+    ideal = SyntheticTestbed(SyntheticConfig(seed=2))
+    noisy = SyntheticTestbed(SyntheticConfig(seed=2, ood_reference="noisy", ref_quality_min=0.3))
+
+    def mean_r(tb):
+        rows = tb.ood_rows(300)
+        return np.mean([tb.true_reward(r["article"], r["highlights"].replace(" .", "").replace("\n", " "))
+                        for r in rows])
+
+    assert mean_r(ideal) == pytest.approx(4.0)
+    assert mean_r(noisy) < 3.5

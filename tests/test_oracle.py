@@ -115,3 +115,32 @@ def test_reward_agreement_against_a_known_true_reward(init_dir, tmp_path):
     assert a["accuracy_vs_true"] == pytest.approx(a["accuracy_vs_labels"])
     assert len(a["diff"]) == len(a["true_diff"]) == 40 and set(a["true_diff"]) == {1.0}
     assert -1.0 <= a["pearson_reward"] <= 1.0
+
+
+def test_true_reward_oracles_exact_and_noisy():
+    import numpy as np
+
+    from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
+    from drdo_lib.oracle import true_reward_oracle
+
+    tb = SyntheticTestbed(SyntheticConfig(seed=0))
+    rows = tb.comparison_rows(400)
+    prompts = [r["info"]["post"] for r in rows]
+    ys = [r["summaries"][0]["text"] for r in rows]
+    exact = true_reward_oracle(OracleConfig(kind="true_reward"), tb, seed=0)(prompts, ys)
+    assert np.array_equal(exact, tb.true_rewards(prompts, ys))
+    cfg = OracleConfig(kind="noisy_true_reward", noise_std=0.5)
+    noisy = true_reward_oracle(cfg, tb, seed=0)(prompts, ys)
+    noise = noisy - exact
+    assert 0.4 < noise.std() < 0.6 and abs(noise.mean()) < 0.1
+    # deterministic per (seed, member, prompt, response): the same response always gets the same reward
+    again = true_reward_oracle(cfg, tb, seed=0)(prompts[::-1], ys[::-1])[::-1]
+    assert np.array_equal(noisy, again)
+    other = true_reward_oracle(cfg, tb, seed=0, member=1)(prompts, ys) - exact
+    assert abs(np.corrcoef(noise, other)[0, 1]) < 0.2  # ensemble members see independent noise
+    with pytest.raises(ValueError, match="trained"):
+        true_reward_oracle(OracleConfig(), tb, seed=0)
+    with pytest.raises(ValueError, match="no.*true reward|has none"):
+        true_reward_oracle(OracleConfig(kind="true_reward"), None, seed=0)
+    with pytest.raises(ValueError, match="kind"):
+        OracleConfig(kind="converged")

@@ -37,3 +37,35 @@ def test_grid_table_fig4_and_sample_rewards(tmp_path):
     rt = true_reward_table(dirs[:2], sft_dir, prompts, n_words, max_new_tokens=4)
     assert list(rt.index) == ["sft", "drdo/D_all", "dpo/D_all"]
     assert rt.loc["sft", "reward_minus_sft"] == 0.0 and rt["win_vs_sft"].between(0, 1).all()
+
+
+def test_true_reward_oracle_kinds_feed_the_policy_without_a_trained_oracle(tmp_path):
+    import shutil
+
+    import numpy as np
+    import yaml
+    from transformers import AutoTokenizer
+
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.policy import PolicyConfig, prepare_dataset
+    from drdo_lib.policy import run as run_policy
+
+    path = write_profile(tmp_path, policy={"max_steps": 2, "save_steps": 100})
+    prof = yaml.safe_load(path.read_text())
+    prof["oracle"] = {"kind": "noisy_true_reward", "noise_std": 0.3, "ensemble_size": 2, "ensemble_head_seeds": [1, 2]}
+    path.write_text(yaml.safe_dump(prof))
+    runs = tmp_path / "runs" / PROFILE
+    shutil.rmtree(runs / "oracle")  # no trained Oracle or ensemble: the testbed's r* is the Oracle
+    shutil.rmtree(runs / "ensemble")
+    run = Run.create(path)
+    cfg = run.config(PolicyConfig, "policy")
+    tok = AutoTokenizer.from_pretrained(run.sft_model)
+    ds, _ = prepare_dataset(run, cfg, "edpo", "D_all", tok)
+    tb = data_stage.load(run).testbed
+    exact = tb.true_rewards(ds["prompt"], ds["chosen"])
+    noise = np.asarray(ds["oracle_chosen_reward"]) - exact
+    assert 0.15 < noise.std() < 0.45
+    ens = np.asarray(ds["ensemble_chosen_rewards"])
+    assert ens.shape == (len(ds), 2) and not np.allclose(ens[:, 0], ens[:, 1])
+    out = run_policy(run, cfg, "drdo", "D_all", progress=False)  # trains: no oracle folder needed
+    assert (out / "final" / "model.safetensors").exists()

@@ -166,6 +166,8 @@ _TITLE_FILLER = ("help", "advice", "question", "problem", "about", "my", "with",
 _SPLIT_CODES = {"train": "a", "valid1": "b", "valid2": "c", "test": "d", "sft_train": "e", "sft_valid": "f",
                 "sft_test": "g", "ood": "h"}
 _ALL_KEYS = frozenset(w for ws in TOPIC_WORDS.values() for w in ws)
+#: How the two summaries of a comparison pair are drawn (SyntheticConfig.pair_source).
+PAIR_SOURCES = ("sft_like", "perturbation")
 
 
 @dataclass(frozen=True)
@@ -177,16 +179,22 @@ class SyntheticConfig:
     confidence_noise: float = 0.15  # std of labeller noise added to 2|p* − ½| before binning into strength 1..4
     null_confidence_fraction: float = 0.0  # fraction of comparison rows written with extra.confidence = null
     repeat_fraction: float = 0.1  # fraction of pairs labelled a second time by another worker
+    pair_source: str = "sft_like"  # how pair summaries are drawn: sft_like (the SFT targets' own mixed-quality
+    #   process, i.e. what the SFT policy imitates) | perturbation (the first testbed: edits of the ideal summary)
+    tie_fraction: float = 0.0  # fraction of pairs built with equal r* (p* = ½ exactly), each labelled once
     near_pair_fraction: float = 0.4  # fraction of pairs whose two summaries are one small edit apart
-    ref_pair_fraction: float = 0.25  # fraction of pairs where one summary is the noisy reference (policy "ref")
+    ref_pair_fraction: float = 0.25  # perturbation pairs: fraction where one summary is the noisy reference
     n_workers: int = 16  # size of the labeller pool (worker ids)
     min_post_words: int = 30  # post length range (words), key words included
     max_post_words: int = 50
     min_keys: int = 3  # number of distinct key words per post
     max_keys: int = 6
-    ref_keep: float = 0.75  # noisy reference: probability of keeping each key word
+    ref_keep: float = 0.75  # noisy reference: probability of keeping each key word (the best writer's)
     ref_filler: float = 0.3  # noisy reference: probability of inserting 1–2 filler words from the post
     ref_invent: float = 0.15  # noisy reference: probability of inserting one invented key word
+    ref_quality_min: float = 1.0  # mixed-quality writers: each reference's quality q ~ U(ref_quality_min, 1);
+    #   key words are kept with probability q·ref_keep, filler/invention probabilities grow by (1 − q)
+    ood_reference: str = "ideal"  # OOD highlights: ideal (every key word; r*-optimal) | noisy (a reference writer's)
     w_coverage: float = 4.0  # r*: weight of key-word coverage (fraction in [0, 1])
     w_invented: float = 1.0  # r*: penalty per word absent from the post
     w_excess: float = 0.5  # r*: penalty per word beyond |K| + length_slack
@@ -205,8 +213,12 @@ class SyntheticConfig:
         if not (isinstance(self.confidence_noise, (int, float)) and self.confidence_noise >= 0):
             raise ValueError(f"SyntheticConfig.confidence_noise must be >= 0, got {self.confidence_noise!r}")
         for name in ("null_confidence_fraction", "repeat_fraction", "near_pair_fraction", "ref_pair_fraction",
-                     "ref_keep", "ref_filler", "ref_invent"):
+                     "ref_keep", "ref_filler", "ref_invent", "tie_fraction", "ref_quality_min"):
             frac(name)
+        if self.pair_source not in PAIR_SOURCES:
+            raise ValueError(f"SyntheticConfig.pair_source must be one of {PAIR_SOURCES}, got {self.pair_source!r}")
+        if self.ood_reference not in ("ideal", "noisy"):
+            raise ValueError(f"SyntheticConfig.ood_reference must be ideal or noisy, got {self.ood_reference!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"SyntheticConfig.seed must be an int, got {self.seed!r}")
         if self.n_workers < 2:
@@ -328,16 +340,39 @@ class SyntheticTestbed:
         return rng.choice(choices)
 
     def _reference(self, rng: random.Random, p: dict) -> list[str]:
+        """A reference writer's summary: quality q ~ U(ref_quality_min, 1) (q = 1 when ref_quality_min = 1, the
+        first testbed's single writer); each key word kept with probability q·ref_keep (at least one), 1–2 post
+        filler words inserted with probability ref_filler + (1 − q)/2, one invented word with probability
+        ref_invent + (1 − q)/2."""
         c = self.config
         keys = p["keys"]
-        kept = [w for w in keys if rng.random() < c.ref_keep] or [rng.choice(keys)]
-        if rng.random() < c.ref_filler:
+        q = 1.0 if c.ref_quality_min >= 1.0 else rng.uniform(c.ref_quality_min, 1.0)
+        kept = [w for w in keys if rng.random() < q * c.ref_keep] or [rng.choice(keys)]
+        if rng.random() < min(1.0, c.ref_filler + (1 - q) / 2):
             fillers = [w for w in p["post"] if w not in _ALL_KEYS]
             for _ in range(rng.randint(1, 2)):
                 kept.insert(rng.randint(0, len(kept)), rng.choice(fillers))
-        if rng.random() < c.ref_invent:
+        if rng.random() < min(1.0, c.ref_invent + (1 - q) / 2):
             kept.insert(rng.randint(0, len(kept)), self._invented(rng, p["subreddit"], set(p["post"])))
         return kept[: c.max_summary_words]
+
+    def _tied(self, rng: random.Random, p: dict, a: list[str]) -> list[str] | None:
+        """A different summary with exactly a's r*: one kept key word swapped for a dropped one (same coverage,
+        length and invented words), else two words of a swapped (r* ignores order); None if a has one word."""
+        dropped = [w for w in p["keys"] if w not in a]
+        kept_idx = [i for i, w in enumerate(a) if w in p["keys"]]
+        if dropped and kept_idx:
+            b = list(a)
+            b[rng.choice(kept_idx)] = rng.choice(dropped)
+            return b
+        if len(set(a)) > 1:
+            for _ in range(20):
+                i, j = rng.sample(range(len(a)), 2)
+                if a[i] != a[j]:
+                    b = list(a)
+                    b[i], b[j] = b[j], b[i]
+                    return b
+        return None
 
     def _candidate(self, rng: random.Random, p: dict, q: float) -> list[str]:
         c = self.config
@@ -395,28 +430,39 @@ class SyntheticTestbed:
         while len(rows) < n:
             p = self._new_post(rng)
             post_text = " ".join(p["post"])
+            sft_like = c.pair_source == "sft_like"
             u = rng.random()
-            if u < c.ref_pair_fraction:
+            if sft_like:
+                a, pol_a = self._reference(rng, p), "writer"
+            elif u < c.ref_pair_fraction:
                 a, pol_a = self._reference(rng, p), "ref"
             else:
                 q = rng.uniform(0.15, 1.0)
                 a, pol_a = self._candidate(rng, p, q), f"synth_q{q:.1f}"
-            near = rng.random() < c.near_pair_fraction
-            for _ in range(20):  # the two summaries of a pair always differ (identical pairs are unusable)
-                if near:
-                    b, pol_b = self._small_edit(rng, p, a), "synth_edit"
-                else:
-                    q = rng.uniform(0.15, 1.0)
-                    b, pol_b = self._candidate(rng, p, q), f"synth_q{q:.1f}"
-                if b != a:
-                    break
+            tied = c.tie_fraction > 0 and rng.random() < c.tie_fraction
+            b = self._tied(rng, p, a) if tied else None
+            if b is not None:
+                pol_b = "tie"
             else:
-                b, pol_b = a + [self._invented(rng, p["subreddit"], set(p["post"]))], "synth_edit"
+                tied = False
+                near = rng.random() < c.near_pair_fraction
+                for _ in range(20):  # the two summaries of a pair always differ (identical pairs are unusable)
+                    if near:
+                        b, pol_b = self._small_edit(rng, p, a), "synth_edit"
+                    elif sft_like:
+                        b, pol_b = self._reference(rng, p), "writer"
+                    else:
+                        q = rng.uniform(0.15, 1.0)
+                        b, pol_b = self._candidate(rng, p, q), f"synth_q{q:.1f}"
+                    if b != a:
+                        break
+                else:
+                    b, pol_b = a + [self._invented(rng, p["subreddit"], set(p["post"]))], "synth_edit"
             if rng.random() < 0.5:
                 a, b, pol_a, pol_b = b, a, pol_b, pol_a
             sa, sb = " " + " ".join(a), " " + " ".join(b)
             r0, r1 = self.true_reward(post_text, sa), self.true_reward(post_text, sb)
-            n_labels = 2 if rng.random() < c.repeat_fraction else 1
+            n_labels = 2 if (rng.random() < c.repeat_fraction and not tied) else 1  # a tied pair: one label
             workers = rng.sample(self._workers, n_labels)
             for w in workers:
                 if len(rows) >= n:
@@ -460,6 +506,8 @@ class SyntheticTestbed:
             keys = rng.sample(TOPIC_WORDS[topics[0]], n_keys // 2) + rng.sample(TOPIC_WORDS[topics[1]],
                                                                                  n_keys - n_keys // 2)
             post, keys = self._post(rng, keys, rng.randint(45, 58))
+            if self.config.ood_reference == "noisy":  # a reference writer's summary of the article
+                keys = self._reference(rng, {"keys": keys, "post": post, "subreddit": topics[0]})
             half = (len(keys) + 1) // 2
             highlights = " ".join(keys[:half]) + " .\n" + " ".join(keys[half:]) + " ."
             rid = hashlib.sha1(f"{self.config.seed}:ood:{i}".encode()).hexdigest()
