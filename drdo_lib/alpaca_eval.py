@@ -233,6 +233,9 @@ def length_controlled_win_rate(annotations: pd.DataFrame, *, weighted: bool = Tr
     an uncertainty of the LC win rate), ``lc_glm`` and the package's plain ``win_rate`` of the same preferences. Raises :class:`LengthControlUnavailable` when the package
     or its hub data is missing, and ``ValueError`` when all length differences are equal (the GLM is undefined).
     """
+    missing = [c for c in ("output_1", "output_2", "generator_1", "generator_2", "annotator") if c not in annotations]
+    if missing:
+        raise ValueError(f"annotations without {missing}: the length-control GLM needs both outputs")
     get_lc, glm_winrate = _lc_implementation()
     glm = glm_name or (LC_GLM_ALPACA if instruction_index is not None else LC_GLM_OTHER)
     df = annotations.copy()
