@@ -12,9 +12,9 @@ Three templates, selected by name in :func:`drdo_lib.judge.judge_pairs`:
     AlpacaEval 2.0's default annotator (``weighted_alpaca_eval_gpt4_turbo``), whose prompt is the file
     ``alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt`` of the ``alpaca-eval``
     package (v0.6.6, Apache-2.0, Li et al. 2023, https://github.com/tatsu-lab/alpaca_eval). ``alpaca-eval`` 0.6.6
-    installs beside our dependencies but does not import (it needs ``pkg_resources``, gone from current
-    setuptools), so the template is reproduced here byte for byte; ``tests/test_judge.py`` compares it with the
-    installed file when the package is present. The answer is one token, ``m`` (first output better) or ``M``
+    imports only beside ``setuptools<81`` (it needs ``pkg_resources``), so it is an optional extra (``[alpaca]``,
+    used for the length-controlled win rate) and the template is reproduced here byte for byte, so the judge works
+    without it; ``tests/test_judge.py`` compares it with the installed file when the package is present. The answer is one token, ``m`` (first output better) or ``M``
     (second output better); the request asks for ``max_tokens=1``, ``temperature=1`` and the top-5 log-probs as
     the upstream config does, and the verdict is the more likely of ``m``/``M`` (upstream ``logprob_parser``).
 
