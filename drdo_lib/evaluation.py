@@ -621,11 +621,11 @@ def run(run, cfg: EvalConfig | None = None, *, data=None, progress: bool = True)
                                   max_concurrency=cfg.judge_max_concurrency,
                                   reward_fn=judge_reward_fn(cfg.alpaca_judge_model, scorers),
                                   **({} if cfg.alpaca_judge_model in JUDGE_OFFLINE else
-                                     {"base_url": cfg.judge_base_url}))
+                                     cfg.judge_connection()))
             ae.write_annotations(ann, out / "alpaca_eval" / f"annotations_{bname}.json")
             results[(student, bname)] = ann
         if results:
-            t3 = ae.head_to_head_table(results, n_boot=cfg.n_bootstrap, seed=cfg.seed)
+            t3 = ae.head_to_head_table(results, n_boot=cfg.n_bootstrap, seed=cfg.seed, level=cfg.ci_level)
             t3.insert(0, "comparison", [f"{METHOD_NAMES[cfg.student]} vs. {METHOD_NAMES[policies[b]['method']]}"
                                         for b in t3["baseline"]])
             t3["prompts"] = cfg.alpaca_prompts

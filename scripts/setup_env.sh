@@ -28,8 +28,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         || "$venv/bin/python" -m pip install -q "torch==$torch_version" --index-url https://download.pytorch.org/whl/cpu
     fi
   fi
-  echo "[setup] installing drdo_lib[dev,judge] (editable)"
-  "$venv/bin/python" -m pip install -q -e "$root[dev,judge]"
+  echo "[setup] installing drdo_lib[dev,judge,alpaca] (editable)"
+  "$venv/bin/python" -m pip install -q -e "$root[dev,judge,alpaca]"
   "$venv/bin/python" -m ipykernel install --sys-prefix --name drdo --display-name "Python (drdo)" >/dev/null
   echo "$want" > "$stamp"
 fi
