@@ -302,8 +302,12 @@ class CausalLMWithRewardHead(torch.nn.Module):
     HEAD_WEIGHTS = "reward_head.safetensors"
     HEAD_CONFIG = "reward_head.json"
 
-    def __init__(self, lm, reward_head: torch.nn.Linear | None = None, head_seed: int = 0):
+    HEAD_INITS = ("random", "zero")
+
+    def __init__(self, lm, reward_head: torch.nn.Linear | None = None, head_seed: int = 0, head_init: str = "random"):
         super().__init__()
+        if head_init not in self.HEAD_INITS:
+            raise ValueError(f"head_init must be one of {self.HEAD_INITS}, got {head_init!r}")
         self.lm = lm
         hidden = lm.get_output_embeddings().in_features
         if reward_head is None:
@@ -312,6 +316,9 @@ class CausalLMWithRewardHead(torch.nn.Module):
                 torch.manual_seed(head_seed)
                 torch.nn.init.normal_(reward_head.weight, std=1.0 / (hidden + 1) ** 0.5)
                 torch.nn.init.zeros_(reward_head.bias)
+            if head_init == "zero":  # r̂ ≡ 0 at the start; the LM gets no reward-term gradient until the head moves
+                with torch.no_grad():
+                    reward_head.weight.zero_()
             p = next(lm.parameters())
             reward_head = reward_head.to(device=p.device, dtype=p.dtype)
         if reward_head.in_features != hidden or reward_head.out_features != 1:
@@ -326,9 +333,10 @@ class CausalLMWithRewardHead(torch.nn.Module):
         self._takes_position_ids = "position_ids" in inspect.signature(lm.base_model.forward).parameters
 
     @classmethod
-    def from_causal_lm(cls, lm, head_seed: int = 0) -> "CausalLMWithRewardHead":
-        """Wrap ``lm`` with a new reward head initialised from ``head_seed`` (N(0, 1/(H+1)) weights, zero bias)."""
-        return cls(lm, head_seed=head_seed)
+    def from_causal_lm(cls, lm, head_seed: int = 0, head_init: str = "random") -> "CausalLMWithRewardHead":
+        """Wrap ``lm`` with a new reward head: ``head_init="random"`` draws N(0, 1/(H+1)) weights from ``head_seed``;
+        ``"zero"`` sets the weights to 0 (rewards exactly 0 at the start). The bias is 0 in both."""
+        return cls(lm, head_seed=head_seed, head_init=head_init)
 
     @property
     def config(self):

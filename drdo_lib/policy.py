@@ -38,6 +38,7 @@ __all__ = ["PolicyConfig", "run", "run_grid", "prepare_dataset", "training_args"
            "final_metrics_table", "true_reward_table", "STUDENT_REWARDS", "LABEL_SOURCES"]
 
 STUDENT_REWARDS = ("head", "logprob")
+STUDENT_HEAD_INITS = ("random", "zero")
 LABEL_SOURCES = ("human", "oracle")
 #: Final metrics shown in notebook 04's summary table (metrics.jsonl keys).
 SUMMARY_METRICS = ("loss", "bt_accuracy", "oracle_reward_advantage", "logps_chosen", "logps_rejected", "p_w",
@@ -57,9 +58,11 @@ class PolicyConfig:
     beta: float = 0.1  # DPO/IPO/e-DPO β (paper 0.1, swept {0.1, 0.5, 1, 10}); DRDO student_reward="logprob": r̂ = β·z
     alpha: float = 0.1  # DRDO focal weight α (Eq. 6; paper 0.1, swept {0.1, 1})
     gamma: float = 2.0  # DRDO focal exponent γ (Eq. 6; paper 2, swept {0, 1, 2, 5})
-    edpo_reduction: str = "min"  # how e-DPO combines its K members: min | mean | max (see losses.edpo_loss)
+    edpo_reduction: str = "pessimistic"  # e-DPO over K members: pessimistic (Fisch et al.) | min (optimistic) | mean | max
+    edpo_kl_coef: float = L.EDPO_KL_COEF  # weight of the forward KL(π_ref‖π) in the pessimistic e-DPO objective (ours)
     student_reward: str = "head"  # DRDO r̂: "head" (linear reward head on the student) | "logprob" (r̂ = β·z)
     student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
+    student_head_init: str = "random"  # student reward head: random (N(0, 1/(H+1)), head_seed) | zero (r̂ = 0 at start)
     logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
     label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
     template: str = "tldr"  # prompt template used to tokenise pairs (same as the SFT stage): tldr | chat | raw
@@ -101,6 +104,8 @@ class PolicyConfig:
             (self.label_source in LABEL_SOURCES, f"label_source must be one of {LABEL_SOURCES}"),
             (self.logp_reduction in L.LOGP_REDUCTIONS, f"logp_reduction must be one of {L.LOGP_REDUCTIONS}"),
             (self.edpo_reduction in L.EDPO_REDUCTIONS, f"edpo_reduction must be one of {L.EDPO_REDUCTIONS}"),
+            (self.edpo_kl_coef >= 0, "edpo_kl_coef must be >= 0"),
+            (self.student_head_init in STUDENT_HEAD_INITS, f"student_head_init must be one of {STUDENT_HEAD_INITS}"),
             (self.beta > 0, "beta must be > 0"),
             (self.alpha >= 0 and self.gamma >= 0, "alpha and gamma must be >= 0"),
             (self.max_steps > 0, "max_steps must be > 0"),
@@ -299,7 +304,8 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
         lm.config.use_cache = False
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     use_head = method == "drdo" and cfg.student_reward == "head"
-    model = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed) if use_head else lm
+    model = (CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed, head_init=cfg.student_head_init)
+             if use_head else lm)
 
     resume = cfg.resume_from_checkpoint
     if resume == "last":

@@ -16,7 +16,8 @@ full-sequence LM head. Logged every ``logging_steps`` (``metrics.jsonl`` beside 
 the paper's Fig. 4): ``loss`` and its components, ``bt_accuracy`` (BT implicit-reward accuracy, the fraction of pairs
 with ``(z_w − z_w^ref) − (z_l − z_l^ref) > 0``), ``oracle_reward_advantage`` (``r*`` of the response the student
 prefers minus ``r*`` of the other one, averaged over pairs), ``logps_chosen`` / ``logps_rejected``, ``p_w`` and
-``grad_norm``.
+``grad_norm``; for DRDO also ``grad_norm_reward`` / ``grad_norm_focal`` (the gradient norm of each Eq. 6 term, computed
+on logging steps only; skipped under DeepSpeed), for e-DPO ``edpo_selected_member`` and ``edpo_forward_kl``.
 
 The policy stage (:mod:`drdo_lib.policy`) builds the dataset, the student and the arguments; this module is the
 trainer alone.
@@ -24,6 +25,7 @@ trainer alone.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -160,13 +162,47 @@ class PreferenceTrainer(transformers.Trainer):
         if self.method == "ipo":
             return L.ipo_loss(zw, zl, *ref, beta=c.beta)
         return L.edpo_loss(zw, zl, *ref, batch["ensemble_chosen_rewards"].T, batch["ensemble_rejected_rewards"].T,
-                           beta=c.beta, reduction=c.edpo_reduction)
+                           beta=c.beta, reduction=c.edpo_reduction, kl_coef=c.edpo_kl_coef)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         fw = self.concatenated_forward(model, inputs)
         out = self.preference_loss(fw, inputs)
         self._record_metrics(fw, out, inputs)
+        if self._term_grad_norms_due(model):
+            self._record_term_grad_norms(model, out)
         return (out.loss, fw) if return_outputs else out.loss
+
+    # ---- per-term gradient norms of DRDO (logging steps only) ---------------------------------------------------
+    def _term_grad_norms_due(self, model) -> bool:
+        """True on a training micro-batch of a step that will be logged (DRDO, not under DeepSpeed)."""
+        if self.method != "drdo" or not torch.is_grad_enabled() or not model.training:
+            return False
+        if self.is_deepspeed_enabled:  # ZeRO partitions gradients through hooks: extra autograd.grad calls skipped
+            return False
+        if self.args.logging_strategy != transformers.IntervalStrategy.STEPS:
+            return False
+        every = self.args.logging_steps
+        if every < 1:  # a fraction of training, resolved as transformers.Trainer does
+            every = max(math.ceil((self.state.max_steps or self.args.max_steps) * every), 1)
+        step = self.state.global_step + 1  # the optimizer step this micro-batch belongs to
+        return step % int(every) == 0 or (self.args.logging_first_step and step == 1)
+
+    def _record_term_grad_norms(self, model, out: L.LossOutput) -> None:
+        """``grad_norm_reward`` / ``grad_norm_focal``: the L2 norm over the trainable parameters of the gradient of
+        the batch mean of each DRDO term (Eq. 6: the reward-difference regression, and the focal term α(1 − p_w)^γ
+        log(π_w/(1 − π_l)) that the loss subtracts), on this micro-batch, before clipping and not divided by
+        ``gradient_accumulation_steps``. Two extra ``torch.autograd.grad`` calls (``retain_graph``) on logging steps
+        only; ``.grad`` is untouched, so training is unchanged. With one micro-batch per step the logged
+        ``grad_norm`` (of reward − focal) lies between their difference and their sum."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        for name in ("reward", "focal"):
+            term = out.components[name].mean()
+            if not term.requires_grad:
+                self._metric_sums[f"grad_norm_{name}"].append(0.0)
+                continue
+            grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+            sq = sum(float(g.detach().float().pow(2).sum()) for g in grads if g is not None)
+            self._metric_sums[f"grad_norm_{name}"].append(math.sqrt(sq))
 
     # ---- metrics -------------------------------------------------------------------------------------------
     def _record_metrics(self, fw, out: L.LossOutput, batch) -> None:
@@ -188,6 +224,7 @@ class PreferenceTrainer(transformers.Trainer):
                 m["student_reward_accuracy"] = (fw["chosen_rewards"] > fw["rejected_rewards"]).float().mean()
             if self.method == "edpo":
                 m["edpo_selected_member"] = torch.tensor(out.metrics["selected_member"])
+                m["edpo_forward_kl"] = torch.tensor(out.metrics["forward_kl"])
             m["loss_" + self.method] = out.loss.detach()
         for k, v in m.items():
             self._metric_sums[k].append(float(v))

@@ -196,3 +196,88 @@ def test_metrics_jsonl_is_valid_json_lines(tok, dataset, tmp_path):
     tr.train()
     lines = (tmp_path / "drdo" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(isinstance(json.loads(x), dict) for x in lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 11 item 4: the student's reward-head initialisation and the per-term gradient norms of DRDO
+# ---------------------------------------------------------------------------------------------------------------
+def test_zero_student_head_gives_exactly_zero_initial_rewards(tok, dataset):
+    rows = [dataset[i] for i in range(6)]
+    lm = build_causal_lm("tiny-gpt2", tok, seed=1, size="micro")
+    zero = CausalLMWithRewardHead.from_causal_lm(lm, head_seed=3, head_init="zero")
+    with torch.no_grad():
+        _, rw = _independent_logps(zero.eval(), rows, "chosen", "sum")
+        _, rl = _independent_logps(zero, rows, "rejected", "sum")
+    assert torch.equal(rw, torch.zeros_like(rw)) and torch.equal(rl, torch.zeros_like(rl))
+    rand = CausalLMWithRewardHead.from_causal_lm(build_causal_lm("tiny-gpt2", tok, seed=1, size="micro"), head_seed=3)
+    with torch.no_grad():
+        _, r = _independent_logps(rand.eval(), rows, "chosen", "sum")
+    assert bool((r != 0).all())  # the default (random) head is unchanged
+    with pytest.raises(ValueError, match="head_init"):
+        CausalLMWithRewardHead.from_causal_lm(lm, head_init="ones")
+    with pytest.raises(ValueError):
+        PolicyConfig(student_head_init="ones")
+    assert PolicyConfig().student_head_init == "random"  # today's default; the lead picks it by evidence
+
+
+def _term_grad_norms_independently(model, rows, cfg):
+    """‖∇ mean(reward term)‖ and ‖∇ mean(focal term)‖ over the trainable parameters, from separate full-logit
+    forwards of each side (no trainer code)."""
+    zw, rw = _independent_logps(model, rows, "chosen", cfg.logp_reduction)
+    zl, rl = _independent_logps(model, rows, "rejected", cfg.logp_reduction)
+    f = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float32)  # noqa: E731
+    if cfg.student_reward == "logprob":
+        rw, rl = cfg.beta * zw, cfg.beta * zl
+    out = L.drdo_loss(zw, zl, rw, rl, f("oracle_chosen_reward"), f("oracle_rejected_reward"), alpha=cfg.alpha,
+                      gamma=cfg.gamma)
+    params = [p for p in model.parameters() if p.requires_grad]
+    norms = []
+    for name in ("reward", "focal"):
+        gs = torch.autograd.grad(out.components[name].mean(), params, retain_graph=True, allow_unused=True)
+        norms.append(math.sqrt(sum(float((g.double() ** 2).sum()) for g in gs if g is not None)))
+    return norms
+
+
+@pytest.mark.parametrize("student_reward,head_init", [("head", "random"), ("head", "zero"), ("logprob", "random")])
+def test_logged_term_grad_norms_equal_an_independent_autograd(tok, dataset, tmp_path, student_reward, head_init):
+    tr = _trainer(tok, dataset, "drdo", tmp_path, student_reward=student_reward, alpha=0.5, gamma=1.0,
+                  logging_steps=2)
+    if student_reward == "head":
+        tr.model = tr.model_wrapped = CausalLMWithRewardHead.from_causal_lm(
+            build_causal_lm("tiny-gpt2", tok, seed=1, size="micro"), head_seed=3, head_init=head_init)
+    model = tr.model.train()
+    rows = [dataset[i] for i in range(6)]
+    batch = PreferenceCollator(tok.pad_token_id)(rows)
+    tr.state.global_step = 0  # the coming step is 1: not a logging step (every 2): nothing extra is computed
+    tr.compute_loss(model, batch)
+    assert "grad_norm_reward" not in tr._metric_sums and "grad_norm_focal" not in tr._metric_sums
+    assert all(p.grad is None for p in model.parameters())
+    tr.state.global_step = 1  # the coming step is 2: a logging step
+    tr.compute_loss(model, batch)
+    assert all(p.grad is None for p in model.parameters())  # the extra autograd.grad calls leave .grad alone
+    want_reward, want_focal = _term_grad_norms_independently(model, rows, tr.policy_config)
+    assert tr._metric_sums["grad_norm_reward"] == [pytest.approx(want_reward, rel=1e-4, abs=1e-7)]
+    assert tr._metric_sums["grad_norm_focal"] == [pytest.approx(want_focal, rel=1e-4, abs=1e-7)]
+    assert want_focal > 0
+    if head_init == "zero":  # head weight 0: the regression's gradient reaches the head only, not the LM
+        zw, rw = _independent_logps(model, rows, "chosen", "sum")
+        zl, rl = _independent_logps(model, rows, "rejected", "sum")
+        f = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float32)  # noqa: E731
+        reg = L.drdo_loss(zw, zl, rw, rl, f("oracle_chosen_reward"), f("oracle_rejected_reward")).components["reward"]
+        lm_only = [p for n, p in model.named_parameters() if "reward_head" not in n]
+        gs = torch.autograd.grad(reg.mean(), lm_only, allow_unused=True)
+        assert want_reward > 0 and all(g is None or not g.any() for g in gs)
+
+
+def test_term_grad_norms_are_logged_on_logging_steps_and_bound_the_total(tok, dataset, tmp_path):
+    tr = _trainer(tok, dataset, "drdo", tmp_path, max_steps=4, logging_steps=2, max_grad_norm=1e9)
+    tr.train()
+    rows = read_metrics(tmp_path / "drdo")
+    assert [r["step"] for r in rows] == [2, 4]
+    for r in rows:  # with one micro-batch per step the total gradient is ∇reward − ∇focal: triangle inequality
+        assert abs(r["grad_norm_reward"] - r["grad_norm_focal"]) - 1e-4 <= r["grad_norm"]
+        assert r["grad_norm"] <= r["grad_norm_reward"] + r["grad_norm_focal"] + 1e-4
+    for method in ("dpo",):  # only DRDO has the two terms
+        tr = _trainer(tok, dataset, method, tmp_path, max_steps=1)
+        tr.train()
+        assert "grad_norm_reward" not in read_metrics(tmp_path / method)[0]
