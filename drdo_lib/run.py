@@ -43,6 +43,7 @@ SECTIONS = {
     "oracle": ("drdo_lib.oracle", "OracleConfig"),
     "policy": ("drdo_lib.policy", "PolicyConfig"),
     "eval": ("drdo_lib.evaluation", "EvalConfig"),
+    "gate": ("drdo_lib.gate", "GateConfig"),
 }
 
 
