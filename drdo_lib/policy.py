@@ -191,6 +191,59 @@ def add_function_rewards(run, ocfg, ds, *, ensemble: bool = False):
     return ds
 
 
+#: (run directory, initial policy) pairs already warned about (``warn_if_mean_meets_pretrained``): once per run.
+_MEAN_WARNED: set[tuple[str, str]] = set()
+
+
+def sft_base_model(run, init: str | Path, init_model_setting: str | None) -> str:
+    """What the initial policy ``init`` was fine-tuned from: the ``model_name_or_path`` of the SFT stage's
+    ``config.json`` beside it (``runs/<profile>/sft/config.json`` for ``runs/<profile>/sft/final``); else, when
+    ``policy.init_model`` is unset (the run's own SFT policy), the run's ``sft.model_name_or_path``; else ``init``
+    itself (a hub id or a folder of unknown origin)."""
+    beside = Path(init).parent / "config.json"
+    if Path(init).is_dir() and beside.is_file():
+        try:
+            name = json.loads(beside.read_text()).get("model_name_or_path")
+        except (OSError, ValueError):
+            name = None
+        if name:
+            return str(name)
+    if init_model_setting is None:
+        return str(run.section("sft").get("model_name_or_path", "tiny-gpt2"))  # SFTConfig's default: tiny-gpt2
+    return str(init)
+
+
+def is_pretrained_init(base_model: str) -> bool:
+    """True unless the policy was trained from scratch by this project: its SFT started from one of the tiny-*
+    configurations (:data:`drdo_lib.models.TINY_MODELS`). Any other origin (a hub id, a local folder whose SFT
+    config is not beside it) counts as pretrained, so the rule errs on the side of warning."""
+    from drdo_lib.models import TINY_MODELS
+
+    return base_model not in TINY_MODELS
+
+
+def warn_if_mean_meets_pretrained(run, cfg: PolicyConfig, method: str, init: str | Path) -> bool:
+    """``logging.warning`` (once per run directory and initial policy) when DRDO trains with
+    ``logp_reduction="mean"`` from a pretrained model: its per-token log-probs (−0.1…−0.2) put z near 0, where a
+    descent step on the focal term lowers z_w and raises z_l (notebook 00, :func:`drdo_lib.theory.dropped_term_table`).
+    Returns True when it warned."""
+    if cfg.logp_reduction != "mean" or method != "drdo":
+        return False
+    base = sft_base_model(run, init, cfg.init_model)
+    if not is_pretrained_init(base):
+        return False
+    key = (str(getattr(run, "dir", "")), str(init))
+    if key in _MEAN_WARNED:
+        return False
+    _MEAN_WARNED.add(key)
+    logger.warning(
+        "logp_reduction='mean' with a pretrained initial policy (%s, fine-tuned from %s): per-token log-probs of a "
+        "pretrained LM are about -0.1...-0.2, where a descent step on DRDO's focal term lowers log pi(y_w) and raises "
+        "log pi(y_l) (notebook 00, 'The term App. A.5 drops'). Use logp_reduction='sum' unless you mean to study this.",
+        init, base)
+    return True
+
+
 def model_paths(run, cfg: PolicyConfig) -> dict[str, Any]:
     """The initial/reference policy, Oracle and ensemble a policy run reads (settings, else the run's stages)."""
     init = cfg.init_model or str(run.sft_model)
@@ -293,6 +346,7 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
                                      "stage (notebook 03 / --stage ensemble) or set policy.ensemble_models")
         for m in paths["ensemble"]:
             run.require_model(m, "an e-DPO ensemble member", "ensemble (notebook 03)")
+    warn_if_mean_meets_pretrained(run, cfg, method, paths["init"])
     out = run.policy_dir(method, split)
     args = training_args(cfg, out, seed, progress=progress)
     transformers.set_seed(seed)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from drdo_lib.losses import LOGP_REDUCTIONS, dpo_loss, drdo_loss, edpo_loss, log1mexp
+from drdo_lib.losses import EDPO_REDUCTIONS, LOGP_REDUCTIONS, dpo_loss, drdo_loss, edpo_loss, log1mexp
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ __all__ = [
     "focal_step_decomposition",
     "focal_only_effect",
     "logp_reduction_table",
+    "dropped_term_table",
+    "DROPPED_TERM_POINTS",
 ]
 
 STUDENT_REWARDS = ("logprob", "head")
@@ -92,7 +94,10 @@ class TheoryConfig:
     rm_lr: float = 1.0  # reward-model step size
     rm_steps_list: tuple[int, ...] = (10, 100, 1000, 10000)  # Lemma 2: reward-model training lengths to compare
     lemma2_policy_steps: int = 300  # e-DPO steps per reward model in the Lemma 2 sweep (it converges fast)
-    edpo_reduction: str = "min"  # e-DPO ensemble reduction (see drdo_lib.losses.edpo_loss)
+    # e-DPO ensemble reduction (drdo_lib.losses.edpo_loss). "min" here on purpose: Lemma 2 is about the DRDO paper's
+    # Eq. 4 (distillation without a KL term); "pessimistic" adds Fisch et al.'s forward KL (weight 0.1), the policy
+    # stage's default.
+    edpo_reduction: str = "min"
     # --- Prop. 1 / finite samples ---
     sample_sizes: tuple[int, ...] = (1, 2, 3, 5, 10, 100)  # labels drawn per p* = ½ pair
     n_trials: int = 2000  # simulated datasets per sample size
@@ -132,8 +137,8 @@ class TheoryConfig:
             problems.append("n_obs_deterministic and nd_one_sided_count must be >= 1")
         if self.ensemble_size < 1:
             problems.append(f"ensemble_size must be >= 1, got {self.ensemble_size}")
-        if self.edpo_reduction not in ("min", "mean", "max"):
-            problems.append(f"edpo_reduction must be min, mean or max, got {self.edpo_reduction!r}")
+        if self.edpo_reduction not in EDPO_REDUCTIONS:
+            problems.append(f"edpo_reduction must be one of {EDPO_REDUCTIONS}, got {self.edpo_reduction!r}")
         if not self.rm_steps_list or min(self.rm_steps_list) < 1:
             problems.append(f"rm_steps_list must hold positive step counts, got {self.rm_steps_list}")
         if not self.sample_sizes or min(self.sample_sizes) < 1 or self.n_trials < 1:
@@ -691,6 +696,60 @@ def focal_only_effect(
         with torch.no_grad():
             logits -= cfg.lr * g
     return out
+
+
+#: (label, z_w, z_l): a tie at summed log-probs of ~100 tokens at −0.16 nats/token, and the same tie with
+#: ``logp_reduction="mean"`` (per-token log-probs of a pretrained LM are typically −0.1…−0.2).
+DROPPED_TERM_POINTS = (("sum, 100 tokens x -0.16", -16.0, -16.0), ("mean, -0.15 per token", -0.15, -0.15))
+
+
+def dropped_term_table(
+    points: Sequence[tuple[str, float, float]] = DROPPED_TERM_POINTS,
+    alpha: float = 0.1,
+    gammas: Sequence[float] = (2.0, 0.0),
+) -> list[dict[str, Any]]:
+    """The term App. A.5 drops, with numbers from autograd.
+
+    For the focal part of DRDO's loss, L = −α w X with w = (1 − p_w)^γ, p_w = σ(z_w − z_l) and
+    X = z_w − log(1 − e^{z_l}) (the log-odds), the gradient w.r.t. (z_w, z_l) has two parts:
+
+    - through the focal weight (App. A.5 Eq. 32, dropped there as "α small"): ``αγ w p_w X · (+1, −1)``;
+    - through the log-odds (Eq. 33, kept): ``−α w · (1, π_l/(1 − π_l))``.
+
+    Both carry the same α, so α cannot justify dropping one: their ratio on z_w is γ·p_w·|X| (16 at a tie at
+    z = −16, summed log-probs), i.e. the dropped part is the dominant contrastive force; with γ = 0 it vanishes and
+    ∂L/∂z_l ≈ 0 at summed log-probs. With ``logp_reduction="mean"`` at per-token log-probs of a pretrained LM
+    (z ≈ −0.15) X > 0 and π_l/(1 − π_l) is large, so a descent step (−∇) *lowers* z_w and *raises* z_l.
+
+    Each row: the point, γ, p_w, X, the autograd gradient of :func:`drdo_loss` (reward term zero) ``dL_dzw`` /
+    ``dL_dzl``, the two parts ``eq32_*`` / ``eq33_*`` (closed forms above; ``eq32 + eq33`` equals autograd, tested),
+    ``ratio_eq32_eq33_zw`` = |eq32_dzw| / |eq33_dzw| and the direction of a descent step on each log-prob.
+    """
+    rows = []
+    for label, zw0, zl0 in points:
+        for gamma in gammas:
+            zw = torch.tensor([zw0], dtype=torch.float64, requires_grad=True)
+            zl = torch.tensor([zl0], dtype=torch.float64, requires_grad=True)
+            res = _focal_only(zw, zl, alpha, gamma)
+            gw, gl = torch.autograd.grad(res.loss, [zw, zl])
+            with torch.no_grad():
+                p = torch.sigmoid(zw - zl)
+                w = (1 - p) ** gamma
+                x = zw - log1mexp(zl)
+                pi_l = zl.exp()
+                eq32 = alpha * gamma * w * p * x
+                eq33_w, eq33_l = -alpha * w, -alpha * w * pi_l / (1 - pi_l)
+            rows.append({
+                "point": label, "z_w": zw0, "z_l": zl0, "gamma": gamma, "alpha": alpha,
+                "p_w": float(p), "log_odds": float(x),
+                "dL_dzw": float(gw), "dL_dzl": float(gl),
+                "eq32_dzw": float(eq32) + 0.0, "eq32_dzl": float(-eq32) + 0.0,
+                "eq33_dzw": float(eq33_w), "eq33_dzl": float(eq33_l),
+                "ratio_eq32_eq33_zw": float(eq32.abs() / eq33_w.abs()),
+                "descent_z_w": "up" if float(gw) < 0 else ("down" if float(gw) > 0 else "still"),
+                "descent_z_l": "up" if float(gl) < -1e-6 else ("down" if float(gl) > 1e-6 else "still"),
+            })
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (drdo)
 #     language: python
@@ -63,6 +65,7 @@ from drdo_lib.theory import (
     run_all_methods,
     tie_gradients,
     run_method,
+    dropped_term_table,
 )
 from drdo_lib.widgets import interactive_enabled, theory_explorer
 
@@ -217,6 +220,23 @@ sign = pd.DataFrame(rows).T
 display(sign)
 
 # %% [markdown]
+# ### The term App. A.5 drops is the dominant one
+#
+# App. A.5 drops the focal-weight part of the gradient (Eq. 32) as "α small", but the part it keeps (Eq. 33) carries
+# the same α. In z-space, with w = (1 − p_w)^γ and X = z_w − log(1 − π_l): Eq. 32 contributes αγ·w·p_w·X·(+1, −1) to
+# (∂L/∂z_w, ∂L/∂z_l) and Eq. 33 contributes −α·w·(1, π_l/(1 − π_l)). Their ratio on z_w is γ·p_w·|X|: 16 at a tie
+# of two ~100-token responses at −0.16 nats/token (summed z = −16). So the contrastive force that pushes z_l down is
+# the dropped term; with γ = 0 it is gone and ∂L/∂z_l ≈ 0. With `logp_reduction="mean"` at per-token log-probs of a
+# pretrained LM (−0.1…−0.2), X > 0 and π_l/(1 − π_l) is large: a descent step *lowers* z_w and *raises* z_l — the
+# opposite of preference learning (the policy stage logs a warning when `mean` meets a pretrained model). Numbers
+# from autograd of `drdo_loss` (α = 0.1, reward term zero):
+
+# %%
+dropped = pd.DataFrame(dropped_term_table(alpha=0.1, gammas=(cfg.gamma, 0.0)))
+display(dropped[["point", "gamma", "p_w", "log_odds", "dL_dzw", "dL_dzl", "eq32_dzw", "eq33_dzw", "eq32_dzl",
+                 "eq33_dzl", "ratio_eq32_eq33_zw", "descent_z_w", "descent_z_l"]])
+
+# %% [markdown]
 # ## `logp_reduction`: sum vs mean on log(1 − π(y_l|x))
 #
 # With z summed over tokens, a realistic response (10–500 tokens at −1…−3 nats per token) has π(y_l|x) ≈ 0, so
@@ -258,8 +278,11 @@ else:
 #   protected from over-confident pairs as its oracle is right.
 # - App. A.5: Eq. 32–33 agree with autograd to float32 precision. The term labelled "decrease π(y_l)" *raises*
 #   log π(y_l) under gradient descent; π(y_l) still falls through the other parts.
+# - App. A.5 drops Eq. 32 as "α small", but Eq. 33 carries the same α: their ratio is γ·p_w·|log-odds| (16 at a tie
+#   at summed z = −16), so the dropped part is the dominant contrastive force (with γ = 0 it is gone).
 # - With `logp_reduction="sum"` the log(1 − π(y_l|x)) half of the focal term is numerically zero for realistic
-#   responses; `"mean"` keeps it alive.
+#   responses; `"mean"` keeps it alive — but at per-token log-probs of a pretrained LM (−0.1…−0.2) a descent step
+#   lowers z_w and raises z_l.
 #
 # ## Summary (checked by nbval)
 
@@ -282,5 +305,10 @@ print("focal grad norm p_w=.5 > p_w~1 for all gamma>0:",
       all(prof[g]["grad_norm"][i_half] > prof[g]["grad_norm"][i_one] for g in cfg.fig2_gammas if g > 0))
 print("eq32-33 vs autograd max abs diff < 1e-5:", bool(gc["max_abs_diff"].max() < 1e-5))
 print("eq33 pi_l part raises z_l:", bool((sign["dzl_eq33_pi_l"] > 0).all()))
+d_sum = dropped[(dropped["z_w"] == -16.0) & (dropped["gamma"] == cfg.gamma)].iloc[0]
+d_mean = dropped[(dropped["z_w"] == -0.15) & (dropped["gamma"] == cfg.gamma)].iloc[0]
+print("dropped eq32 / kept eq33 on z_w at z=-16:", r(d_sum["ratio_eq32_eq33_zw"], 2),
+      "| dL/dz_w, dL/dz_l:", r(d_sum["dL_dzw"], 3), r(d_sum["dL_dzl"], 3))
+print("mean at -0.15, descent moves z_w", d_mean["descent_z_w"], "and z_l", d_mean["descent_z_l"])
 ref_row = logp_reduction_table([100], [-2.0])[0]
 print("log(1-pi_l) at 100 tokens, -2/token: sum", r(ref_row["log1m_pi_sum"], 6), "mean", r(ref_row["log1m_pi_mean"], 4))

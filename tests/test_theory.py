@@ -17,6 +17,7 @@ from drdo_lib.theory import (
     PreferenceData,
     TheoryConfig,
     bt_mle_margin,
+    dropped_term_table,
     fig2_curves,
     finite_sample_table,
     focal_grad_analytic,
@@ -286,3 +287,38 @@ def test_plots_write_png_pdf(tmp_path):
     for name, fig in figs.items():
         paths = save_figure(fig, tmp_path / name)
         assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 11 item 6: the term App. A.5 drops (Eq. 32) and the `mean` reduction at pretrained-LM log-probs
+# ---------------------------------------------------------------------------------------------------------------
+def test_dropped_term_numbers_match_the_design_reference_and_the_closed_forms():
+    """Reference numbers (DESIGN.md, drdo_loss with α 0.1, γ 2): at z_w = z_l = −16, ∂L/∂z_w = −0.425 and
+    ∂L/∂z_l = +0.40; with γ = 0, ∂L/∂z_l = 0; at z_w = z_l = −0.15, ∂L/∂z_w = +0.02, ∂L/∂z_l = −0.20."""
+    rows = {(r["z_w"], r["gamma"]): r for r in dropped_term_table(alpha=0.1, gammas=(2.0, 0.0))}
+    s2, s0, m2 = rows[(-16.0, 2.0)], rows[(-16.0, 0.0)], rows[(-0.15, 2.0)]
+    assert s2["dL_dzw"] == pytest.approx(-0.425, abs=1e-6) and s2["dL_dzl"] == pytest.approx(0.40, abs=1e-6)
+    assert abs(s0["dL_dzl"]) < 1e-7
+    assert m2["dL_dzw"] == pytest.approx(0.02, abs=1e-3) and m2["dL_dzl"] == pytest.approx(-0.20, abs=1e-3)
+    # the dropped (Eq. 32) part is γ·p_w·|X| = 16 times the kept (Eq. 33) part on z_w at the summed-log-prob tie
+    assert s2["ratio_eq32_eq33_zw"] == pytest.approx(2 * 0.5 * 16.0, rel=1e-6)
+    # the two parts add up to autograd, everywhere
+    for r in rows.values():
+        assert r["eq32_dzw"] + r["eq33_dzw"] == pytest.approx(r["dL_dzw"], abs=1e-6)
+        assert r["eq32_dzl"] + r["eq33_dzl"] == pytest.approx(r["dL_dzl"], abs=1e-6)
+    # descent directions: sum reduction raises z_w and lowers z_l (the contrastive force is Eq. 32's);
+    # mean reduction at −0.15 lowers z_w and raises z_l
+    assert (s2["descent_z_w"], s2["descent_z_l"]) == ("up", "down")
+    assert (m2["descent_z_w"], m2["descent_z_l"]) == ("down", "up")
+
+
+def test_dropped_term_by_hand_at_another_point():
+    """An independent hand computation at z_w = −2, z_l = −3, α = 0.5, γ = 1 (no drdo_lib formula involved)."""
+    zw, zl, a, g = -2.0, -3.0, 0.5, 1.0
+    p = 1 / (1 + math.exp(-(zw - zl)))
+    w = (1 - p) ** g
+    x = zw - math.log(1 - math.exp(zl))
+    want_w = a * g * w * p * x - a * w
+    want_l = -a * g * w * p * x - a * w * math.exp(zl) / (1 - math.exp(zl))
+    (r,) = dropped_term_table(points=(("hand", zw, zl),), alpha=a, gammas=(g,))
+    assert r["dL_dzw"] == pytest.approx(want_w, rel=1e-6) and r["dL_dzl"] == pytest.approx(want_l, rel=1e-6)

@@ -281,3 +281,42 @@ def test_term_grad_norms_are_logged_on_logging_steps_and_bound_the_total(tok, da
         tr = _trainer(tok, dataset, method, tmp_path, max_steps=1)
         tr.train()
         assert "grad_norm_reward" not in read_metrics(tmp_path / method)[0]
+
+
+def test_mean_reduction_with_a_pretrained_initial_policy_warns_once(tmp_path, caplog):
+    from drdo_lib import policy
+
+    class FakeRun:  # what the rule reads of a Run: its directory and its sft section
+        def __init__(self, d, sft):
+            self.dir, self._sft = d, sft
+
+        def section(self, name):
+            return dict(self._sft) if name == "sft" else {}
+
+    def sft_folder(name, base):
+        final = tmp_path / name / "sft" / "final"
+        final.mkdir(parents=True)
+        (final.parent / "config.json").write_text(json.dumps({"model_name_or_path": base}))
+        return final
+
+    mean = PolicyConfig(logp_reduction="mean")
+    tiny_run = FakeRun(tmp_path / "tiny", {"model_name_or_path": "tiny-gpt2"})
+    hub_run = FakeRun(tmp_path / "hub", {"model_name_or_path": "facebook/opt-125m"})
+    with caplog.at_level(logging.WARNING, logger="drdo_lib.policy"):
+        # trained from scratch here (SFT from a tiny-* config): no warning
+        assert not policy.warn_if_mean_meets_pretrained(tiny_run, mean, "drdo", sft_folder("tiny", "tiny-gpt2"))
+        # SFT from a hub model: warns, once per run
+        hub_final = sft_folder("hub", "facebook/opt-125m")
+        assert policy.warn_if_mean_meets_pretrained(hub_run, mean, "drdo", hub_final)
+        assert not policy.warn_if_mean_meets_pretrained(hub_run, mean, "drdo", hub_final)
+        # a hub id given as policy.init_model, no SFT config beside it: pretrained
+        cfg = PolicyConfig(logp_reduction="mean", init_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+        assert policy.warn_if_mean_meets_pretrained(tiny_run, cfg, "drdo", cfg.init_model)
+        # the run's own SFT policy without its config beside it: the run's sft section decides
+        assert policy.warn_if_mean_meets_pretrained(hub_run, mean, "drdo", tmp_path / "elsewhere" / "final")
+        assert not policy.warn_if_mean_meets_pretrained(tiny_run, mean, "drdo", tmp_path / "elsewhere" / "final")
+        # sum reduction, or a method without the focal term: no warning
+        assert not policy.warn_if_mean_meets_pretrained(FakeRun(tmp_path / "x", {}), PolicyConfig(), "drdo", cfg.init_model)
+        assert not policy.warn_if_mean_meets_pretrained(FakeRun(tmp_path / "y", {}), mean, "dpo", cfg.init_model)
+    warnings = [r for r in caplog.records if "logp_reduction='mean'" in r.getMessage()]
+    assert len(warnings) == 3 and all(r.levelno == logging.WARNING for r in warnings)
