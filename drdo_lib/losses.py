@@ -217,10 +217,11 @@ def edpo_loss(
     of the policy's advantage over π_ref, minus the usual KL) enters as a **forward** KL to the reference policy:
     for the implicit reward r_π = β log(π/π_ref) of a policy, E_π[r_π] − E_ref[r_π] − β KL(π‖π_ref) = β KL(π_ref‖π)
     (tested in ``tests/test_losses.py``), so among policies consistent with the family the pessimistic one is the
-    one with the smallest forward KL. Equation numbers: the stored copy of their paper that this project can read
-    ended after its first page, so the objective above is quoted from their Sec. "pessimistic reward model
-    distillation" as we know it (the public summaries confirm "distill with an extra forward-KL term for
-    pessimism"), not with its printed equation number; check it against the paper before citing a number.
+    one with the smallest forward KL. Equation numbers are not given here on purpose: the text search available
+    when this was written returned only the first page of their paper, so the two objectives above are written from
+    their pessimistic-distillation section as we know it (a public summary of the paper agrees: "distill with an
+    extra forward-KL term for pessimism"), and the identity is checked independently; compare with the paper
+    before citing an equation number.
 
     Per member k here: ``d_k = (r*_k(x, y_w) − r*_k(x, y_l) − β h)²`` with ``h = (z_w − z_w^ref) − (z_l − z_l^ref)``.
     ``oracle_*_rewards`` have shape ``(K, B)`` (a ``(B,)`` tensor is treated as K = 1: plain distillation).
