@@ -192,8 +192,10 @@ class PreferenceTrainer(transformers.Trainer):
         the batch mean of each DRDO term (Eq. 6: the reward-difference regression, and the focal term α(1 − p_w)^γ
         log(π_w/(1 − π_l)) that the loss subtracts), on this micro-batch, before clipping and not divided by
         ``gradient_accumulation_steps``. Two extra ``torch.autograd.grad`` calls (``retain_graph``) on logging steps
-        only; ``.grad`` is untouched, so training is unchanged. With one micro-batch per step the logged
-        ``grad_norm`` (of reward − focal) lies between their difference and their sum."""
+        only; ``.grad`` is untouched, so training is unchanged. With gradient accumulation the logged value is the
+        mean of the logging step's micro-batch norms, an upper bound on the norm of the term's accumulated gradient
+        (norm is convex). With one micro-batch per step the logged ``grad_norm`` (of reward − focal) lies between
+        their difference and their sum."""
         params = [p for p in model.parameters() if p.requires_grad]
         for name in ("reward", "focal"):
             term = out.components[name].mean()
