@@ -59,6 +59,7 @@ import logging
 import pandas as pd
 from IPython.display import display
 
+from drdo_lib import gate
 from drdo_lib.data import pipeline as data_stage
 from drdo_lib.plots import save_figure
 from drdo_lib.plots.training import plot_fig4_training_curves
@@ -75,6 +76,18 @@ methods = [method] if method else list(cfg.methods)
 splits = [split] if split else list(cfg.splits)
 figdir = run.figures
 cfg
+
+# %% [markdown]
+# ## The sanity gate: can this testbed show an improvement at all?
+# Before any method is compared, DPO (β = 0.1, this profile's policy settings) is trained on *clean* labels (every
+# training pair relabelled by the true reward r\*, ties dropped) and must beat the SFT policy on r\* of held-out
+# prompts, with the paired 95 % bootstrap interval above 0 (`drdo_lib.gate`). If it does not, the run stops here:
+# a testbed on which no method can beat SFT cannot say which method is better. Real-data profiles have no r\* and
+# skip the gate (the result says so).
+
+# %%
+gate_result = gate.run(run)  # raises gate.GateFailed (stopping the notebook) when the interval does not exclude 0
+pd.Series(gate_result).to_frame("gate")
 
 # %% [markdown]
 # ## Train
@@ -135,6 +148,7 @@ else:
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"profile={profile} runs={len(runs)} methods={methods} splits={splits}")
+print(f"sanity gate: {gate_result['status']}")
 print("steps per run:", sorted({r["summary"]["steps"] for r in runs}))
 print("metrics logged (Fig. 4 panels):", all(all(k in r["metrics"][-1] for k in
       ("bt_accuracy", "oracle_reward_advantage", "logps_chosen", "logps_rejected", "p_w", "grad_norm")) for r in runs))
