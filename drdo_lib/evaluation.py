@@ -53,6 +53,7 @@ __all__ = [
     "table2_form",
     "reward_advantage_grid",
     "head_to_head",
+    "excl_ties_interval",
     "JUDGE_OFFLINE",
     "eval_prompt_sets",
     "build_scorers",
@@ -343,8 +344,9 @@ def head_to_head(gen: pd.DataFrame, refs: pd.DataFrame | None, comparisons: Sequ
     summary with a policy (the paper's "Gold vs. X" rows, judged with the Fig. 6 prompt ``vs_human``). Samples are
     those at ``cfg.head_to_head_temperature``, seed ``cfg.seeds[0]``, sample 0. An offline judge ("gold"/"oracle")
     needs ``reward_fn``. Returns ``(summary, judgements)``: one summary row per comparison (wins, losses, ties,
-    discarded, win rate with ties counted ½ and its bootstrap CI, from :func:`drdo_lib.judge.win_rate_summary`) and
-    every judgement.
+    discarded, win rate with ties counted ½ and its bootstrap CI, from :func:`drdo_lib.judge.win_rate_summary`; and
+    ``win_rate_excl_ties`` = wins / (wins + losses), the paper's Table 1 form, with its own interval
+    ``win_rate_excl_ties_ci_low/high`` from :func:`excl_ties_interval`) and every judgement.
     """
     from drdo_lib.judge import judge_pairs, win_rate_summary
 
@@ -378,9 +380,33 @@ def head_to_head(gen: pd.DataFrame, refs: pd.DataFrame | None, comparisons: Sequ
         df["prompt_id"], df["policy_a"], df["policy_b"] = ids, pa, pb
         judged.append(df)
         s = win_rate_summary(df, n_boot=cfg.n_bootstrap, ci=cfg.ci_level, seed=cfg.seed)
+        # the paper's Table 1 denominators (926-943 of ~1,000) imply ties were dropped: wins / (wins + losses),
+        # with its own interval from the same judgements
+        s["win_rate_excl_ties_ci_low"], s["win_rate_excl_ties_ci_high"] = excl_ties_interval(
+            df["outcome"], n_boot=cfg.n_bootstrap, level=cfg.ci_level, seed=cfg.seed)
         summaries.append({"comparison": label, "policy_a": pa, "policy_b": pb, "judge": judge_model,
                           "template": tmpl, **s})
     return pd.DataFrame(summaries), (pd.concat(judged, ignore_index=True) if judged else pd.DataFrame())
+
+
+def excl_ties_interval(outcomes: Sequence[str], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+                       ) -> tuple[float, float]:
+    """Percentile-bootstrap interval of ``wins / (wins + losses)`` from judge outcomes (``"a"`` win, ``"b"`` loss,
+    ``"tie"``, ``"discarded"``; :func:`drdo_lib.judge.judge_pairs`).
+
+    Judged pairs (wins, losses and ties; discarded ones never enter) are resampled and the ratio is recomputed in
+    each resample, so the interval carries the randomness of how many pairs were decisive; resamples without a
+    decisive pair are skipped. ``(nan, nan)`` when no pair was decisive.
+    """
+    o = np.asarray([x for x in outcomes if x in ("a", "b", "tie")], dtype=object)
+    w, l_ = (o == "a").astype(np.float64), (o == "b").astype(np.float64)
+    if w.sum() + l_.sum() == 0:
+        return (float("nan"), float("nan"))
+    idx = np.random.default_rng(seed).integers(0, len(o), size=(n_boot, len(o)))
+    wins, decisive = w[idx].sum(axis=1), (w + l_)[idx].sum(axis=1)
+    ratio = wins[decisive > 0] / decisive[decisive > 0]
+    lo, hi = np.quantile(ratio, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
 
 
 def save_eval_config(cfg: EvalConfig, path: str | Path) -> Path:

@@ -335,3 +335,43 @@ def test_eval_config_names_the_key_variable_of_a_non_openai_judge():
     EvalConfig(judge_model="gold", judge_base_url=local)  # offline judges send nothing
     with pytest.raises(ValueError, match="NAME"):
         EvalConfig(judge_model="gpt-4o", judge_api_key_env="sk-abc 123")
+
+
+# ------------------------------------------------------------------------------------------- Table 1: ties dropped
+def test_excl_ties_interval_is_a_ratio_bootstrap_over_judged_pairs():
+    from drdo_lib.evaluation import excl_ties_interval
+
+    # 30 wins, 10 losses, 60 ties, 5 discarded: point 0.75 over the 40 decisive pairs
+    outcomes = ["a"] * 30 + ["b"] * 10 + ["tie"] * 60 + ["discarded"] * 5
+    lo, hi = excl_ties_interval(outcomes, n_boot=4000, level=0.95, seed=0)
+    assert lo < 0.75 < hi
+    # independent check: the normal approximation over the 40 decisive pairs, half-width 1.96 * sqrt(p(1-p)/40)
+    half = 1.96 * np.sqrt(0.75 * 0.25 / 40)
+    assert (hi - lo) / 2 == pytest.approx(half, abs=0.03)
+    assert excl_ties_interval(["a"] * 5 + ["tie"] * 3, n_boot=200) == (1.0, 1.0)
+    assert all(np.isnan(excl_ties_interval(["tie"] * 4 + ["discarded"], n_boot=200)))
+    assert all(np.isnan(excl_ties_interval([], n_boot=200)))
+
+
+def test_head_to_head_reports_win_rate_excl_ties_with_its_own_interval(tmp_path):
+    gen = _fake_generations()
+    refs = pd.DataFrame({"prompt_id": range(4), "prompt": [f"p{i}" for i in range(4)],
+                         "reference": ["long reference text here", "x", "x", "x"]})
+    reward = dict(zip(gen.response, gen.oracle_reward))
+    reward.update({"long reference text here": 10.0, "x": 0.0})
+    cfg = EvalConfig(baselines=("dpo",), splits=("D_all",), temperatures=(0.2, 0.9), head_to_head_temperature=0.9,
+                     n_bootstrap=200)
+    summary, judged = head_to_head(gen, refs, [("DRDO vs. DPO", "drdo_D_all", "dpo_D_all"),
+                                               ("Gold vs. DRDO", "reference", "drdo_D_all")],
+                                   cfg=cfg, judge_model="gold", template="tldr_reference", cache_dir=tmp_path,
+                                   reward_fn=lambda p, y: reward[y])
+    s = summary.set_index("comparison")
+    # DRDO vs DPO: 1 win, 3 ties, 0 losses -> 1.0 once ties are dropped (0.625 with ties counted 1/2)
+    assert s.loc["DRDO vs. DPO", "win_rate_excl_ties"] == pytest.approx(1.0)
+    assert (s.loc["DRDO vs. DPO", "win_rate_excl_ties_ci_low"], s.loc["DRDO vs. DPO", "win_rate_excl_ties_ci_high"]) \
+        == (1.0, 1.0)
+    # Gold vs DRDO: 1 win, 3 losses -> 0.25, the interval from the judgements (bootstrap of 4 pairs)
+    g = s.loc["Gold vs. DRDO"]
+    assert g["win_rate_excl_ties"] == pytest.approx(0.25)
+    assert 0.0 <= g["win_rate_excl_ties_ci_low"] <= 0.25 <= g["win_rate_excl_ties_ci_high"] <= 1.0
+    assert g["win_rate_excl_ties_ci_high"] > g["win_rate_excl_ties_ci_low"]
