@@ -69,7 +69,7 @@ def _independent_logps(model, rows, side, reduction):
 ])
 def test_trainer_loss_equals_losses_module(tok, dataset, tmp_path, method, student_reward, reduction):
     tr = _trainer(tok, dataset, method, tmp_path, student_reward=student_reward, logp_reduction=reduction,
-                  beta=0.3, alpha=0.5, gamma=1.0)
+                  beta=0.3, alpha=0.5, gamma=1.0, edpo_kl_coef=0.37)
     rows = [dataset[i] for i in range(6)]
     batch = PreferenceCollator(tok.pad_token_id)(rows)
     model = tr.model.eval()
@@ -90,7 +90,7 @@ def test_trainer_loss_equals_losses_module(tok, dataset, tmp_path, method, stude
         want = L.drdo_loss(zw, zl, sw, sl, f("oracle_chosen_reward"), f("oracle_rejected_reward"), alpha=0.5, gamma=1.0)
     elif method == "edpo":
         want = L.edpo_loss(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), f("ensemble_chosen_rewards").T,
-                           f("ensemble_rejected_rewards").T, beta=0.3)
+                           f("ensemble_rejected_rewards").T, beta=0.3, reduction="pessimistic", kl_coef=0.37)
     else:
         fn = L.dpo_loss if method == "dpo" else L.ipo_loss
         want = fn(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3)
