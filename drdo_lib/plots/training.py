@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 from drdo_lib.plots import METHOD_COLORS, METHOD_NAMES
 
-__all__ = ["plot_metric_curves", "plot_reward_vs_true", "plot_fig4_training_curves", "FIG4_PANELS"]
+__all__ = ["plot_metric_curves", "plot_reward_vs_true", "plot_fig4_training_curves", "FIG4_PANELS", "FIG4_COLUMNS"]
 
 
 def plot_metric_curves(
@@ -72,14 +72,26 @@ def plot_reward_vs_true(learned_diff, true_diff, *, learned_label: str = "oracle
     return fig
 
 
-#: The four panels of the paper's Fig. 4 (metric key in metrics.jsonl → panel title); the one list of Fig. 4's metrics
+#: The four panels of our Fig. 4 (metric key in metrics.jsonl → panel title); the one list of Fig. 4's metrics
 #: (also read by :func:`drdo_lib.report.fig4_final_metrics`).
+#:
+#: Panel (b) is *not* the paper's "oracle reward advantage": the paper's Fig. 3/4 compare rewards of sampled
+#: generations with the preferred reference on evaluation prompts, while the trainer's ``oracle_reward_advantage``
+#: is, on the *training pairs* of each logged batch, the Oracle's reward (precomputed ``oracle_chosen_reward``;
+#: r* itself only under ``oracle.kind: true_reward``) of the response the student's implicit reward prefers minus
+#: that of the other one. So it is displayed as an "implicit-preference oracle margin (training pairs)"; the logged
+#: key keeps its name because ``policy.SUMMARY_METRICS``, notebook 04's tables, the trainer tests and every
+#: existing ``metrics.jsonl`` read it (tests/fixtures/trajectories.json does not pin it).
 FIG4_PANELS = {
     "bt_accuracy": "(a) BT implicit-reward accuracy",
-    "oracle_reward_advantage": "(b) oracle reward advantage",
+    "oracle_reward_advantage": "(b) implicit-preference oracle margin (training pairs)",
     "logps_chosen": "(c) log π(y_w|x)",
     "logps_rejected": "(d) log π(y_l|x)",
 }
+
+#: Column stem under which each Fig. 4 metric appears in tables (:func:`drdo_lib.report.fig4_final_metrics`);
+#: the logged key unless it would be read as a different quantity.
+FIG4_COLUMNS = {k: k for k in FIG4_PANELS} | {"oracle_reward_advantage": "implicit_pref_oracle_margin_train"}
 
 
 def _ema(ys, weight: float):
@@ -99,8 +111,9 @@ def plot_fig4_training_curves(
     smooth: float = 0.6,
     suptitle: str | None = None,
 ):
-    """The paper's Fig. 4: one row per split, one column per panel (BT accuracy, oracle reward advantage, chosen and
-    rejected log-probs vs step), one line per method.
+    """The paper's Fig. 4: one row per split, one column per panel (BT accuracy, the implicit-preference oracle margin
+    on training pairs (see :data:`FIG4_PANELS`: not the paper's oracle reward advantage), chosen and rejected
+    log-probs vs step), one line per method.
 
     ``curves`` maps ``(method, split)`` to its ``metrics.jsonl`` rows; ``smooth`` is an exponential-moving-average
     weight in [0, 1) applied to each line (0: raw values; the raw values are drawn faintly behind).
