@@ -375,3 +375,23 @@ def test_head_to_head_reports_win_rate_excl_ties_with_its_own_interval(tmp_path)
     assert g["win_rate_excl_ties"] == pytest.approx(0.25)
     assert 0.0 <= g["win_rate_excl_ties_ci_low"] <= 0.25 <= g["win_rate_excl_ties_ci_high"] <= 1.0
     assert g["win_rate_excl_ties_ci_high"] > g["win_rate_excl_ties_ci_low"]
+
+
+def test_plot_head_to_head_draws_ours_excl_ties_beside_the_papers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from drdo_lib.plots.evaluation import plot_head_to_head
+
+    ours = pd.DataFrame({"label": ["A", "B"], "win_rate": [0.6, 0.55], "ci_low": [0.5, 0.45], "ci_high": [0.7, 0.65],
+                         "win_rate_excl_ties": [0.7, 0.6], "win_rate_excl_ties_ci_low": [0.55, float("nan")],
+                         "win_rate_excl_ties_ci_high": [0.85, float("nan")]})
+    paper = pd.DataFrame({"label": ["A", "B"], "win_rate": [0.8, 0.79]})
+    from matplotlib.container import BarContainer
+
+    ax = plot_head_to_head(ours, paper, label="label").axes[0]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    widths = {t.get_text(): [round(b.get_width(), 2) for b in c] for c, t in zip(bars, ax.get_legend().get_texts())}
+    assert widths == {"ours, ties ½": [0.6, 0.55], "ours, ties dropped": [0.7, 0.6], "paper (ties dropped)": [0.8, 0.79]}
+    ax = plot_head_to_head(ours.drop(columns=["win_rate_excl_ties"]), paper, label="label").axes[0]
+    assert len([c for c in ax.containers if isinstance(c, BarContainer)]) == 2

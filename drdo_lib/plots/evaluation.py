@@ -82,19 +82,30 @@ def plot_win_rates(grid: pd.DataFrame, *, title: str = "", paper: pd.DataFrame |
 
 def plot_head_to_head(ours: pd.DataFrame, paper: pd.DataFrame | None = None, *, label: str = "comparison",
                       title: str = ""):
-    """Horizontal bars of judged win rates (ours with CI; the paper's beside them when given). Both frames need a
-    column ``label`` naming each row and ``win_rate`` in [0, 1]; ours also ``ci_low``/``ci_high``."""
+    """Horizontal bars of judged win rates of the first-named side: ours with ties counted ½ (with CI), ours with
+    ties dropped (``win_rate_excl_ties``, with ``win_rate_excl_ties_ci_low/high`` where given; drawn when the column
+    exists), and the paper's (when given), whose denominators (926–943 of ~1,000) imply that ties were dropped, so
+    its bar is compared with the ties-dropped one. Both frames need a column ``label`` naming each row and
+    ``win_rate`` in [0, 1]; ours also ``ci_low``/``ci_high``."""
     import matplotlib.pyplot as plt
 
     labels = list(ours[label])
     y = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(labels) + 1.2))
-    h = 0.38 if paper is not None else 0.6
-    ax.barh(y - (h / 2 if paper is not None else 0), ours["win_rate"], h, color=METHOD_COLORS["drdo"], label="ours",
-            xerr=_errorbars(ours, "win_rate", "ci_low", "ci_high"), capsize=2, error_kw={"lw": 0.8})
+    series = [("ours, ties ½", ours["win_rate"], _errorbars(ours, "win_rate", "ci_low", "ci_high"),
+               METHOD_COLORS["drdo"], None)]
+    if "win_rate_excl_ties" in ours:
+        err = (np.nan_to_num(_errorbars(ours, "win_rate_excl_ties", "win_rate_excl_ties_ci_low",
+                                        "win_rate_excl_ties_ci_high"))
+               if {"win_rate_excl_ties_ci_low", "win_rate_excl_ties_ci_high"} <= set(ours) else None)
+        series.append(("ours, ties dropped", ours["win_rate_excl_ties"], err, "white", "//"))
     if paper is not None:
         p = paper.set_index(label).reindex(labels)
-        ax.barh(y + h / 2, p["win_rate"], h, color="0.7", label="paper")
+        series.append(("paper (ties dropped)", p["win_rate"].to_numpy(), None, "0.7", None))
+    fig, ax = plt.subplots(figsize=(6.4, 0.25 * len(series) * len(labels) + 1.4))
+    h = 0.8 / len(series)
+    for k, (name, values, err, color, hatch) in enumerate(series):
+        ax.barh(y + (k - (len(series) - 1) / 2) * h, values, h, color=color, hatch=hatch, label=name,
+                edgecolor=METHOD_COLORS["drdo"] if hatch else None, xerr=err, capsize=2, error_kw={"lw": 0.8})
     ax.axvline(0.5, color="black", lw=0.6)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
