@@ -48,6 +48,9 @@ __all__ = [
     "verdict",
     "reading",
     "results_markdown",
+    "REWARD_ORDER",
+    "GOLD_PREFIX",
+    "ORACLE_PREFIX",
 ]
 
 def load_eval_results(run) -> dict[str, Any]:
