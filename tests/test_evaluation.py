@@ -392,6 +392,7 @@ def test_plot_head_to_head_draws_ours_excl_ties_beside_the_papers():
     ax = plot_head_to_head(ours, paper, label="label").axes[0]
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
     widths = {t.get_text(): [round(b.get_width(), 2) for b in c] for c, t in zip(bars, ax.get_legend().get_texts())}
-    assert widths == {"ours, ties ½": [0.6, 0.55], "ours, ties dropped": [0.7, 0.6], "paper (ties dropped)": [0.8, 0.79]}
+    assert widths == {"ours, ties ½": [0.6, 0.55], "ours, ties dropped": [0.7, 0.6],
+                      "paper (ties dropped)": [0.8, 0.79]}
     ax = plot_head_to_head(ours.drop(columns=["win_rate_excl_ties"]), paper, label="label").axes[0]
     assert len([c for c in ax.containers if isinstance(c, BarContainer)]) == 2
