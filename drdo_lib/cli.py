@@ -9,6 +9,10 @@ The CLI builds one :class:`drdo_lib.run.Run` and calls the same stage entry poin
     deepspeed --num_gpus 8 --module drdo_lib train --config configs/tldr.yaml --stage policy \\
         deepspeed=configs/deepspeed_zero2.json
 
+``python -m drdo_lib study --config configs/study.yaml [--shard i/N] [key=value ...]`` runs (or resumes) the
+robustness study's grid (:mod:`drdo_lib.study`; a bare key is a field of the ``study`` section), then writes its
+figures, tables and reading unless ``--shard`` or ``--no-report`` is given.
+
 Trailing ``key=value`` arguments override the profile: a bare key sets a field of the stage's section
 (``max_steps=20``), ``section.key=value`` any section (``data.n_train=100``), ``seed=1`` the run seed. Values are
 parsed as YAML (``true``, ``3e-5``, ``[a, b]``, ``null``). Every section is validated before anything runs: an
@@ -82,7 +86,44 @@ def _build_parser() -> argparse.ArgumentParser:
     # The deepspeed launcher passes --local_rank=N; torchrun/accelerate use the LOCAL_RANK env var.
     t.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("overrides", nargs="*", help="key=value or section.key=value overrides")
+    s = sub.add_parser("study", help="run (or resume) the robustness study grid of a profile (drdo_lib.study)")
+    s.add_argument("--config", required=True, help="profile YAML (configs/study.yaml) or a profile name")
+    s.add_argument("--shard", default=None, help="i/N: run only the cells whose grid index is i modulo N")
+    s.add_argument("--no-report", action="store_true", help="skip the figures/tables/reading after the grid")
+    s.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    s.add_argument("overrides", nargs="*", help="key=value (a study field) or section.key=value overrides")
     return p
+
+
+def run_study(args) -> int:
+    """``python -m drdo_lib study``: every cell of the profile's ``study`` grid (or of one shard), then (without
+    ``--shard``) the figures, tables and reading under ``figures/<profile>/study_*``."""
+    from drdo_lib import study
+    from drdo_lib.gate import GateFailed
+
+    try:
+        shard = study.parse_shard(args.shard)
+        profile = apply_overrides(load_profile(args.config), "study", args.overrides)
+        run = Run.create(profile).validate()
+        cfg = run.config(study.StudyConfig, "study")
+    except (ValueError, FileNotFoundError) as e:
+        print(f"drdo_lib study: {e}", file=sys.stderr)
+        return 2
+    try:
+        df = study.run(run, cfg, shard=shard)
+    except MissingStageOutput as e:
+        print(f"drdo_lib study: {e}", file=sys.stderr)
+        return 2
+    except GateFailed as e:
+        print(f"drdo_lib study: {e}", file=sys.stderr)
+        return 1
+    logger.info("study: %d cells finished in this call (runs under %s)", len(df), run.dir / "study" / "cells")
+    if shard is None and not args.no_report:
+        out = study.report(run, cfg)
+        for sentence in (r["sentence"] for r in out["reading"]):
+            logger.info("reading: %s", sentence)
+        logger.info("study figures and tables under %s", run.figures)
+    return 0
 
 
 def _setup_logging(level: str) -> None:
@@ -116,6 +157,8 @@ def run_stage(run: Run, stage: str, method: str | None = None, split: str | None
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     _setup_logging(args.log_level)
+    if args.command == "study":
+        return run_study(args)
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     if args.stage != "policy" and (args.method or args.split):

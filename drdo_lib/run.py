@@ -44,6 +44,7 @@ SECTIONS = {
     "policy": ("drdo_lib.policy", "PolicyConfig"),
     "eval": ("drdo_lib.evaluation", "EvalConfig"),
     "gate": ("drdo_lib.gate", "GateConfig"),
+    "study": ("drdo_lib.study", "StudyConfig"),
 }
 
 

@@ -1,0 +1,1173 @@
+"""The robustness study (notebook 07, profile section ``study``): does DRDO stay robust where DPO degenerates?
+
+The paper claims (Lemmas 1-2, Sec. 4) that DPO and e-DPO degenerate on non-deterministic preference pairs
+(p* = ½) while DRDO does not, but never varies the amount of noise. On the synthetic testbed the true reward r* is
+known, so the claim becomes a controlled experiment. :func:`run` trains and measures every cell of a grid::
+
+    from drdo_lib import study
+    from drdo_lib.run import Run
+    run = Run.create("mini")                # the profile's `study:` section is the grid
+    df = study.run(run)                     # one row per finished cell; finished cells are read back, not rerun
+    study.report(run)                       # figures + tables under figures/<profile>/study_*, the reading
+
+    python -m drdo_lib study --config configs/study.yaml [--shard i/N] [key=value ...]
+
+The grid
+--------
+``methods`` (named variants of :data:`DEFAULT_VARIANTS`: a training method plus :class:`~drdo_lib.policy.PolicyConfig`
+overrides, e.g. DRDO with ``student_reward: logprob`` or ``alpha: 0``) × ``noise_levels`` (each a mapping of
+:class:`~drdo_lib.data.synthetic.SyntheticConfig` overrides: the Bradley-Terry ``temperature`` and / or the share of
+p* = ½ pairs ``tie_fraction``) × ``oracle_kinds`` (``trained`` | ``true_reward``, for the methods that distil an
+Oracle: DRDO and e-DPO; DPO and IPO get oracle ``none``) × ``seeds`` (training seeds; unless ``data_seed`` is set
+the testbed is redrawn per seed too, so intervals include data-sampling variance). Every (noise level, seed) also
+gets an ``sft`` cell: the SFT policy measured exactly like a trained one, the baseline every gain is paired with.
+
+Each cell is an independent run cached by a hash of its full settings (:func:`cell_key`: the variant, the noise
+level's resolved data config, the oracle kind, the seed, the resolved policy / SFT / oracle configs and the
+measurement settings) as ``runs/<profile>/study/cells/<key>.json``, written atomically and last: an interrupted
+study recomputes no finished cell. ``--shard i/N`` runs the cells whose grid index is ``i`` modulo ``N`` (a Slurm
+array); the shared work each shard needs is built by that shard and cached (a file lock serialises builders).
+
+Shared work, built once and cached under ``runs/<profile>/study/shared/`` (each keyed by its settings):
+
+* the data artefact of each (noise level, seed) (the data stage's own cache);
+* the SFT policy per seed: the SFT rows do not depend on ``temperature`` / ``tie_fraction`` / the other
+  comparison-only dials (:data:`SFT_INVARIANT`, a test checks it) and its word-level tokenizer is built from the SFT
+  rows plus the testbed's fixed word lists (not from the pairs), so one SFT serves every noise level that differs
+  only in those dials; a noise level that changes anything else gets its own SFT;
+* the trained Oracle and e-DPO ensemble per (noise level, seed), only where a ``trained`` cell needs them;
+* the sanity gate (:mod:`drdo_lib.gate`) per seed (``gate``: require | record | off).
+
+What a cell measures (:func:`measure`; all on CPU in seconds)
+--------------------------------------------------------------
+On ``n_prompts`` held-out prompts (the SFT test rows):
+
+* gold r* of the greedy sample and of one sample at ``sample_temperature`` (top-p ``top_p``), per prompt;
+* sampled KL(π‖π_SFT): one *ancestral* sample per prompt (temperature 1, top-p 1, so the estimator is unbiased),
+  mean over samples of log π(y|x) − log π_SFT(y|x) (sums over the generated tokens, EOS included; a sample cut at
+  ``max_new_tokens`` is scored as the prefix, i.e. the KL of the length-capped processes); the sequence entropy
+  estimate −mean log π(y|x) from the same samples.
+
+On ``n_train_prompts`` training prompts (drawn with the seed; every training pair of each is evaluated) plus every
+p* = ½ training pair:
+
+* log π(y_w|x) and log π(y_l|x) of every evaluated pair and their change from the SFT policy, binned by
+  p* = σ((r*_w − r*_l)/T) (T the noise level's temperature; y_w the labelled winner, so p* < ½ marks a label that
+  went against r*);
+* the margin growth on p* = ½ pairs: [log π(y_w) − log π(y_l)] − [the same under SFT], over pairs whose two
+  responses have *exactly* equal r* (the testbed's ``tie`` pairs and naturally equal ones); and its trajectory
+  during training, measured every ``margin_every`` steps on up to ``max_tie_pairs`` of them by a trainer callback
+  (the cheapest honest option: the policy's metrics.jsonl only logs batch aggregates, and checkpoints would cost a
+  save and a reload each);
+* Lemma 1c's prediction, "mass moves to responses never seen as preferred": W(x) is the set of distinct responses
+  that are y_w of at least one training pair of prompt x (texts compared after whitespace normalisation).
+  ``never_preferred_share`` is the fraction of ancestral samples (one per training prompt) that are not in W(x);
+  ``preferred_mass`` is Σ_{y∈W(x)} π(y|x), computed exactly from the log-probs (EOS included), averaged over prompts
+  (``log_preferred_mass`` its log). Both are reported beside the SFT cell of the same noise level and seed.
+
+Intervals and the reading
+-------------------------
+Every interval is :func:`drdo_lib.winrates.bootstrap_ci` (the one bootstrap) over (seed, prompt) units (or
+(seed, pair) units for pair metrics): values are paired with the SFT cell of the same seed and noise level (or, for
+the robustness claim, form a difference of differences per seed and prompt). A unit is resampled as a whole; the
+spread of training seeds is shown beside the interval, and :func:`verdict` says "supports" or "contradicts" only
+when the interval excludes 0 *and* every seed's estimate has the same sign, else "cannot tell". :func:`reading`
+returns one sentence per claim, computed from the numbers; nothing is hard-coded.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StudyConfig", "Cell", "run", "expand_grid", "cell_key", "run_cell", "measure", "load_cells",
+           "results_table", "summary_table", "reading", "reading_sentences", "verdict", "report", "parse_shard",
+           "DEFAULT_VARIANTS", "ORACLE_METHODS", "SFT_INVARIANT", "never_preferred", "sft_corpus"]
+
+#: Bump when what a cell measures (or how) changes: part of every cell key.
+STUDY_VERSION = 1
+#: Methods that distil an Oracle (DRDO: the Oracle's rewards; e-DPO: the reward ensemble): they get the oracle axis.
+ORACLE_METHODS = ("drdo", "edpo")
+#: SyntheticConfig fields that only shape the comparison rows (pairs, labels, confidences), never the SFT rows
+#: (tests/test_study.py checks each): noise levels differing only in these share one SFT policy per seed.
+SFT_INVARIANT = ("temperature", "tie_fraction", "confidence_noise", "repeat_fraction", "null_confidence_fraction",
+                 "near_pair_fraction", "ref_pair_fraction", "pair_source", "n_workers")
+#: The issue's methods: DRDO with both student-reward variants, DPO, e-DPO, IPO, DRDO α = 0 and DRDO γ = 0.
+DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
+    "drdo_head": {"method": "drdo", "student_reward": "head", "label": "DRDO (r̂ head)"},
+    "drdo_logprob": {"method": "drdo", "student_reward": "logprob", "label": "DRDO (r̂ = β·z)"},
+    "dpo": {"method": "dpo", "label": "DPO"},
+    "edpo": {"method": "edpo", "label": "e-DPO"},
+    "ipo": {"method": "ipo", "label": "IPO"},
+    "drdo_alpha0": {"method": "drdo", "alpha": 0.0, "label": "DRDO α=0"},
+    "drdo_gamma0": {"method": "drdo", "gamma": 0.0, "label": "DRDO γ=0"},
+}
+#: Keys of a variant mapping that are not PolicyConfig overrides.
+_VARIANT_META = ("method", "label", "oracle_kinds")
+GATE_MODES = ("require", "record", "off")
+GOLD_SAMPLES = ("greedy", "sample")
+
+
+def _default_noise_levels() -> tuple[dict, ...]:
+    return ({"temperature": 0.5, "tie_fraction": 0.1}, {"temperature": 1.0, "tie_fraction": 0.2},
+            {"temperature": 2.0, "tie_fraction": 0.3})
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Settings of the robustness study (profile section ``study``; module docstring)."""
+
+    variants: dict = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_VARIANTS.items()})  # name ->
+    #   {method, label?, oracle_kinds?, PolicyConfig overrides...}; merged over DEFAULT_VARIANTS
+    methods: tuple[str, ...] | None = None  # variant names to run (None: every variant)
+    noise_levels: tuple = field(default_factory=_default_noise_levels)  # SyntheticConfig overrides per level
+    #   (an optional "name" labels the level in figures), from least to most noisy
+    oracle_kinds: tuple[str, ...] = ("trained", "true_reward")  # the oracle axis of DRDO / e-DPO
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds (>= 3 for a headline)
+    data_seed: int | None = None  # testbed seed; None: each training seed draws its own testbed
+    split: str = "D_all"  # the preference split trained on
+    data: dict = field(default_factory=dict)  # DataConfig overrides for every cell (e.g. n_train)
+    sft: dict = field(default_factory=dict)  # SFTConfig overrides of the study's SFT policies
+    oracle: dict = field(default_factory=dict)  # OracleConfig overrides of the trained Oracle / ensemble
+    policy: dict = field(default_factory=dict)  # PolicyConfig overrides of every cell (e.g. max_steps)
+    gate: str = "record"  # sanity gate per seed: require (raise GateFailed) | record (reading says so) | off
+    n_prompts: int = 300  # held-out prompts (gold r*, KL, entropy)
+    n_train_prompts: int = 300  # training prompts (never-preferred share / mass, pair log-probs)
+    sample_temperature: float = 0.7  # temperature of the scored sample (beside greedy)
+    top_p: float = 0.8  # nucleus mass of the scored sample
+    max_new_tokens: int = 16  # generation cap
+    batch_size: int = 128  # generation / scoring batch
+    margin_every: int = 10  # steps between measurements of the p* = ½ margin during training
+    max_tie_pairs: int = 128  # p* = ½ pairs measured during training
+    p_star_bins: tuple[float, ...] = (0.0, 0.1, 0.3, 0.45, 0.55, 0.7, 0.9, 1.0)  # bin edges of p*
+    gold: str = "greedy"  # which sample's r* the robustness reading uses: greedy | sample
+    student: str = "drdo_head"  # the DRDO variant the robustness reading tests
+    baselines: tuple[str, ...] = ("dpo", "edpo")  # what the student is compared with
+    reading_oracle: str = "trained"  # oracle kind of the student (and e-DPO) in the robustness reading
+    level: float = 0.95  # interval level
+    n_bootstrap: int = 2000  # bootstrap resamples
+    keep_models: bool = False  # keep each cell's trained policy (else deleted once measured)
+
+    def __post_init__(self) -> None:
+        from drdo_lib.data.synthetic import SyntheticConfig
+        from drdo_lib.oracle import ORACLE_KINDS
+        from drdo_lib.policy import PolicyConfig
+        from drdo_lib.trainer import METHODS
+
+        for name in ("methods", "oracle_kinds", "seeds", "baselines", "p_star_bins", "noise_levels"):
+            v = getattr(self, name)
+            if isinstance(v, (list, str, int)) and not (name == "noise_levels" and isinstance(v, str)):
+                object.__setattr__(self, name, tuple([v] if isinstance(v, (str, int)) else v))
+        if not isinstance(self.variants, Mapping):
+            raise ValueError(f"StudyConfig.variants must be a mapping name -> settings, got {self.variants!r}")
+        merged = {k: dict(v) for k, v in DEFAULT_VARIANTS.items()}
+        for k, v in self.variants.items():
+            if not isinstance(v, Mapping):
+                raise ValueError(f"StudyConfig.variants[{k!r}] must be a mapping, got {v!r}")
+            merged[str(k)] = {**merged.get(str(k), {}), **dict(v)}
+        object.__setattr__(self, "variants", merged)
+        pol_fields = {f.name for f in dataclasses.fields(PolicyConfig)}
+        for k, v in merged.items():
+            if k == "sft":
+                raise ValueError("StudyConfig.variants: 'sft' is reserved for the SFT baseline cells")
+            if v.get("method") not in METHODS:
+                raise ValueError(f"StudyConfig.variants[{k!r}].method must be one of {METHODS}, got {v.get('method')!r}")
+            bad = sorted(set(v) - pol_fields - set(_VARIANT_META))
+            if bad:
+                raise ValueError(f"StudyConfig.variants[{k!r}]: unknown setting(s) {bad} (PolicyConfig fields or "
+                                 f"{list(_VARIANT_META)})")
+            if any(o not in ORACLE_KINDS for o in v.get("oracle_kinds", ())):
+                raise ValueError(f"StudyConfig.variants[{k!r}].oracle_kinds must be a subset of {ORACLE_KINDS}")
+        names = self.methods if self.methods is not None else tuple(merged)
+        bad = [m for m in names if m not in merged]
+        if bad or not names:
+            raise ValueError(f"StudyConfig.methods must name variants of {sorted(merged)}, got {self.methods}")
+        if not self.noise_levels or any(not isinstance(n, Mapping) for n in self.noise_levels):
+            raise ValueError(f"StudyConfig.noise_levels must be a non-empty list of mappings, got {self.noise_levels!r}")
+        syn = {f.name for f in dataclasses.fields(SyntheticConfig)}
+        for lvl in self.noise_levels:
+            bad = sorted(set(lvl) - syn - {"name"})
+            if bad:
+                raise ValueError(f"StudyConfig.noise_levels: unknown SyntheticConfig field(s) {bad}")
+            SyntheticConfig(**{k: v for k, v in lvl.items() if k != "name"})
+        object.__setattr__(self, "noise_levels", tuple(dict(n) for n in self.noise_levels))
+        for name in ("data", "sft", "oracle", "policy"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"StudyConfig.{name} must be a mapping of that section's fields")
+        checks = [
+            (all(k in ORACLE_KINDS for k in self.oracle_kinds) and len(self.oracle_kinds) > 0,
+             f"oracle_kinds must be a non-empty subset of {ORACLE_KINDS}"),
+            (len(self.seeds) > 0 and all(isinstance(s, int) for s in self.seeds), "seeds must be integers"),
+            (len(set(self.seeds)) == len(self.seeds), "seeds must differ"),
+            (self.gate in GATE_MODES, f"gate must be one of {GATE_MODES}"),
+            (self.gold in GOLD_SAMPLES, f"gold must be one of {GOLD_SAMPLES}"),
+            (self.n_prompts > 1 and self.n_train_prompts > 1, "n_prompts and n_train_prompts must be > 1"),
+            (self.sample_temperature > 0 and 0 < self.top_p <= 1, "sample_temperature > 0, top_p in (0, 1]"),
+            (self.max_new_tokens > 0 and self.batch_size > 0, "max_new_tokens and batch_size must be > 0"),
+            (self.margin_every > 0 and self.max_tie_pairs > 0, "margin_every and max_tie_pairs must be > 0"),
+            (len(self.p_star_bins) >= 2 and list(self.p_star_bins) == sorted(self.p_star_bins)
+             and self.p_star_bins[0] <= 0 and self.p_star_bins[-1] >= 1, "p_star_bins: sorted edges covering [0, 1]"),
+            (0.5 < self.level < 1 and self.n_bootstrap >= 100, "level in (0.5, 1), n_bootstrap >= 100"),
+            (isinstance(self.keep_models, bool), "keep_models must be true or false"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"StudyConfig: {msg}")
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """The variant names of the grid, in order."""
+        return self.methods if self.methods is not None else tuple(self.variants)
+
+    def label(self, variant: str) -> str:
+        from drdo_lib.paper_numbers import METHOD_NAMES
+
+        if variant == "sft":
+            return "SFT"
+        return str(self.variants.get(variant, {}).get("label") or METHOD_NAMES.get(variant, variant))
+
+    def noise_name(self, i: int) -> str:
+        lvl = self.noise_levels[i]
+        if lvl.get("name"):
+            return str(lvl["name"])
+        short = {"temperature": "T", "tie_fraction": "ties"}
+        return ", ".join(f"{short.get(k, k)}={v}" for k, v in lvl.items()) or "profile"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a variant (or ``sft``), a noise level (index), an oracle kind (``none`` for methods
+    without one) and a training seed."""
+
+    variant: str
+    method: str
+    noise: int
+    oracle: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}|noise{self.noise}|{self.oracle}|seed{self.seed}"
+
+
+def expand_grid(cfg: StudyConfig) -> list[Cell]:
+    """Every cell of the grid, in run order (seed, then noise level, then the SFT baseline and the variants, then
+    the oracle kinds): methods without an Oracle get one cell with oracle ``none``."""
+    cells = []
+    for seed in cfg.seeds:
+        for i in range(len(cfg.noise_levels)):
+            cells.append(Cell("sft", "sft", i, "none", seed))
+            for v in cfg.selected:
+                spec = cfg.variants[v]
+                method = spec["method"]
+                if method in ORACLE_METHODS:
+                    kinds = [k for k in cfg.oracle_kinds if k in spec.get("oracle_kinds", cfg.oracle_kinds)]
+                    cells.extend(Cell(v, method, i, k, seed) for k in kinds)
+                else:
+                    cells.append(Cell(v, method, i, "none", seed))
+    return cells
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` -> ``(i, N)`` with 0 <= i < N; None passes; anything else is a ValueError."""
+    if text in (None, ""):
+        return None
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard i/N needs 0 <= i < N, got {text!r}")
+    return i, n
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings of each piece of work, and its key
+# ---------------------------------------------------------------------------------------------------------------
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _base_profile(run, cfg: StudyConfig) -> dict:
+    """The run's profile with the study's section overrides applied (data, sft, oracle, policy)."""
+    prof = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in run.profile.items()}
+    for name in ("data", "sft", "oracle", "policy"):
+        prof[name] = {**(prof.get(name) or {}), **dict(getattr(cfg, name))}
+    data = prof["data"]
+    data["synthetic"] = dict(data.get("synthetic") or {})
+    if data.get("source", "synthetic") != "synthetic":
+        raise ValueError("the robustness study needs the synthetic testbed (data.source: synthetic): it measures r*")
+    if cfg.data_seed is not None:
+        data["synthetic"]["seed"] = cfg.data_seed
+    return prof
+
+
+def _data_profile(run, cfg: StudyConfig, noise: int, *, sft_only: bool = False) -> dict:
+    """The profile of noise level ``noise`` (its SyntheticConfig overrides applied); with ``sft_only`` only the
+    overrides that can change the SFT rows (everything outside :data:`SFT_INVARIANT`)."""
+    prof = _base_profile(run, cfg)
+    lvl = {k: v for k, v in cfg.noise_levels[noise].items() if k != "name"}
+    if sft_only:
+        lvl = {k: v for k, v in lvl.items() if k not in SFT_INVARIANT}
+    prof["data"] = {**prof["data"], "synthetic": {**prof["data"]["synthetic"], **lvl}}
+    return prof
+
+
+def _sub_run(run, profile: dict, seed: int, kind: str, key: str):
+    from drdo_lib.run import Run
+
+    root = run.dir / "study" / "shared" / f"{kind}-{key}"
+    return Run(profile={**profile, "seed": seed}, seed=seed, runs_root=root, figures_root=run.figures_root)
+
+
+def _data_cfg(profile: dict):
+    from drdo_lib.config import build_config
+    from drdo_lib.data.pipeline import DataConfig
+
+    return build_config(DataConfig, profile.get("data") or {})
+
+
+def data_run(run, cfg: StudyConfig, noise: int, seed: int):
+    """The sub-run holding noise level ``noise``'s data (and its trained Oracle / ensemble) for ``seed``."""
+    prof = _data_profile(run, cfg, noise)
+    key = _hash({"data": dataclasses.asdict(_data_cfg(prof)), "seed": seed, "oracle": prof.get("oracle"),
+                 "sft": sft_key(run, cfg, noise, seed)})
+    return _sub_run(run, prof, seed, "data", key)
+
+
+def sft_key(run, cfg: StudyConfig, noise: int, seed: int) -> str:
+    """Key of the SFT policy a cell starts from: the data settings that can change the SFT rows, the SFT config and
+    the seed (so noise levels that differ only in :data:`SFT_INVARIANT` fields share it)."""
+    from drdo_lib.sft import SFTConfig
+    from drdo_lib.config import build_config
+
+    prof = _data_profile(run, cfg, noise, sft_only=True)
+    dcfg = dataclasses.asdict(_data_cfg(prof))
+    syn = {k: v for k, v in dcfg["synthetic"].items() if k not in SFT_INVARIANT}
+    dcfg["synthetic"] = syn
+    sft_cfg = dataclasses.asdict(build_config(SFTConfig, prof.get("sft") or {}))
+    return _hash({"data": dcfg, "sft": sft_cfg, "seed": seed, "corpus": "sft_rows+testbed_words", "v": STUDY_VERSION})
+
+
+def sft_run(run, cfg: StudyConfig, noise: int, seed: int):
+    """The sub-run holding the SFT policy (and the gate) of ``seed`` for noise level ``noise``: its data are the
+    profile's own comparison settings (the SFT rows are the same at every level that differs only in
+    :data:`SFT_INVARIANT` fields)."""
+    return _sub_run(run, _data_profile(run, cfg, noise, sft_only=True), seed, "sft", sft_key(run, cfg, noise, seed))
+
+
+def _policy_config(run, cfg: StudyConfig, cell: Cell, drun, srun):
+    from drdo_lib.policy import PolicyConfig
+
+    spec = cfg.variants[cell.variant]
+    over = {k: v for k, v in spec.items() if k not in _VARIANT_META}
+    paths = dict(init_model=str(srun.sft_model))
+    if cell.oracle == "trained":
+        paths["oracle_model"] = str(drun.oracle_model)
+        paths["ensemble_models"] = [str(drun.dir / "ensemble" / f"member_{k}")
+                                    for k in range(_oracle_cfg(drun).ensemble_size)]
+    return drun.config(PolicyConfig, "policy", **over, **paths, methods=(cell.method,), splits=(cfg.split,),
+                       resume_from_checkpoint=None)
+
+
+def _oracle_cfg(run_, **over):
+    from drdo_lib.oracle import OracleConfig
+
+    return run_.config(OracleConfig, "oracle", **over)
+
+
+def _measure_settings(cfg: StudyConfig) -> dict:
+    keys = ("split", "n_prompts", "n_train_prompts", "sample_temperature", "top_p", "max_new_tokens", "margin_every",
+            "max_tie_pairs", "p_star_bins")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def cell_settings(run, cfg: StudyConfig, cell: Cell) -> dict:
+    """Everything a cell's result depends on (its key is a hash of this)."""
+    from drdo_lib.sft import SFTConfig
+
+    drun = data_run(run, cfg, cell.noise, cell.seed)
+    srun = sft_run(run, cfg, cell.noise, cell.seed)
+    out = {"cell": dataclasses.asdict(cell), "version": STUDY_VERSION,
+           "noise_level": cfg.noise_levels[cell.noise],
+           "data": dataclasses.asdict(_data_cfg(drun.profile)), "sft_key": sft_key(run, cfg, cell.noise, cell.seed),
+           "sft": dataclasses.asdict(srun.config(SFTConfig, "sft")), "measure": _measure_settings(cfg)}
+    if cell.variant != "sft":
+        pcfg = dataclasses.asdict(_policy_config(run, cfg, cell, drun, srun))
+        for k in ("init_model", "oracle_model", "ensemble_models"):  # paths follow from the keys above
+            pcfg.pop(k, None)
+        out["policy"] = pcfg
+        out["variant"] = {k: v for k, v in cfg.variants[cell.variant].items() if k != "label"}
+        if cell.oracle != "none":
+            out["oracle"] = dataclasses.asdict(_oracle_cfg(drun, kind=cell.oracle))
+    return out
+
+
+def cell_key(run, cfg: StudyConfig, cell: Cell) -> str:
+    """The cache key of a cell: a hash of :func:`cell_settings`."""
+    return _hash(cell_settings(run, cfg, cell))
+
+
+def cells_dir(run) -> Path:
+    """``runs/<profile>/study/cells/``: one ``<key>.json`` per finished cell."""
+    d = run.dir / "study" / "cells"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive file lock (shards on one filesystem build each shared artefact once)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _cached(marker: Path, key: str, build: Callable[[], Any]) -> Any:
+    """Run ``build`` unless ``marker`` records ``key`` (written last, so an interrupted build is redone)."""
+    with _lock(marker.with_name(marker.name + ".lock")):
+        if marker.exists():
+            try:
+                rec = json.loads(marker.read_text())
+                if rec.get("key") == key:
+                    return rec.get("value")
+            except json.JSONDecodeError:
+                pass
+        value = build()
+        _write_json_atomic(marker, {"key": key, "value": value})
+        return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared work
+# ---------------------------------------------------------------------------------------------------------------
+def sft_corpus(data) -> list[str]:
+    """Texts the study's SFT tokenizer is built from: the SFT rows (training and held-out) plus one line holding
+    every word of the testbed's fixed word lists, so the vocabulary (and its order) does not depend on the pairs."""
+    from drdo_lib.data.synthetic import FILLER_WORDS, TEMPLATE_WORDS, TOPIC_WORDS
+    from drdo_lib.data.pipeline import SFT_COMPLETION
+
+    texts: list[str] = []
+    for col in ("prompt", SFT_COMPLETION):
+        texts.extend(x for x in data.sft[col] if isinstance(x, str))
+    words = [w for ws in TOPIC_WORDS.values() for w in ws] + list(FILLER_WORDS) + list(TEMPLATE_WORDS)
+    texts.append(" ".join(words + [f"r/{t}" for t in TOPIC_WORDS]))
+    return texts
+
+
+def ensure_sft(run, cfg: StudyConfig, noise: int, seed: int, *, progress: bool = False) -> Path:
+    """The SFT policy of (noise level, seed), trained once (cached by :func:`sft_key`)."""
+    from drdo_lib import sft
+    from drdo_lib.data import pipeline as data_stage
+
+    srun = sft_run(run, cfg, noise, seed)
+
+    def build():
+        data = data_stage.load(srun)
+        train_rows, _ = data.sft_rows()
+        logger.info("study: training the SFT policy for seed %d (%s)", seed, srun.sft_model)
+        t0 = time.perf_counter()
+        sft.run(srun, train_rows=train_rows, corpus=sft_corpus(data), progress=progress)
+        return {"seconds": round(time.perf_counter() - t0, 1)}
+
+    _cached(srun.dir / "sft" / "study_key.json", sft_key(run, cfg, noise, seed), build)
+    return srun.sft_model
+
+
+def ensure_gate(run, cfg: StudyConfig, seed: int) -> dict | None:
+    """The sanity gate of ``seed`` (on the first noise level's SFT run; cached). ``require``: raise GateFailed."""
+    from drdo_lib import gate
+
+    if cfg.gate == "off":
+        return None
+    srun = sft_run(run, cfg, 0, seed)
+    ensure_sft(run, cfg, 0, seed)
+    gcfg = srun.config(gate.GateConfig, "gate")
+    key = _hash({"sft": sft_key(run, cfg, 0, seed), "gate": dataclasses.asdict(gcfg),
+                 "policy": srun.profile.get("policy"), "data": srun.profile.get("data")})
+
+    def build():
+        try:
+            return gate.run(srun, gcfg)
+        except gate.GateFailed as e:
+            res = json.loads((srun.stage_dir("gate") / "result.json").read_text())
+            res["message"] = str(e)
+            return res
+
+    res = _cached(srun.dir / "gate" / "study_key.json", key, build)
+    if res and res.get("status") == "failed" and cfg.gate == "require":
+        raise gate.GateFailed(res.get("message", "sanity gate failed") + " (study.gate: require; set study.gate: "
+                              "record to run the study anyway, the reading then says every verdict cannot tell)")
+    return res
+
+
+def ensure_oracle(run, cfg: StudyConfig, noise: int, seed: int, *, ensemble: bool, progress: bool = False) -> None:
+    """The trained Oracle (and, with ``ensemble``, the e-DPO ensemble) of (noise level, seed), trained once from
+    that seed's SFT policy on that level's pairs."""
+    from drdo_lib import oracle
+
+    drun = data_run(run, cfg, noise, seed)
+    sft_dir = ensure_sft(run, cfg, noise, seed)
+    ocfg = _oracle_cfg(drun, kind="trained", init_model=str(sft_dir))
+    base = _hash({"oracle": dataclasses.asdict(ocfg), "data": drun.profile.get("data"), "seed": seed,
+                  "sft": sft_key(run, cfg, noise, seed)})
+    _cached(drun.dir / "oracle" / "study_key.json", base,
+            lambda: {"dir": str(oracle.run(drun, ocfg, progress=progress))})
+    if ensemble:
+        _cached(drun.dir / "ensemble" / "study_key.json", base,
+                lambda: {"dirs": [str(p) for p in oracle.run_ensemble(drun, ocfg, progress=progress)]})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measurement
+# ---------------------------------------------------------------------------------------------------------------
+def _norm(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def never_preferred(samples: Sequence[str], preferred_sets: Sequence[set[str]]) -> np.ndarray:
+    """1.0 where a sample (one per prompt) is not among the prompt's responses ever seen as preferred (y_w of some
+    training pair), compared after whitespace normalisation; 0.0 otherwise."""
+    if len(samples) != len(preferred_sets):
+        raise ValueError(f"{len(samples)} samples but {len(preferred_sets)} preferred sets")
+    return np.array([0.0 if _norm(s) in {_norm(w) for w in ws} else 1.0 for s, ws in zip(samples, preferred_sets)])
+
+
+def preferred_mass(logps: Mapping[str, float], preferred: set[str]) -> float:
+    """Σ_{y ∈ preferred} π(y|x) from the sequence log-probs ``logps`` (text -> log π) of distinct responses."""
+    vals = [logps[_norm(y)] for y in {_norm(w) for w in preferred}]
+    return float(np.exp(np.logaddexp.reduce(vals))) if vals else 0.0
+
+
+def _pair_logps(lm, tok_ds, pad_id: int, batch_size: int = 128) -> np.ndarray:
+    """``(N, 2)`` summed response log-probs (chosen, rejected) of tokenised pairs (no progress bar)."""
+    import torch
+
+    from drdo_lib.data.tokenize import collate_preference
+    from drdo_lib.precompute import response_logps_sum
+
+    lm = getattr(lm, "lm", lm)
+    was = lm.training
+    lm.eval()
+    dev = next(lm.parameters()).device
+    out = np.zeros((len(tok_ds), 2))
+    cols = [c for c in tok_ds.column_names if c.endswith(("_input_ids", "_attention_mask", "_response_mask"))]
+    sub = tok_ds.select_columns(cols)
+    try:
+        with torch.no_grad():
+            for s in range(0, len(sub), batch_size):
+                rows = sub[s:s + batch_size]
+                batch = collate_preference([{c: rows[c][i] for c in cols} for i in range(len(rows[cols[0]]))], pad_id)
+                B = batch["chosen_input_ids"].shape[0]
+                ids = torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]]).to(dev)
+                att = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]]).to(dev)
+                resp = torch.cat([batch["chosen_response_mask"], batch["rejected_response_mask"]]).to(dev)
+                z = response_logps_sum(lm, ids, att, resp).cpu().numpy()
+                out[s:s + B, 0], out[s:s + B, 1] = z[:B], z[B:]
+    finally:
+        lm.train(was)
+    return out
+
+
+def ancestral_samples(lm, ref_lm, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, max_prompt_length: int,
+                      batch_size: int, seed: int) -> dict[str, Any]:
+    """One ancestral sample per prompt (temperature 1, top-p 1, top-k off) with its log-prob under ``lm`` and under
+    ``ref_lm`` (sums over the generated tokens up to and including EOS). Returns ``{texts, logp, logp_ref}``."""
+    import torch
+
+    from drdo_lib.generation import _batch_seed, _left_pad, encode_prompts
+    from drdo_lib.precompute import response_logps_sum
+
+    lm, ref_lm = getattr(lm, "lm", lm), getattr(ref_lm, "lm", ref_lm)
+    dev = next(lm.parameters()).device
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    ids = encode_prompts(tokenizer, prompts, max_prompt_length)
+    texts: list[str] = []
+    lp, lp_ref = [], []
+    lm.eval()
+    ref_lm.eval()
+    with torch.no_grad():
+        for b, start in enumerate(range(0, len(ids), batch_size)):
+            enc = _left_pad(ids[start:start + batch_size], pad, dev)
+            torch.manual_seed(_batch_seed(seed, b))
+            seqs = lm.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0, top_p=1.0,
+                               top_k=0, use_cache=True, pad_token_id=pad, eos_token_id=eos)
+            T = enc["input_ids"].shape[1]
+            new = seqs[:, T:]
+            is_eos = (new == eos).long()
+            after = (is_eos.cumsum(1) - is_eos) > 0  # positions after the first EOS
+            keep = (~after).long()
+            att = torch.cat([enc["attention_mask"], keep], 1)
+            resp = torch.cat([torch.zeros_like(enc["attention_mask"]), keep], 1)
+            lp.append(response_logps_sum(lm, seqs, att, resp).cpu().numpy())
+            lp_ref.append(response_logps_sum(ref_lm, seqs, att, resp).cpu().numpy())
+            for row, k in zip(new.tolist(), keep.sum(1).tolist()):
+                texts.append(tokenizer.decode(row[:k], skip_special_tokens=True).strip())
+    return {"texts": texts, "logp": np.concatenate(lp) if lp else np.zeros(0),
+            "logp_ref": np.concatenate(lp_ref) if lp_ref else np.zeros(0)}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def eval_pairs(data, cfg: StudyConfig, seed: int, temperature: float):
+    """The training pairs a cell is measured on: every training pair of ``n_train_prompts`` training prompts (drawn
+    with ``seed``) plus up to ``max_tie_pairs`` other pairs of exactly equal r* (p* = ½). Returns ``(rows, prompts, preferred sets, p*, tie
+    mask)``; ``rows`` is a ``datasets.Dataset`` of preference rows."""
+    tb = data.testbed
+    rows = data.split(cfg.split).filter(lambda s: s == "train", input_columns="split", desc="study: training pairs")
+    prompts_all = list(rows["prompt"])
+    distinct = sorted(set(prompts_all))
+    rng = np.random.default_rng(seed)
+    chosen_prompts = [distinct[i] for i in sorted(rng.choice(len(distinct), min(cfg.n_train_prompts, len(distinct)),
+                                                             replace=False))]
+    pick = set(chosen_prompts)
+    rc = tb.true_rewards(prompts_all, list(rows["chosen"]))
+    rr = tb.true_rewards(prompts_all, list(rows["rejected"]))
+    tie = rc == rr
+    tie_idx = [i for i in np.flatnonzero(tie) if prompts_all[i] not in pick]
+    tie_idx = set(int(i) for i in rng.permutation(tie_idx)[: cfg.max_tie_pairs])
+    idx = [i for i, p in enumerate(prompts_all) if p in pick or i in tie_idx]
+    sub = rows.select(idx)
+    preferred: dict[str, set[str]] = {p: set() for p in chosen_prompts}
+    for p, c in zip(prompts_all, rows["chosen"]):
+        if p in preferred:
+            preferred[p].add(_norm(c))
+    p_star = _sigmoid((rc[idx] - rr[idx]) / temperature)
+    return sub, chosen_prompts, [preferred[p] for p in chosen_prompts], p_star, tie[idx]
+
+
+class _TieMarginCallback:
+    """Measures the mean margin growth on (up to ``max_tie_pairs``) p* = ½ pairs every ``every`` steps."""
+
+    def __new__(cls, *a, **k):  # a transformers.TrainerCallback subclass built lazily (transformers import cost)
+        import transformers
+
+        class _CB(transformers.TrainerCallback):
+            def __init__(self, tok_ds, ref_margin, every, pad_id):
+                self.ds, self.ref, self.every, self.pad = tok_ds, np.asarray(ref_margin), every, pad_id
+                self.curve: list[list[float]] = []
+
+            def _measure(self, step, model):
+                if model is None or len(self.ds) == 0:
+                    return
+                z = _pair_logps(model, self.ds, self.pad)
+                self.curve.append([int(step), float(np.mean((z[:, 0] - z[:, 1]) - self.ref))])
+
+            def on_train_begin(self, args, state, control, model=None, **kw):
+                self._measure(state.global_step, model)
+
+            def on_step_end(self, args, state, control, model=None, **kw):
+                if state.global_step % self.every == 0 or state.global_step >= state.max_steps:
+                    self._measure(state.global_step, model)
+
+        return _CB(*a, **k)
+
+
+def measure(policy_lm, sft_lm, tokenizer, data, cfg: StudyConfig, *, seed: int, temperature: float,
+            max_prompt_length: int, max_length: int, template: str, pairs=None,
+            sft_pair_logps: Callable | None = None) -> dict[str, Any]:
+    """Every metric of one cell (module docstring) for ``policy_lm`` against ``sft_lm``; ``pairs`` is
+    :func:`eval_pairs`'s result (computed when None); ``sft_pair_logps(tokenised pairs) -> (N, 2)`` may serve the
+    SFT log-probs of the pairs from a cache (default: computed with ``sft_lm``). Returns the cell's result mapping
+    (without settings)."""
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.generation import generate
+
+    tb = data.testbed
+    _, held = data.sft_rows()
+    prompts = list(held["prompt"][: cfg.n_prompts])
+    gkw = dict(max_new_tokens=cfg.max_new_tokens, max_prompt_length=max_prompt_length, batch_size=cfg.batch_size,
+               progress=False)
+    greedy = [g["response"] for g in generate(policy_lm, tokenizer, prompts, temperature=0.0, seed=seed, **gkw)]
+    sample = [g["response"] for g in generate(policy_lm, tokenizer, prompts, temperature=cfg.sample_temperature,
+                                              top_p=cfg.top_p, seed=seed, **gkw)]
+    r_greedy, r_sample = tb.true_rewards(prompts, greedy), tb.true_rewards(prompts, sample)
+    skw = dict(max_new_tokens=cfg.max_new_tokens, max_prompt_length=max_prompt_length, batch_size=cfg.batch_size)
+    anc = ancestral_samples(policy_lm, sft_lm, tokenizer, prompts, seed=seed + 7, **skw)
+    kl_h = anc["logp"] - anc["logp_ref"]
+
+    rows, tprompts, pref_sets, p_star, tie = pairs if pairs is not None else eval_pairs(data, cfg, seed, temperature)
+    tanc = ancestral_samples(policy_lm, sft_lm, tokenizer, tprompts, seed=seed + 11, **skw)
+    never = never_preferred(tanc["texts"], pref_sets)
+    tok, _ = tokenize_preference_dataset(rows, tokenizer, max_prompt_length=max_prompt_length, max_length=max_length,
+                                         template=template)
+    if len(tok) != len(rows):
+        raise ValueError(f"study: {len(rows) - len(tok)} evaluation pairs exceed the length limits")
+    z = _pair_logps(policy_lm, tok, tokenizer.pad_token_id, cfg.batch_size)
+    z0 = sft_pair_logps(tok) if sft_pair_logps is not None else _pair_logps(sft_lm, tok, tokenizer.pad_token_id,
+                                                                             cfg.batch_size)
+    d_w, d_l = z[:, 0] - z0[:, 0], z[:, 1] - z0[:, 1]
+    margin_growth = (z[:, 0] - z[:, 1]) - (z0[:, 0] - z0[:, 1])
+    # exact mass on the responses ever seen as preferred, per training prompt
+    lp_by_prompt: dict[str, dict[str, float]] = {}
+    for p, c, r, zc, zr in zip(rows["prompt"], rows["chosen"], rows["rejected"], z[:, 0], z[:, 1]):
+        d = lp_by_prompt.setdefault(p, {})
+        d[_norm(c)], d[_norm(r)] = float(zc), float(zr)
+    mass = np.array([preferred_mass(lp_by_prompt.get(p, {}), s) for p, s in zip(tprompts, pref_sets)])
+    with np.errstate(divide="ignore"):
+        log_mass = np.log(np.maximum(mass, 1e-300))
+    edges = np.asarray(cfg.p_star_bins, dtype=float)
+    which = np.clip(np.searchsorted(edges, p_star, side="right") - 1, 0, len(edges) - 2)
+    bins = []
+    for b in range(len(edges) - 1):
+        m = which == b
+        if m.any():
+            bins.append({"p_low": float(edges[b]), "p_high": float(edges[b + 1]), "n": int(m.sum()),
+                         "logp_w": float(z[m, 0].mean()), "logp_l": float(z[m, 1].mean()),
+                         "dlogp_w": float(d_w[m].mean()), "dlogp_l": float(d_l[m].mean()),
+                         "margin_growth": float(margin_growth[m].mean())})
+    rnd = lambda a: [round(float(x), 5) for x in a]  # noqa: E731
+    metrics = {
+        "gold_greedy": float(r_greedy.mean()), "gold_sample": float(r_sample.mean()),
+        "kl": float(kl_h.mean()), "entropy": float(-anc["logp"].mean()),
+        "kl_train": float((tanc["logp"] - tanc["logp_ref"]).mean()), "entropy_train": float(-tanc["logp"].mean()),
+        "greedy_words": float(np.mean([len(s.split()) for s in greedy])),
+        "never_preferred_share": float(never.mean()), "preferred_mass": float(mass.mean()),
+        "log_preferred_mass": float(log_mass.mean()),
+        "dlogp_w": float(d_w.mean()), "dlogp_l": float(d_l.mean()), "margin_growth": float(margin_growth.mean()),
+        "tie_margin_growth": float(margin_growth[tie].mean()) if tie.any() else float("nan"),
+        "n_tie_pairs": int(tie.sum()), "n_eval_pairs": int(len(rows)),
+    }
+    return {"metrics": metrics, "p_star_bins": bins,
+            "per_prompt": {"r_greedy": rnd(r_greedy), "r_sample": rnd(r_sample), "kl": rnd(kl_h),
+                           "never_preferred": rnd(never), "log_preferred_mass": rnd(log_mass)},
+            "per_pair": {"dlogp_w": rnd(d_w), "dlogp_l": rnd(d_l), "p_star": rnd(p_star),
+                         "tie_margin_growth": rnd(margin_growth[tie])},
+            "examples": [{"prompt_end": p[-60:], "greedy": g} for p, g in zip(prompts[:3], greedy[:3])]}
+
+
+def run_cell(run, cfg: StudyConfig, cell: Cell, *, progress: bool = False) -> dict[str, Any]:
+    """Train (unless ``sft``) and measure one cell; returns its result (the runner caches it)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from drdo_lib import policy
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.generation import load_policy
+    from drdo_lib.hf import resolve_device
+
+    t0 = time.perf_counter()
+    drun = data_run(run, cfg, cell.noise, cell.seed)
+    srun = sft_run(run, cfg, cell.noise, cell.seed)
+    sft_dir = ensure_sft(run, cfg, cell.noise, cell.seed)
+    if cell.oracle == "trained":
+        ensure_oracle(run, cfg, cell.noise, cell.seed, ensemble=cell.method == "edpo")
+    data = data_stage.load(drun)
+    temperature = _data_cfg(drun.profile).synthetic_config(cell.seed).temperature  # the level's BT temperature
+    dev = resolve_device("auto")
+    tok = AutoTokenizer.from_pretrained(sft_dir)
+    sft_lm = AutoModelForCausalLM.from_pretrained(sft_dir, use_safetensors=True).to(dev).eval()
+    pairs = eval_pairs(data, cfg, cell.seed, temperature)
+
+    def sft_logps(tok_ds):  # the SFT log-probs of tokenised pairs, through the precompute row cache (shared)
+        from drdo_lib.precompute import precompute_ref_logps
+
+        ds = precompute_ref_logps(str(sft_dir), tok_ds, cache_dir=drun.stage_dir("precompute"),
+                                  batch_size=cfg.batch_size, pad_token_id=tok.pad_token_id, device=str(dev))
+        return np.stack([np.asarray(ds["ref_chosen_logp"]), np.asarray(ds["ref_rejected_logp"])], 1)
+    pcfg = _policy_config(run, cfg, cell, drun, srun) if cell.variant != "sft" else \
+        drun.config(policy.PolicyConfig, "policy")
+    torch.manual_seed(cell.seed)
+    curve: list = []
+    train_seconds = 0.0
+    out_dir = None
+    if cell.variant == "sft":
+        lm = sft_lm
+    else:
+        rows_all = data.split(cfg.split).filter(lambda s: s in set(pcfg.row_splits), input_columns="split",
+                                                desc="study: training rows")
+        # p* = ½ pairs measured during training (their SFT margins once)
+        tie_rows = pairs[0].select([i for i, t in enumerate(pairs[4]) if t][: cfg.max_tie_pairs])
+        tie_tok, _ = tokenize_preference_dataset(tie_rows, tok, max_prompt_length=pcfg.max_prompt_length,
+                                                 max_length=pcfg.max_length, template=pcfg.template) \
+            if len(tie_rows) else (tie_rows, {})
+        ref = sft_logps(tie_tok) if len(tie_rows) else np.zeros((0, 2))
+        cb = _TieMarginCallback(tie_tok, ref[:, 0] - ref[:, 1], cfg.margin_every, tok.pad_token_id)
+        prof = {**drun.profile, "oracle": {**(drun.profile.get("oracle") or {}),
+                                           "kind": cell.oracle if cell.oracle != "none" else "true_reward"}}
+        crun = dataclasses.replace(drun, profile=prof)
+        key = cell_key(run, cfg, cell)
+        t1 = time.perf_counter()
+        out_dir = policy.run(crun, pcfg, cell.method, f"study_{cell.variant}_{key[:10]}", rows=rows_all,
+                             callbacks=[cb], progress=progress)
+        train_seconds = time.perf_counter() - t1
+        curve = cb.curve
+        lm, _ = load_policy(out_dir / "final", device=str(dev))
+    t2 = time.perf_counter()
+    res = measure(lm, sft_lm, tok, data, cfg, seed=cell.seed, temperature=temperature,
+                  max_prompt_length=pcfg.max_prompt_length, max_length=pcfg.max_length, template=pcfg.template,
+                  pairs=pairs, sft_pair_logps=sft_logps)
+    res["margin_curve"] = curve
+    res["metrics"].update(train_seconds=round(train_seconds, 2), measure_seconds=round(time.perf_counter() - t2, 2),
+                          seconds=round(time.perf_counter() - t0, 2))
+    if out_dir is not None and not cfg.keep_models:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runner
+# ---------------------------------------------------------------------------------------------------------------
+def run(run_, cfg: StudyConfig | None = None, *, shard: tuple[int, int] | str | None = None,
+        progress: bool = True) -> "Any":
+    """Run (or read back) every cell of the grid (of one shard: ``(i, N)`` or ``"i/N"``); returns the results
+    table (:func:`results_table`) of the cells this call covers. Finished cells are never recomputed."""
+    from tqdm.auto import tqdm
+
+    from drdo_lib.hf import progress_disabled_by_env
+
+    cfg = cfg if cfg is not None else run_.config(StudyConfig, "study")
+    shard = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
+    cells = expand_grid(cfg)
+    if shard is not None:
+        i, n = shard
+        cells = [c for k, c in enumerate(cells) if k % n == i]
+    out_dir = cells_dir(run_)
+    done: list[dict] = []
+    if cfg.gate != "off":
+        for seed in sorted({c.seed for c in cells}):
+            ensure_gate(run_, cfg, seed)
+    bar = tqdm(cells, desc="study cells", disable=not progress or progress_disabled_by_env())
+    n_new = 0
+    for cell in bar:
+        key = cell_key(run_, cfg, cell)
+        path = out_dir / f"{key}.json"
+        bar.set_postfix_str(cell.name)
+        if path.exists():
+            done.append(json.loads(path.read_text()))
+            continue
+        logger.info("study cell %s (%s)", cell.name, key)
+        res = run_cell(run_, cfg, cell)
+        rec = {"key": key, "cell": dataclasses.asdict(cell), "settings": cell_settings(run_, cfg, cell), **res}
+        _write_json_atomic(path, rec)  # last: a cell is finished exactly when its JSON exists
+        done.append(rec)
+        n_new += 1
+    logger.info("study: %d cells (%d computed now, %d read back)", len(cells), n_new, len(cells) - n_new)
+    return results_table(done, cfg)
+
+
+def load_cells(run_, cfg: StudyConfig | None = None) -> tuple[list[dict], list[Cell]]:
+    """``(finished cell records, missing cells)`` of the grid, read from ``runs/<profile>/study/cells/``."""
+    cfg = cfg if cfg is not None else run_.config(StudyConfig, "study")
+    out_dir = cells_dir(run_)
+    recs, missing = [], []
+    for cell in expand_grid(cfg):
+        path = out_dir / f"{cell_key(run_, cfg, cell)}.json"
+        if path.exists():
+            recs.append(json.loads(path.read_text()))
+        else:
+            missing.append(cell)
+    return recs, missing
+
+
+def results_table(records: Sequence[Mapping], cfg: StudyConfig | None = None):
+    """One row per cell: variant, label, method, noise level (index and name), oracle, seed, every scalar metric."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        c = r["cell"]
+        row = {"variant": c["variant"], "method": c["method"], "noise": c["noise"], "oracle": c["oracle"],
+               "seed": c["seed"]}
+        if cfg is not None:
+            row["label"] = cfg.label(c["variant"])
+            row["noise_name"] = cfg.noise_name(c["noise"]) if c["noise"] < len(cfg.noise_levels) else str(c["noise"])
+        row.update(r["metrics"])
+        row["key"] = r.get("key")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics and the reading
+# ---------------------------------------------------------------------------------------------------------------
+def _index(records: Sequence[Mapping]) -> dict[tuple, Mapping]:
+    return {(r["cell"]["variant"], r["cell"]["noise"], r["cell"]["oracle"], r["cell"]["seed"]): r for r in records}
+
+
+def effect(values_by_seed: Mapping[int, Sequence[float]], *, level: float = 0.95, n_boot: int = 2000,
+           seed: int = 0) -> dict[str, Any]:
+    """Mean of per-(seed, unit) values with :func:`drdo_lib.winrates.bootstrap_ci` over (seed, unit) clusters, plus
+    each seed's mean. ``values_by_seed``: seed -> values (one per prompt or pair)."""
+    from drdo_lib.winrates import bootstrap_ci
+
+    vals, groups, per_seed = [], [], {}
+    for s, v in values_by_seed.items():
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)]
+        if len(v) == 0:
+            continue
+        vals.append(v)
+        groups.extend(f"{s}:{i}" for i in range(len(v)))
+        per_seed[int(s)] = float(v.mean())
+    if not vals:
+        return {"effect": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "per_seed": {}}
+    allv = np.concatenate(vals)
+    lo, hi = bootstrap_ci(allv, groups=groups, n_boot=n_boot, level=level, seed=seed)
+    return {"effect": float(allv.mean()), "ci_low": lo, "ci_high": hi, "n": int(len(allv)), "per_seed": per_seed}
+
+
+def verdict(est: Mapping[str, Any], predicted_sign: int = 1, *, min_seeds: int = 1) -> tuple[str, str]:
+    """``(verdict, why)`` for an effect whose predicted sign is ``predicted_sign``: ``supports`` when the interval
+    lies on the predicted side of 0 and every seed agrees, ``contradicts`` when it lies on the other side and every
+    seed agrees, else ``cannot tell`` (why says which)."""
+    lo, hi = est.get("ci_low", float("nan")), est.get("ci_high", float("nan"))
+    seeds = list(est.get("per_seed", {}).values())
+    if not (np.isfinite(lo) and np.isfinite(hi)) or not seeds:
+        return "cannot tell", "no data"
+    if len(seeds) < min_seeds:
+        return "cannot tell", f"{len(seeds)} seed(s), fewer than {min_seeds}"
+    s = 1 if predicted_sign >= 0 else -1
+    lo_s, hi_s = sorted((s * lo, s * hi))
+    seeds_s = [s * x for x in seeds]
+    if lo_s > 0:
+        return ("supports", "interval excludes 0, every seed agrees") if all(x > 0 for x in seeds_s) else \
+            ("cannot tell", "interval excludes 0 but the seeds disagree")
+    if hi_s < 0:
+        return ("contradicts", "interval excludes 0 on the other side, every seed agrees") if all(
+            x < 0 for x in seeds_s) else ("cannot tell", "interval excludes 0 but the seeds disagree")
+    return "cannot tell", "interval includes 0"
+
+
+def _paired(idx, cfg, variant, oracle, noise, field_, sub=None, *, kind="per_prompt"):
+    """seed -> values of ``field_`` of (variant, oracle, noise) minus the SFT cell's (per prompt), or raw when
+    ``sub`` is False."""
+    out = {}
+    for s in cfg.seeds:
+        r = idx.get((variant, noise, oracle, s))
+        if r is None:
+            continue
+        v = np.asarray(r[kind][field_], dtype=float)
+        if sub is not False:
+            base = idx.get(("sft", noise, "none", s))
+            if base is None:
+                continue
+            v = v - np.asarray(base[kind][field_], dtype=float)
+        out[s] = v
+    return out
+
+
+def _pool(dicts: Sequence[Mapping[int, np.ndarray]]) -> dict[int, np.ndarray]:
+    out: dict[int, list] = {}
+    for d in dicts:
+        for s, v in d.items():
+            out.setdefault(s, []).append(np.asarray(v, dtype=float))
+    return {s: np.concatenate(v) for s, v in out.items()}
+
+
+def _fmt(est: Mapping[str, Any], unit: str = "") -> str:
+    seeds = ", ".join(f"{v:+.3f}" for _, v in sorted(est.get("per_seed", {}).items()))
+    return (f"{est['effect']:+.3f}{unit} [{est['ci_low']:+.3f}, {est['ci_high']:+.3f}] "
+            f"(n = {est['n']} seed×unit values; per seed: {seeds or '—'})")
+
+
+def reading(records: Sequence[Mapping], cfg: StudyConfig, *, gate_results: Sequence[Mapping] | None = None
+            ) -> list[dict[str, Any]]:
+    """One row per claim: ``claim, test, effect, ci_low, ci_high, per_seed, verdict, why, sentence``, computed from
+    the cell records (pure: no model is loaded). A failed sanity gate turns every verdict into ``cannot tell``."""
+    idx = _index(records)
+    lvl = f"{cfg.level:.0%}"
+    kw = dict(level=cfg.level, n_boot=cfg.n_bootstrap)
+    noises = list(range(len(cfg.noise_levels)))
+    rows: list[dict[str, Any]] = []
+    gate_failed = [g for g in (gate_results or []) if g and g.get("status") == "failed"]
+
+    def add(claim, test, est, sign, what):
+        v, why = verdict(est, sign)
+        if gate_failed:
+            v, why = "cannot tell", f"the sanity gate failed for {len(gate_failed)} seed(s): the testbed cannot " \
+                                    "show an improvement over SFT"
+        sentence = (f"{claim}: {v} — {what} = {_fmt(est)} ({lvl} interval, bootstrap over (seed, unit)); {why}."
+                    if est["n"] else f"{claim}: cannot tell — {what}: no finished cells in the grid.")
+        rows.append({"claim": claim, "test": what, "effect": est["effect"], "ci_low": est["ci_low"],
+                     "ci_high": est["ci_high"], "per_seed": est.get("per_seed", {}), "verdict": v if est["n"] else
+                     "cannot tell", "why": why, "sentence": sentence})
+
+    def variants_of(method):
+        return [v for v in cfg.selected if cfg.variants[v]["method"] == method]
+
+    # Lemma 1 (b): DPO's margin on p* = ½ pairs grows without bound.
+    for v in variants_of("dpo")[:1]:
+        est = effect(_pool([_paired(idx, cfg, v, "none", n, "tie_margin_growth", False, kind="per_pair")
+                            for n in noises]), **kw)
+        add("Lemma 1b (DPO's margin on p* = ½ pairs grows)", f"{cfg.label(v)} margin growth on p* = ½ pairs",
+            est, +1, f"{cfg.label(v)}'s margin growth on p* = ½ pairs, nats, all noise levels")
+        # Lemma 1 (c): π(y_l) → 0 and mass moves to responses never seen as preferred.
+        est = effect(_pool([_paired(idx, cfg, v, "none", n, "dlogp_l", False, kind="per_pair") for n in noises]),
+                     **kw)
+        add("Lemma 1c (DPO drives π(y_l) down)", f"{cfg.label(v)} Δlog π(y_l) vs SFT", est, -1,
+            f"{cfg.label(v)}'s change of log π(y_l) from SFT on training pairs, nats")
+        est = effect(_pool([_paired(idx, cfg, v, "none", n, "never_preferred") for n in noises]), **kw)
+        add("Lemma 1c (DPO moves samples to never-preferred responses)", f"{cfg.label(v)} never-preferred share − SFT",
+            est, +1, f"{cfg.label(v)}'s share of samples never seen as preferred minus SFT's, training prompts")
+    # Lemma 2: e-DPO (reward models learnt from the labels) also grows the margin on p* = ½ pairs.
+    for v in variants_of("edpo")[:1]:
+        for kind in [k for k in cfg.oracle_kinds if k == "trained"][:1]:
+            est = effect(_pool([_paired(idx, cfg, v, kind, n, "tie_margin_growth", False, kind="per_pair")
+                                for n in noises]), **kw)
+            add("Lemma 2 (e-DPO's margin on p* = ½ pairs grows)",
+                f"{cfg.label(v)} ({kind} ensemble) margin growth on p* = ½ pairs", est, +1,
+                f"{cfg.label(v)} ({kind} ensemble)'s margin growth on p* = ½ pairs, nats")
+            est = effect(_pool([_paired(idx, cfg, v, kind, n, "never_preferred") for n in noises]), **kw)
+            add("Lemma 2 (e-DPO moves samples to never-preferred responses)",
+                f"{cfg.label(v)} ({kind}) never-preferred share − SFT", est, +1,
+                f"{cfg.label(v)} ({kind} ensemble)'s share of samples never seen as preferred minus SFT's")
+    # "DRDO is more robust to noisy preference signals": r* lost from the least to the most noisy level.
+    field_ = "r_greedy" if cfg.gold == "greedy" else "r_sample"
+    st = cfg.student
+    lo_n, hi_n = noises[0], noises[-1]
+    if st in cfg.selected and len(noises) >= 2:
+        so = cfg.reading_oracle
+        for b in cfg.baselines:
+            if b not in cfg.selected:
+                continue
+            bo = so if cfg.variants[b]["method"] in ORACLE_METHODS else "none"
+            did = {}
+            for s in cfg.seeds:
+                keys = [(st, hi_n, so, s), (st, lo_n, so, s), (b, hi_n, bo, s), (b, lo_n, bo, s)]
+                if all(k in idx for k in keys):
+                    a = [np.asarray(idx[k]["per_prompt"][field_], dtype=float) for k in keys]
+                    did[s] = (a[0] - a[1]) - (a[2] - a[3])
+            est = effect(did, **kw)
+            add(f"Robustness ({cfg.label(st)} vs {cfg.label(b)})",
+                f"difference in r* change from {cfg.noise_name(lo_n)} to {cfg.noise_name(hi_n)}", est, +1,
+                f"[{cfg.label(st)} ({so}) − {cfg.label(b)}] in r* ({cfg.gold}) change from the least to the most "
+                f"noisy level ({cfg.noise_name(lo_n)} → {cfg.noise_name(hi_n)}), positive = {cfg.label(st)} loses less")
+            diff = {}
+            for s in cfg.seeds:
+                ka, kb = (st, hi_n, so, s), (b, hi_n, bo, s)
+                if ka in idx and kb in idx:
+                    diff[s] = (np.asarray(idx[ka]["per_prompt"][field_], float)
+                               - np.asarray(idx[kb]["per_prompt"][field_], float))
+            est = effect(diff, **kw)
+            add(f"Robustness ({cfg.label(st)} vs {cfg.label(b)}, most noisy level)",
+                f"r* difference at {cfg.noise_name(hi_n)}", est, +1,
+                f"r* ({cfg.gold}) of {cfg.label(st)} ({so}) minus {cfg.label(b)} at {cfg.noise_name(hi_n)}")
+    return rows
+
+
+def reading_sentences(records: Sequence[Mapping], cfg: StudyConfig, **kw) -> list[str]:
+    """The reading as sentences (one per claim), computed from the numbers."""
+    return [r["sentence"] for r in reading(records, cfg, **kw)]
+
+
+def summary_table(records: Sequence[Mapping], cfg: StudyConfig):
+    """Per (variant, oracle, noise level): r* gain over SFT (greedy and sample) with intervals over (seed, prompt),
+    KL, entropy, never-preferred share minus SFT, tie-pair margin growth, Δlog π(y_l); seeds = cells found."""
+    import pandas as pd
+
+    idx = _index(records)
+    kw = dict(level=cfg.level, n_boot=cfg.n_bootstrap)
+    combos = sorted({(r["cell"]["variant"], r["cell"]["oracle"]) for r in records},
+                    key=lambda t: (([*cfg.selected, "sft"].index(t[0]) if t[0] in [*cfg.selected, "sft"] else 99), t[1]))
+    rows = []
+    for v, o in combos:
+        for n in range(len(cfg.noise_levels)):
+            found = [s for s in cfg.seeds if (v, n, o, s) in idx]
+            if not found:
+                continue
+            g = effect(_paired(idx, cfg, v, o, n, "r_greedy"), **kw)
+            smp = effect(_paired(idx, cfg, v, o, n, "r_sample"), **kw)
+            nev = effect(_paired(idx, cfg, v, o, n, "never_preferred"), **kw)
+            m = lambda k: float(np.mean([idx[(v, n, o, s)]["metrics"][k] for s in found]))  # noqa: E731
+            rows.append({"method": cfg.label(v), "variant": v, "oracle": o, "noise": cfg.noise_name(n),
+                         "seeds": len(found), "r*_greedy": m("gold_greedy"),
+                         "Δr*_greedy vs SFT": g["effect"], "Δ greedy low": g["ci_low"], "Δ greedy high": g["ci_high"],
+                         "Δr*_sample vs SFT": smp["effect"], "Δ sample low": smp["ci_low"],
+                         "Δ sample high": smp["ci_high"], "KL(π‖SFT)": m("kl"), "entropy": m("entropy"),
+                         "never-preferred − SFT": nev["effect"], "tie margin growth": m("tie_margin_growth"),
+                         "Δlog π(y_w)": m("dlogp_w"), "Δlog π(y_l)": m("dlogp_l"), "s/cell": m("seconds")})
+    return pd.DataFrame(rows)
+
+
+def pstar_table(records: Sequence[Mapping], cfg: StudyConfig):
+    """Long table of the p* bins: variant, oracle, noise, seed, bin, n, log π(y_w), log π(y_l) and their changes."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        c = r["cell"]
+        for b in r.get("p_star_bins", []):
+            rows.append({"variant": c["variant"], "label": cfg.label(c["variant"]), "oracle": c["oracle"],
+                         "noise": c["noise"], "seed": c["seed"], **b})
+    return pd.DataFrame(rows)
+
+
+def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] | None = None) -> dict[str, Any]:
+    """Figures and tables of the finished cells under ``figures/<profile>/`` (``study_*``) and the reading
+    (``study_reading.md``); returns ``{"summary", "reading", "missing", "files"}``."""
+    import pandas as pd
+
+    from drdo_lib.plots import study as study_plots
+    from drdo_lib.tables import write_table
+
+    cfg = cfg if cfg is not None else run_.config(StudyConfig, "study")
+    missing: list[Cell] = []
+    if records is None:
+        records, missing = load_cells(run_, cfg)
+    gates = []
+    if cfg.gate != "off":
+        for s in cfg.seeds:
+            marker = sft_run(run_, cfg, 0, s).dir / "gate" / "study_key.json"
+            if marker.exists():
+                gates.append(json.loads(marker.read_text()).get("value") or {})
+    fig_dir = run_.figures
+    files: list[Path] = []
+    summ = summary_table(records, cfg)
+    files += write_table(summ, fig_dir / "study_summary", index=False)
+    files += write_table(results_table(records, cfg).drop(columns=["key"], errors="ignore"), fig_dir / "study_cells",
+                         index=False)
+    files += write_table(pstar_table(records, cfg), fig_dir / "study_pstar_bins", index=False)
+    rd = reading(records, cfg, gate_results=gates)
+    rd_df = pd.DataFrame([{k: r[k] for k in ("claim", "verdict", "effect", "ci_low", "ci_high", "why")} for r in rd])
+    files += write_table(rd_df, fig_dir / "study_reading_table", index=False)
+    text = ["# Does DRDO's claim hold? (the robustness study's reading)", "",
+            f"Profile `{run_.name}`: {len(records)} finished cells" + (f", {len(missing)} missing" if missing else "")
+            + f"; seeds {list(cfg.seeds)}; noise levels " + "; ".join(cfg.noise_name(i) for i in
+                                                                        range(len(cfg.noise_levels))) + ".", ""]
+    for g in gates:
+        text.append(f"- Sanity gate: {g.get('status')} (DPO on clean labels minus SFT on r*: "
+                    f"{g.get('advantage', float('nan')):+.3f} [{g.get('ci_low', float('nan')):+.3f}, "
+                    f"{g.get('ci_high', float('nan')):+.3f}]).")
+    text += [""] + [f"- {r['sentence']}" for r in rd]
+    (fig_dir / "study_reading.md").write_text("\n".join(text) + "\n")
+    files.append(fig_dir / "study_reading.md")
+    files += study_plots.plot_all(records, cfg, fig_dir)
+    return {"summary": summ, "reading": rd, "missing": missing, "files": files, "gates": gates}

@@ -1,0 +1,363 @@
+"""The robustness study (drdo_lib.study): grid expansion, cache keys, resumability, the SFT-sharing claim, the
+metrics on hand-made cases and the reading on synthetic numbers. Tiny random models (tests/policy_helpers.py)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from drdo_lib import study
+from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
+from drdo_lib.run import Run
+
+
+def _cfg(**kw) -> study.StudyConfig:
+    base = dict(methods=["drdo_head", "dpo", "edpo"], noise_levels=[{"temperature": 0.5}, {"temperature": 2.0}],
+                oracle_kinds=["trained", "true_reward"], seeds=[0, 1, 2], gate="off")
+    base.update(kw)
+    return study.StudyConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------------------------- grid
+def test_grid_expansion_counts_and_oracle_axis():
+    cfg = _cfg()
+    cells = study.expand_grid(cfg)
+    # per (seed, noise): sft + drdo x 2 oracle kinds + dpo x 1 + edpo x 2 = 6
+    assert len(cells) == 3 * 2 * 6
+    assert {c.oracle for c in cells if c.method == "dpo"} == {"none"}
+    assert {c.oracle for c in cells if c.method in ("drdo", "edpo")} == {"trained", "true_reward"}
+    assert sum(c.variant == "sft" for c in cells) == 6
+    assert len(set(cells)) == len(cells)
+    # a variant may restrict its oracle kinds
+    cfg2 = _cfg(variants={"drdo_alpha0": {"oracle_kinds": ["true_reward"]}}, methods=["drdo_alpha0"])
+    assert {c.oracle for c in study.expand_grid(cfg2) if c.variant == "drdo_alpha0"} == {"true_reward"}
+
+
+def test_default_grid_has_the_issue_methods():
+    cfg = study.StudyConfig()
+    methods = {(cfg.variants[v]["method"], cfg.variants[v].get("student_reward"), cfg.variants[v].get("alpha"),
+                cfg.variants[v].get("gamma")) for v in cfg.selected}
+    assert ("drdo", "head", None, None) in methods and ("drdo", "logprob", None, None) in methods
+    assert ("drdo", None, 0.0, None) in methods and ("drdo", None, None, 0.0) in methods
+    assert {m[0] for m in methods} == {"drdo", "dpo", "edpo", "ipo"}
+    assert len(cfg.noise_levels) >= 3 and len(cfg.seeds) >= 3
+
+
+@pytest.mark.parametrize("bad", [
+    {"methods": ["nope"]}, {"variants": {"x": {"method": "nope"}}}, {"variants": {"x": {"method": "dpo", "bogus": 1}}},
+    {"noise_levels": [{"temprature": 1.0}]}, {"noise_levels": [{"temperature": -1}]}, {"oracle_kinds": ["gold"]},
+    {"gate": "maybe"}, {"seeds": [0, 0]}, {"p_star_bins": [0.2, 1.0]},
+])
+def test_bad_settings_fail_naming_them(bad):
+    with pytest.raises(ValueError):
+        _cfg(**bad)
+
+
+def test_shard_parsing():
+    assert study.parse_shard("1/4") == (1, 4) and study.parse_shard(None) is None
+    for bad in ("4/4", "x", "1/0", "-1/2"):
+        with pytest.raises(ValueError):
+            study.parse_shard(bad)
+
+
+# ---------------------------------------------------------------------------------------------------- cache keys
+def _run(tmp_path, study_section=None, **prof):
+    profile = {"profile": "stest", "seed": 0, "runs_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "fig"),
+               "data": {"source": "synthetic", "n_train": 64, "n_valid": 8, "n_sft": 32, "n_sft_test": 8, "n_ood": 2},
+               "sft": {"model_name_or_path": "tiny-gpt2", "model_size": "micro", "max_steps": 2,
+                       "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "max_prompt_length": 96,
+                       "max_length": 128, "eval_prompts": 0, "optim": "adamw_torch", "warmup_steps": 0},
+               "policy": {"max_steps": 2, "logging_steps": 1, "save_steps": 100, "per_device_train_batch_size": 8,
+                          "gradient_accumulation_steps": 1, "max_prompt_length": 96, "max_length": 128,
+                          "optim": "adamw_torch", "learning_rate": 1e-3, "warmup_steps": 0,
+                          "precompute_batch_size": 16}, **prof}
+    if study_section is not None:
+        profile["study"] = study_section
+    return Run.create(profile).validate()
+
+
+def test_cell_key_changes_with_every_setting_and_not_otherwise(tmp_path):
+    run = _run(tmp_path)
+    cfg = _cfg()
+    cells = study.expand_grid(cfg)
+    keys = [study.cell_key(run, cfg, c) for c in cells]
+    assert len(set(keys)) == len(keys)  # every cell its own key
+    c = next(c for c in cells if c.variant == "drdo_head" and c.oracle == "trained")
+    k = study.cell_key(run, cfg, c)
+    assert study.cell_key(run, _cfg(), c) == k  # deterministic
+    assert study.cell_key(run, _cfg(methods=["drdo_head"]), c) == k  # other cells of the grid do not matter
+    assert study.cell_key(run, _cfg(n_prompts=100), c) != k  # a measurement setting
+    assert study.cell_key(run, _cfg(variants={"drdo_head": {"alpha": 0.5}}), c) != k  # a policy override
+    assert study.cell_key(run, _cfg(policy={"max_steps": 3}), c) != k  # the study's policy section
+    assert study.cell_key(_run(tmp_path, policy={"max_steps": 5}), cfg, c) != k  # the profile's policy section
+    assert study.cell_key(run, _cfg(noise_levels=[{"temperature": 0.7}, {"temperature": 2.0}]), c) != k
+    assert study.cell_key(run, _cfg(sft={"max_steps": 3}), c) != k  # the SFT it starts from
+    assert study.cell_key(run, _cfg(oracle={"learning_rate": 1e-4}), c) != k  # the trained Oracle
+    d = next(c for c in cells if c.variant == "dpo")
+    assert study.cell_key(run, _cfg(oracle={"learning_rate": 1e-4}), d) == study.cell_key(run, cfg, d)
+
+
+def test_sft_shared_across_noise_levels_only_when_invariant(tmp_path):
+    run = _run(tmp_path)
+    cfg = _cfg(noise_levels=[{"temperature": 0.5, "tie_fraction": 0.1}, {"temperature": 2.0, "tie_fraction": 0.3},
+                             {"temperature": 1.0, "ref_keep": 0.5}])
+    assert study.sft_key(run, cfg, 0, 0) == study.sft_key(run, cfg, 1, 0)
+    assert study.sft_key(run, cfg, 0, 0) != study.sft_key(run, cfg, 2, 0)  # ref_keep shapes the SFT rows
+    assert study.sft_key(run, cfg, 0, 0) != study.sft_key(run, cfg, 0, 1)  # per seed
+    assert study.data_run(run, cfg, 0, 0).dir != study.data_run(run, cfg, 1, 0).dir
+
+
+@pytest.mark.parametrize("field,value", [
+    ("temperature", 3.0), ("tie_fraction", 0.4), ("confidence_noise", 0.5), ("repeat_fraction", 0.5),
+    ("null_confidence_fraction", 0.3), ("near_pair_fraction", 0.9), ("ref_pair_fraction", 0.7),
+    ("pair_source", "perturbation"), ("n_workers", 5),
+])
+def test_sft_rows_do_not_depend_on_the_comparison_dials(field, value):
+    """The claim that lets one SFT per seed serve every noise level: the SFT rows (train and held-out) are the same
+    whatever the SFT_INVARIANT dials, while the comparison rows do change."""
+    assert field in study.SFT_INVARIANT
+    base, other = SyntheticTestbed(SyntheticConfig(seed=3)), SyntheticTestbed(SyntheticConfig(seed=3, **{field: value}))
+    for split in ("train", "test"):
+        assert base.sft_rows(40, split) == other.sft_rows(40, split)
+
+
+def test_sft_rows_do_change_with_the_other_dials():
+    a, b = SyntheticTestbed(SyntheticConfig(seed=3)), SyntheticTestbed(SyntheticConfig(seed=3, ref_keep=0.3))
+    assert a.sft_rows(40) != b.sft_rows(40)
+
+
+def test_sft_tokenizer_covers_every_noise_level_and_ignores_the_pairs(tmp_path):
+    """The study's SFT tokenizer comes from the SFT rows + the testbed's word lists: the same at every noise level,
+    and no pair word of any level is unknown to it."""
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.models import build_tokenizer
+
+    run = _run(tmp_path)
+    cfg = _cfg(noise_levels=[{"temperature": 0.5, "tie_fraction": 0.0}, {"temperature": 3.0, "tie_fraction": 0.5}])
+    vocabs, unk = [], []
+    for n in range(2):
+        data = data_stage.load(study.data_run(run, cfg, n, 0))
+        tok = build_tokenizer("tiny-gpt2", study.sft_corpus(data))
+        vocabs.append(tok.get_vocab())
+        texts = list(data.preferences["prompt"]) + list(data.preferences["chosen"]) + list(data.preferences["rejected"])
+        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        unk.append(sum(i == tok.unk_token_id for x in ids for i in x))
+    assert vocabs[0] == vocabs[1]
+    assert unk == [0, 0]
+
+
+# ------------------------------------------------------------------------------------------------------ metrics
+def test_never_preferred_on_a_hand_made_case():
+    samples = ["a b", " c  d ", "e", "a b c"]
+    sets = [{" a b"}, {"c d", "x"}, {"f"}, set()]
+    np.testing.assert_array_equal(study.never_preferred(samples, sets), [0.0, 0.0, 1.0, 1.0])
+    with pytest.raises(ValueError):
+        study.never_preferred(["a"], [])
+
+
+def test_preferred_mass_is_the_sum_over_distinct_preferred_responses():
+    logps = {"a b": np.log(0.2), "c": np.log(0.05), "d": np.log(0.5)}
+    assert study.preferred_mass(logps, {" a b", "a  b", "c"}) == pytest.approx(0.25)
+    assert study.preferred_mass(logps, set()) == 0.0
+
+
+def test_ancestral_kl_of_a_model_against_itself_is_zero_and_positive_against_another():
+    """KL(π‖π) = 0 exactly per sample; against a different model the Monte-Carlo mean is positive here."""
+    import torch
+
+    from drdo_lib.models import build_causal_lm, build_tokenizer
+
+    corpus = ["SUBREDDIT: r/pets TITLE: dog POST: my dog barks TL;DR: dog barks", "cat fur vet leash treats"]
+    tok = build_tokenizer("tiny-gpt2", corpus)
+    size = {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 64}
+    a, b = build_causal_lm("tiny-gpt2", tok, seed=1, size=size), build_causal_lm("tiny-gpt2", tok, seed=2, size=size)
+    with torch.no_grad():  # sharpen b so the two distributions differ clearly
+        b.lm_head.weight.mul_(8.0) if b.lm_head.weight.data_ptr() != b.transformer.wte.weight.data_ptr() else \
+            b.transformer.wte.weight.mul_(8.0)
+    prompts = ["SUBREDDIT: r/pets TITLE: dog POST: my dog barks TL;DR:"] * 64
+    same = study.ancestral_samples(a, a, tok, prompts, max_new_tokens=5, max_prompt_length=32, batch_size=16, seed=0)
+    np.testing.assert_allclose(same["logp"], same["logp_ref"], atol=1e-5)
+    assert len(same["texts"]) == 64 and np.all(same["logp"] <= 0)
+    diff = study.ancestral_samples(a, b, tok, prompts, max_new_tokens=5, max_prompt_length=32, batch_size=16, seed=0)
+    assert np.mean(diff["logp"] - diff["logp_ref"]) > 0.1
+    # the same seed draws the same samples; the log-prob is that of the drawn tokens (EOS included)
+    again = study.ancestral_samples(a, b, tok, prompts, max_new_tokens=5, max_prompt_length=32, batch_size=16, seed=0)
+    assert again["texts"] == diff["texts"]
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def _records(cfg, effects, rng_seed=0, n=60):
+    """Synthetic cell records: per_prompt r* = base + effect(variant, noise) + noise; tie margins / Δlog π(y_l) by
+    variant."""
+    rng = np.random.default_rng(rng_seed)
+    recs = []
+    for cell in study.expand_grid(cfg):
+        e = effects.get((cell.variant, cell.noise), 0.0) if cell.variant != "sft" else 0.0
+        seed_shift = 0.02 * cell.seed
+        r = 2.0 + e + seed_shift + 0.05 * rng.standard_normal(n)
+        tm = effects.get((cell.variant, "tie"), 0.0) + 0.05 * rng.standard_normal(40)
+        dl = effects.get((cell.variant, "dl"), 0.0) + 0.05 * rng.standard_normal(80)
+        nev = (rng.random(n) < 0.5 + effects.get((cell.variant, "never"), 0.0)).astype(float)
+        recs.append({"cell": dataclasses.asdict(cell), "key": cell.name,
+                     "metrics": {"gold_greedy": float(r.mean()), "gold_sample": float(r.mean()), "kl": 0.1,
+                                 "entropy": 5.0, "tie_margin_growth": float(tm.mean()), "dlogp_w": 0.0,
+                                 "dlogp_l": float(dl.mean()), "seconds": 1.0},
+                     "per_prompt": {"r_greedy": r.tolist(), "r_sample": r.tolist(), "never_preferred": nev.tolist()},
+                     "per_pair": {"tie_margin_growth": tm.tolist(), "dlogp_l": dl.tolist()},
+                     "p_star_bins": [{"p_low": 0.45, "p_high": 0.55, "n": 10, "dlogp_l": float(dl.mean()),
+                                      "dlogp_w": 0.0, "logp_w": -5.0, "logp_l": -6.0, "margin_growth": 0.0}],
+                     "margin_curve": [[0, 0.0], [2, float(tm.mean())]]})
+    return recs
+
+
+def _verdicts(rows):
+    return {r["claim"]: r["verdict"] for r in rows}
+
+
+def test_reading_supports_when_the_numbers_do():
+    cfg = _cfg(oracle_kinds=["trained"], n_bootstrap=500)
+    eff = {("drdo_head", 0): 0.3, ("drdo_head", 1): 0.28, ("dpo", 0): 0.3, ("dpo", 1): -0.2,
+           ("edpo", 0): 0.3, ("edpo", 1): -0.1, ("dpo", "tie"): 1.0, ("edpo", "tie"): 0.8, ("dpo", "dl"): -2.0,
+           ("dpo", "never"): 0.3, ("edpo", "never"): 0.3}
+    v = _verdicts(study.reading(_records(cfg, eff), cfg))
+    assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "supports"
+    assert v["Lemma 1c (DPO drives π(y_l) down)"] == "supports"
+    assert v["Lemma 1c (DPO moves samples to never-preferred responses)"] == "supports"
+    assert v["Lemma 2 (e-DPO's margin on p* = ½ pairs grows)"] == "supports"
+    assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "supports"
+    assert v["Robustness (DRDO (r̂ head) vs e-DPO)"] == "supports"
+    sentences = study.reading_sentences(_records(cfg, eff), cfg)
+    assert all("[" in s and "interval" in s for s in sentences)
+
+
+def test_reading_contradicts_when_the_numbers_do():
+    cfg = _cfg(oracle_kinds=["trained"], n_bootstrap=500)
+    eff = {("drdo_head", 0): 0.3, ("drdo_head", 1): -0.3, ("dpo", 0): 0.3, ("dpo", 1): 0.29,
+           ("dpo", "tie"): -1.0, ("dpo", "dl"): 1.0, ("dpo", "never"): -0.3}
+    v = _verdicts(study.reading(_records(cfg, eff), cfg))
+    assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "contradicts"
+    assert v["Lemma 1c (DPO drives π(y_l) down)"] == "contradicts"
+    assert v["Lemma 1c (DPO moves samples to never-preferred responses)"] == "contradicts"
+    assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "contradicts"
+
+
+def test_reading_cannot_tell_on_null_effects_missing_cells_or_a_failed_gate():
+    cfg = _cfg(oracle_kinds=["trained"], n_bootstrap=500)
+    v = _verdicts(study.reading(_records(cfg, {}), cfg))
+    assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "cannot tell"
+    assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "cannot tell"
+    recs = [r for r in _records(cfg, {("dpo", 1): -1.0}) if r["cell"]["variant"] != "drdo_head"]
+    assert _verdicts(study.reading(recs, cfg))["Robustness (DRDO (r̂ head) vs DPO)"] == "cannot tell"
+    eff = {("dpo", "tie"): 1.0}
+    rows = study.reading(_records(cfg, eff), cfg, gate_results=[{"status": "failed"}])
+    assert {r["verdict"] for r in rows} == {"cannot tell"} and all("gate" in r["why"] for r in rows)
+
+
+def test_verdict_needs_every_seed_to_agree():
+    est = {"effect": 0.1, "ci_low": 0.01, "ci_high": 0.2, "n": 10, "per_seed": {0: 0.2, 1: 0.15, 2: -0.05}}
+    assert study.verdict(est)[0] == "cannot tell"
+    est["per_seed"] = {0: 0.2, 1: 0.15, 2: 0.05}
+    assert study.verdict(est) [0] == "supports" and study.verdict(est, -1)[0] == "contradicts"
+
+
+def test_summary_and_figures_from_records(tmp_path):
+    cfg = _cfg(oracle_kinds=["trained", "true_reward"], n_bootstrap=200)
+    recs = _records(cfg, {("dpo", 1): -0.5})
+    summ = study.summary_table(recs, cfg)
+    row = summ[(summ.variant == "dpo") & (summ.noise == cfg.noise_name(1))].iloc[0]
+    assert row["Δr*_greedy vs SFT"] == pytest.approx(-0.5, abs=0.05) and row["Δ greedy high"] < 0
+    from drdo_lib.plots.study import plot_all
+
+    files = plot_all(recs, cfg, tmp_path)
+    assert {p.name for p in files} >= {"study_gold_vs_noise.png", "study_frontier.pdf", "study_pyl_collapse.png",
+                                       "study_tie_margin.png"}
+
+
+# ------------------------------------------------------------------------------------------ runner: resumability
+class _Interrupted(Exception):
+    """Stands for a kill / Ctrl-C in the middle of a cell."""
+
+
+def test_interrupted_study_recomputes_no_finished_cell(tmp_path, monkeypatch):
+    run = _run(tmp_path)
+    cfg = _cfg(seeds=[0, 1], methods=["dpo"], oracle_kinds=["true_reward"])
+    calls, interrupt = [], [True]
+
+    def fake_cell(run_, cfg_, cell, **kw):
+        calls.append(cell)
+        if interrupt[0] and len(calls) == 3:
+            raise _Interrupted("interrupted after two cells")
+        return {"metrics": {"gold_greedy": float(len(calls))}, "per_prompt": {}, "p_star_bins": [], "margin_curve": []}
+
+    monkeypatch.setattr(study, "run_cell", fake_cell)
+    with pytest.raises(_Interrupted):
+        study.run(run, cfg, progress=False)
+    finished = sorted(p.name for p in study.cells_dir(run).glob("*.json"))
+    assert len(finished) == 2 and not list(study.cells_dir(run).glob(".*tmp"))
+    first_two = calls[:2]
+    calls.clear()
+    interrupt[0] = False
+    df = study.run(run, cfg, progress=False)
+    assert len(df) == len(study.expand_grid(cfg)) == 8
+    assert not set(first_two) & set(calls)  # no finished cell recomputed
+    assert len(calls) == 8 - 2
+    calls.clear()
+    study.run(run, cfg, progress=False)
+    assert calls == []
+    # a shard runs only its cells
+    recs, missing = study.load_cells(run, cfg)
+    assert len(recs) == 8 and not missing
+
+
+def test_shards_partition_the_grid(tmp_path, monkeypatch):
+    run = _run(tmp_path)
+    cfg = _cfg(seeds=[0], methods=["dpo", "ipo"], oracle_kinds=["true_reward"])
+    seen = []
+    monkeypatch.setattr(study, "run_cell", lambda r, c, cell, **k: seen.append(cell) or
+                        {"metrics": {}, "per_prompt": {}, "p_star_bins": [], "margin_curve": []})
+    for i in range(3):
+        study.run(run, cfg, shard=f"{i}/3", progress=False)
+    assert sorted(map(str, seen)) == sorted(map(str, study.expand_grid(cfg))) and len(seen) == len(set(seen))
+
+
+def test_study_section_validates_through_the_run(tmp_path):
+    run = _run(tmp_path, study_section={"methods": ["dpo"], "seeds": [0]})
+    assert run.config(study.StudyConfig, "study").selected == ("dpo",)
+    with pytest.raises(ValueError, match="unknown setting"):
+        _run(tmp_path, study_section={"metods": ["dpo"]})
+
+
+def test_cli_study_user_errors_exit_2(tmp_path, capsys):
+    from drdo_lib.cli import main
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(f"profile: clitest\nruns_dir: {tmp_path / 'runs'}\nstudy:\n  seeds: [0]\n")
+    assert main(["study", "--config", str(prof), "--shard", "3/2"]) == 2
+    assert main(["study", "--config", str(prof), "metods=[dpo]"]) == 2
+    assert "unknown setting" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ one real cell (tiny)
+@pytest.mark.slow
+def test_real_tiny_grid_end_to_end(tmp_path):
+    """SFT (2 steps, micro model), DPO and DRDO (true_reward) cells, measured for real; rerun reads them back."""
+    run = _run(tmp_path)
+    cfg = _cfg(seeds=[0], methods=["drdo_logprob", "dpo"], oracle_kinds=["true_reward"], noise_levels=[
+        {"temperature": 1.0, "tie_fraction": 0.3}], n_prompts=4, n_train_prompts=4, max_tie_pairs=8, margin_every=1,
+        reading_oracle="true_reward", student="drdo_logprob", baselines=["dpo"], n_bootstrap=200)
+    df = study.run(run, cfg, progress=False)
+    assert set(df.variant) == {"sft", "drdo_logprob", "dpo"}
+    sft = df[df.variant == "sft"].iloc[0]
+    assert sft.kl == 0 and sft.dlogp_l == 0 and sft.tie_margin_growth == 0
+    recs, missing = study.load_cells(run, cfg)
+    assert not missing
+    dpo = next(r for r in recs if r["cell"]["variant"] == "dpo")
+    assert [s for s, _ in dpo["margin_curve"]] == [0, 1, 2] and dpo["margin_curve"][0][1] == pytest.approx(0, abs=1e-4)
+    assert len(dpo["per_prompt"]["r_greedy"]) == 4 and dpo["metrics"]["n_tie_pairs"] >= 1
+    mtimes = {p: p.stat().st_mtime_ns for p in study.cells_dir(run).glob("*.json")}
+    study.run(run, cfg, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in study.cells_dir(run).glob("*.json")} == mtimes
+    out = study.report(run, cfg)
+    assert (run.figures / "study_reading.md").exists() and len(out["reading"]) >= 3
