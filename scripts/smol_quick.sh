@@ -9,9 +9,9 @@
 #   DRDO_PYTHON=/path/to/python                   # interpreter (default: the active one, else .venv/bin/python)
 #
 # Stages (each `python -m drdo_lib train --config configs/smol.yaml --stage ...` with the QUICK overrides below):
-# SFT -> Oracle (Eq. 5) -> e-DPO ensemble (2 heads here, 3 in the profile) -> DRDO, DPO, e-DPO policies (reference
-# log-probs and rewards precomputed) -> greedy generation with the chat template from every policy and oracle
-# scoring of the samples (runs/smol_quick/eval/quick_samples.jsonl).
+# data (splits, written once) -> SFT -> Oracle (Eq. 5) -> e-DPO ensemble (2 heads here, 3 in the profile) -> DRDO,
+# DPO, e-DPO policies (reference log-probs and rewards precomputed) -> greedy generation with the chat template from
+# every policy and oracle scoring of the samples (runs/smol_quick/eval/quick_samples.jsonl).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -39,7 +39,7 @@ QUICK=(
 train() { "$py" -m drdo_lib train --config configs/smol.yaml "$@"; }
 
 "$py" -m drdo_lib.smollm >/dev/null   # fetch + convert once (reused afterwards)
-stages="sft oracle"
+stages="data sft oracle"
 case " $methods " in *" edpo "*) stages="$stages ensemble";; esac
 for stage in $stages; do
   echo "=== smol_quick: $stage"
