@@ -160,6 +160,8 @@ class StudyConfig:
     level: float = 0.95  # interval level
     n_bootstrap: int = 2000  # bootstrap resamples
     keep_models: bool = False  # keep each cell's trained policy (else deleted once measured)
+    key_code: bool = True  # cache keys include a hash of the library code that shapes a result (code_hash());
+    #   false: only the settings (an edited trainer then reuses stale cells: bump STUDY_VERSION or clear the cells)
 
     def __post_init__(self) -> None:
         from drdo_lib.data.synthetic import SyntheticConfig
@@ -221,7 +223,8 @@ class StudyConfig:
             (len(self.p_star_bins) >= 2 and list(self.p_star_bins) == sorted(self.p_star_bins)
              and self.p_star_bins[0] <= 0 and self.p_star_bins[-1] >= 1, "p_star_bins: sorted edges covering [0, 1]"),
             (0.5 < self.level < 1 and self.n_bootstrap >= 100, "level in (0.5, 1), n_bootstrap >= 100"),
-            (isinstance(self.keep_models, bool), "keep_models must be true or false"),
+            (isinstance(self.keep_models, bool) and isinstance(self.key_code, bool),
+             "keep_models and key_code must be true or false"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -297,6 +300,27 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Settings of each piece of work, and its key
 # ---------------------------------------------------------------------------------------------------------------
+#: Library modules whose code shapes a cell's result (data, training, scoring, generation); :func:`code_hash`.
+CODE_FILES = ("policy.py", "trainer.py", "losses.py", "precompute.py", "generation.py", "models.py", "hf.py", "sft.py",
+              "oracle.py", "gate.py", "data/synthetic.py", "data/loaders.py", "data/splits.py", "data/tokenize.py",
+              "data/pipeline.py", "data/formats.py")
+
+
+def code_hash() -> str:
+    """Hash of :data:`CODE_FILES` (this module's measurement code is versioned by :data:`STUDY_VERSION` instead, so
+    editing the reading or the figures does not invalidate finished cells)."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in CODE_FILES:
+        p = root / name
+        h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b""))
+    return h.hexdigest()[:16]
+
+
+def _code(cfg: "StudyConfig") -> str | None:
+    return code_hash() if cfg.key_code else None
+
+
 def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -359,7 +383,8 @@ def sft_key(run, cfg: StudyConfig, noise: int, seed: int) -> str:
     syn = {k: v for k, v in dcfg["synthetic"].items() if k not in SFT_INVARIANT}
     dcfg["synthetic"] = syn
     sft_cfg = dataclasses.asdict(build_config(SFTConfig, prof.get("sft") or {}))
-    return _hash({"data": dcfg, "sft": sft_cfg, "seed": seed, "corpus": "sft_rows+testbed_words", "v": STUDY_VERSION})
+    return _hash({"data": dcfg, "sft": sft_cfg, "seed": seed, "corpus": "sft_rows+testbed_words", "v": STUDY_VERSION,
+                  "code": _code(cfg)})
 
 
 def sft_run(run, cfg: StudyConfig, noise: int, seed: int):
@@ -401,7 +426,7 @@ def cell_settings(run, cfg: StudyConfig, cell: Cell) -> dict:
 
     drun = data_run(run, cfg, cell.noise, cell.seed)
     srun = sft_run(run, cfg, cell.noise, cell.seed)
-    out = {"cell": dataclasses.asdict(cell), "version": STUDY_VERSION,
+    out = {"cell": dataclasses.asdict(cell), "version": STUDY_VERSION, "code": _code(cfg),
            "noise_level": cfg.noise_levels[cell.noise],
            "data": dataclasses.asdict(_data_cfg(drun.profile)), "sft_key": sft_key(run, cfg, cell.noise, cell.seed),
            "sft": dataclasses.asdict(srun.config(SFTConfig, "sft")), "measure": _measure_settings(cfg)}
@@ -763,6 +788,7 @@ def measure(policy_lm, sft_lm, tokenizer, data, cfg: StudyConfig, *, seed: int, 
         "dlogp_w": float(d_w.mean()), "dlogp_l": float(d_l.mean()), "margin_growth": float(margin_growth.mean()),
         "tie_margin_growth": float(margin_growth[tie].mean()) if tie.any() else float("nan"),
         "n_tie_pairs": int(tie.sum()), "n_eval_pairs": int(len(rows)),
+        "heldout_prompts": hashlib.sha256("\0".join(prompts).encode()).hexdigest()[:12],
     }
     return {"metrics": metrics, "p_star_bins": bins,
             "per_prompt": {"r_greedy": rnd(r_greedy), "r_sample": rnd(r_sample), "kl": rnd(kl_h),
@@ -1062,7 +1088,8 @@ def reading(records: Sequence[Mapping], cfg: StudyConfig, *, gate_results: Seque
             did = {}
             for s in cfg.seeds:
                 keys = [(st, hi_n, so, s), (st, lo_n, so, s), (b, hi_n, bo, s), (b, lo_n, bo, s)]
-                if all(k in idx for k in keys):
+                same_prompts = len({idx[k]["metrics"].get("heldout_prompts") for k in keys if k in idx}) == 1
+                if all(k in idx for k in keys) and same_prompts:  # paired per prompt only on the same prompts
                     a = [np.asarray(idx[k]["per_prompt"][field_], dtype=float) for k in keys]
                     did[s] = (a[0] - a[1]) - (a[2] - a[3])
             est = effect(did, **kw)

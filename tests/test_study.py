@@ -99,6 +99,15 @@ def test_cell_key_changes_with_every_setting_and_not_otherwise(tmp_path):
     assert study.cell_key(run, _cfg(oracle={"learning_rate": 1e-4}), d) == study.cell_key(run, cfg, d)
 
 
+def test_cell_key_follows_the_library_code_unless_told_not_to(tmp_path, monkeypatch):
+    run = _run(tmp_path)
+    c = study.expand_grid(_cfg())[1]
+    k, k_nocode = study.cell_key(run, _cfg(), c), study.cell_key(run, _cfg(key_code=False), c)
+    monkeypatch.setattr(study, "code_hash", lambda: "an edited trainer")
+    assert study.cell_key(run, _cfg(), c) != k
+    assert study.cell_key(run, _cfg(key_code=False), c) == k_nocode
+
+
 def test_sft_shared_across_noise_levels_only_when_invariant(tmp_path):
     run = _run(tmp_path)
     cfg = _cfg(noise_levels=[{"temperature": 0.5, "tie_fraction": 0.1}, {"temperature": 2.0, "tie_fraction": 0.3},
