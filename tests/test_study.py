@@ -349,9 +349,9 @@ def test_cli_study_user_errors_exit_2(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ one real cell (tiny)
-@pytest.mark.slow
 def test_real_tiny_grid_end_to_end(tmp_path):
-    """SFT (2 steps, micro model), DPO and DRDO (true_reward) cells, measured for real; rerun reads them back."""
+    """SFT (2 steps, micro model), DPO and DRDO (true_reward) cells, measured for real; rerun reads them back
+    (25 s on 2 loaded cores)."""
     run = _run(tmp_path)
     cfg = _cfg(seeds=[0], methods=["drdo_logprob", "dpo"], oracle_kinds=["true_reward"], noise_levels=[
         {"temperature": 1.0, "tie_fraction": 0.3}], n_prompts=4, n_train_prompts=4, max_tie_pairs=8, margin_every=1,
