@@ -209,11 +209,13 @@ def _records(cfg, effects, rng_seed=0, n=60):
         tm = effects.get((cell.variant, "tie"), 0.0) + 0.05 * rng.standard_normal(40)
         dl = effects.get((cell.variant, "dl"), 0.0) + 0.05 * rng.standard_normal(80)
         nev = (rng.random(n) < 0.5 + effects.get((cell.variant, "never"), 0.0)).astype(float)
+        lpm = -12.0 - 10 * effects.get((cell.variant, "never"), 0.0) + 0.3 * rng.standard_normal(n)
         recs.append({"cell": dataclasses.asdict(cell), "key": cell.name,
                      "metrics": {"gold_greedy": float(r.mean()), "gold_sample": float(r.mean()), "kl": 0.1,
                                  "entropy": 5.0, "tie_margin_growth": float(tm.mean()), "dlogp_w": 0.0,
                                  "dlogp_l": float(dl.mean()), "seconds": 1.0},
-                     "per_prompt": {"r_greedy": r.tolist(), "r_sample": r.tolist(), "never_preferred": nev.tolist()},
+                     "per_prompt": {"r_greedy": r.tolist(), "r_sample": r.tolist(), "never_preferred": nev.tolist(),
+                                    "log_preferred_mass": lpm.tolist()},
                      "per_pair": {"tie_margin_growth": tm.tolist(), "dlogp_l": dl.tolist()},
                      "p_star_bins": [{"p_low": 0.45, "p_high": 0.55, "n": 10, "dlogp_l": float(dl.mean()),
                                       "dlogp_w": 0.0, "logp_w": -5.0, "logp_l": -6.0, "margin_growth": 0.0}],
@@ -233,8 +235,9 @@ def test_reading_supports_when_the_numbers_do():
     v = _verdicts(study.reading(_records(cfg, eff), cfg))
     assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "supports"
     assert v["Lemma 1c (DPO drives π(y_l) down)"] == "supports"
-    assert v["Lemma 1c (DPO moves samples to never-preferred responses)"] == "supports"
+    assert v["Lemma 1c (DPO moves mass off the preferred responses)"] == "supports"
     assert v["Lemma 2 (e-DPO's margin on p* = ½ pairs grows)"] == "supports"
+    assert v["Lemma 2 (e-DPO moves mass off the preferred responses)"] == "supports"
     assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "supports"
     assert v["Robustness (DRDO (r̂ head) vs e-DPO)"] == "supports"
     sentences = study.reading_sentences(_records(cfg, eff), cfg)
@@ -248,7 +251,7 @@ def test_reading_contradicts_when_the_numbers_do():
     v = _verdicts(study.reading(_records(cfg, eff), cfg))
     assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "contradicts"
     assert v["Lemma 1c (DPO drives π(y_l) down)"] == "contradicts"
-    assert v["Lemma 1c (DPO moves samples to never-preferred responses)"] == "contradicts"
+    assert v["Lemma 1c (DPO moves mass off the preferred responses)"] == "contradicts"
     assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "contradicts"
 
 
