@@ -29,15 +29,20 @@ scores 4, an empty one 0, and each invented word costs a quarter of the full cov
 
 What is generated
 -----------------
-* **SFT rows** (:meth:`SyntheticTestbed.sft_rows`): ``{id, prompt, label}``; the label is a *noisy reference*:
-  each key word kept with probability ``ref_keep`` (at least one kept), with probability ``ref_filler`` one or two
-  post filler words inserted, with probability ``ref_invent`` one invented key word of the same topic inserted.
-  Mean r* of references ≈ 2.7, so preference learning has room to move the policy above SFT.
+* **SFT rows** (:meth:`SyntheticTestbed.sft_rows`): ``{id, prompt, label}``; the label is a *reference writer's*
+  summary. Writers have a quality ``q ~ U(ref_quality_min, 1)`` (``ref_quality_min = 1``: a single writer): each key
+  word is kept with probability ``q · ref_keep`` (at least one kept); with probability ``ref_filler + (1 − q)/2`` one
+  or two post filler words are inserted, with probability ``ref_invent + (1 − q)/2`` one invented key word of the same
+  topic. The SFT policy imitates this mixture, so it sits below the ideal summary (r* = 4): headroom.
 * **Comparison rows** (:meth:`SyntheticTestbed.comparison_rows`): ``{info, summaries, choice, worker, batch,
-  split, extra: {confidence}}``. Candidates are perturbations of the ideal summary of varying quality q ~ U(0.15, 1)
-  (key words dropped, filler and invented words inserted, key words reordered); a fraction ``near_pair_fraction``
-  of pairs are one small edit apart (small edit distance, small reward gap), and a fraction ``ref_pair_fraction``
-  include the noisy reference (policy ``ref``). Labels follow **Bradley–Terry on r*** with a temperature:
+  split, extra: {confidence}}``. With ``pair_source = "sft_like"`` (the default) both summaries of a pair are drawn
+  from the same writers as the SFT targets, i.e. they look like what the SFT policy produces; a fraction
+  ``near_pair_fraction`` of pairs are one small edit apart instead (small edit distance, small reward gap), and a
+  fraction ``tie_fraction`` are built with *equal* r* (a kept key word swapped for a dropped one, or two words
+  swapped: r* ignores order), so p* = ½ exactly; tied pairs are labelled once. ``pair_source = "perturbation"`` is
+  the first testbed's generator (edits of the ideal summary of quality U(0.15, 1), ``ref_pair_fraction`` of pairs
+  with the reference), kept as a labelled setting: preference training on it did not move r* above SFT.
+  Labels follow **Bradley–Terry on r*** with a temperature:
   ``p* = P(summary 1 preferred) = σ((r*_1 − r*_0) / temperature)`` and ``choice ~ Bernoulli(p*)``, so a larger
   ``temperature`` makes labels noisier and pairs with ``p* ≈ ½`` are genuinely non-deterministic. The labeller's
   *strength* is ``u = 2|p* − ½| + N(0, confidence_noise²)`` binned into {1, 2, 3, 4} at 0.25, 0.5, 0.75 (it depends
@@ -46,7 +51,8 @@ What is generated
   are labelled again by a second worker (independent draw), as in the real data.
 * **OOD rows** (:meth:`SyntheticTestbed.ood_rows`): ``{id, article, highlights}`` "news" articles of 45–58 words
   (longer than posts) whose 5–7 key words mix two topics (an unseen topic mixture); highlights are the key words
-  split in two lines, each ending with " .".
+  (``ood_reference = "ideal"``, r*-optimal: every policy loses to them) or a reference writer's summary
+  (``"noisy"``, realistic quality), split in two lines, each ending with " .".
 
 Learnability (measured, SFT only; 2026-11-27)
 ---------------------------------------------
@@ -74,6 +80,19 @@ Preference learning moves r* above SFT: from the shorter-posts SFT model above (
 summaries beat SFT's on 37 % of prompts, lose on 20 %), while lr 1e-4 / 2e-4 over-lengthened the summaries
 (mean 5.5 / 7.0 words, more invented words) and lowered r* to 1.75 / 1.31: the length/invention penalties of r* are
 what a method that over-optimises the preference data pays for.
+
+The recalibrated testbed (the ``mini`` profile since 2026-11-30; measured with ``/tmp``-run scripts of that day,
+2 busy CPU cores, seed 0, 300 held-out prompts; r* of greedy / T = 0.7 samples):
+
+==============================================================  ==========  =========================
+setting                                                         SFT r*      DPO (β 0.1, 120 steps) − SFT
+==============================================================  ==========  =========================
+30–50-word posts, writers q ~ U(0.3, 1), sft_like pairs, T 0.25  −0.86/−1.27  −0.86 ± 0.13 / −1.02 ± 0.11
+16–28-word posts, writers q ~ U(0.7, 1), sft_like pairs, T 0.25  2.15/1.54    +0.36 ± 0.11 / +0.11 ± 0.10
+==============================================================  ==========  =========================
+
+With long posts the small model never learns to copy key words from the post, and DPO then teaches it "more topic
+words", i.e. invented ones; with shorter posts SFT copies and DPO moves r* up (the gate of :mod:`drdo_lib.gate`).
 
 Usage::
 
