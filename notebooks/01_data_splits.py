@@ -72,8 +72,8 @@ cfg
 # %% [markdown]
 # ## The synthetic testbed and its true reward r* (profile `mini`)
 #
-# `drdo_lib.data.synthetic` generates a controlled summarisation task in the published schemas. A **post** has 30–50
-# words: 3–6 distinct **key words** of one topic (the subreddit: relationships, pets, cooking, fitness, gaming, money,
+# `drdo_lib.data.synthetic` generates a controlled summarisation task in the published schemas. A **post** has 16–28
+# words in `mini` (30–50 by default): 2–5 distinct **key words** of one topic (the subreddit: relationships, pets, cooking, fitness, gaming, money,
 # travel) among **filler** words. A good summary lists the key words, briefly, without inventing words. With P the
 # post's words, K its distinct key words and Y the summary's words:
 #
@@ -81,10 +81,12 @@ cfg
 #    \;-\; 0.5 \cdot \max\big(0,\ |Y| - (|K| + 2)\big) $$
 #
 # (coverage bonus, a penalty per invented word, a penalty per word beyond |K| + 2; the weights are `SyntheticConfig`
-# settings). The ideal summary scores 4. SFT labels are **noisy references** (key words dropped with probability
-# 0.25, occasional filler or invented words). Comparison candidates are perturbations of varying quality, and the
-# label is sampled from **Bradley–Terry on r\*** with a temperature: p* = σ((r*₁ − r*₀)/T),
-# `choice` ~ Bernoulli(p*).
+# settings). The ideal summary scores 4. SFT labels are written by **reference writers of mixed quality**
+# (q ~ U(`ref_quality_min`, 1): key words dropped, filler or invented words added more often by weaker writers), so
+# the SFT policy imitates a mixture below the ideal: headroom. Comparison summaries come from the **same writers**
+# (`pair_source: sft_like`: they look like what the SFT policy produces), some one small edit apart, and a share
+# `tie_fraction` have exactly equal r\* (p\* = ½, labelled once by a coin). The label is sampled from
+# **Bradley–Terry on r\*** with a temperature: p* = σ((r*₁ − r*₀)/T), `choice` ~ Bernoulli(p*).
 # The labeller's strength is 2|p* − ½| plus noise binned into 1–4 and written in the directional 1–9 form. So
 # low-strength pairs are genuinely non-deterministic (p* ≈ ½), and r* is the gold judge of every later notebook.
 
