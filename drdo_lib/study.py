@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -309,9 +310,12 @@ CODE_FILES = ("policy.py", "trainer.py", "losses.py", "precompute.py", "generati
               "data/pipeline.py", "data/formats.py")
 
 
+@functools.lru_cache(maxsize=1)
 def code_hash() -> str:
     """Hash of :data:`CODE_FILES` (this module's measurement code is versioned by :data:`STUDY_VERSION` instead, so
-    editing the reading or the figures does not invalidate finished cells)."""
+    editing the reading or the figures does not invalidate finished cells). Read once per process: the code a
+    process runs is the code it imported, and every key of one study call must agree even when the files are
+    edited meanwhile (measured: a concurrent edit mid-run otherwise split one grid over two SFT keys)."""
     root = Path(__file__).parent
     h = hashlib.sha256()
     for name in CODE_FILES:
