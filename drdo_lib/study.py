@@ -161,6 +161,7 @@ class StudyConfig:
     student: str = "drdo_head"  # the DRDO variant the robustness reading tests
     baselines: tuple[str, ...] = ("dpo", "edpo")  # what the student is compared with
     reading_oracle: str = "trained"  # oracle kind of the student (and e-DPO) in the robustness reading
+    min_seeds: int = 3  # a verdict other than "cannot tell" needs at least this many seeds (DESIGN.md: >= 3)
     level: float = 0.95  # interval level
     n_bootstrap: int = 2000  # bootstrap resamples
     keep_models: bool = False  # keep each cell's trained policy (else deleted once measured)
@@ -227,6 +228,7 @@ class StudyConfig:
             (len(self.p_star_bins) >= 2 and list(self.p_star_bins) == sorted(self.p_star_bins)
              and self.p_star_bins[0] <= 0 and self.p_star_bins[-1] >= 1, "p_star_bins: sorted edges covering [0, 1]"),
             (0.5 < self.level < 1 and self.n_bootstrap >= 100, "level in (0.5, 1), n_bootstrap >= 100"),
+            (isinstance(self.min_seeds, int) and self.min_seeds >= 1, "min_seeds must be an integer >= 1"),
             (isinstance(self.keep_models, bool) and isinstance(self.key_code, bool),
              "keep_models and key_code must be true or false"),
         ]
@@ -1043,7 +1045,7 @@ def reading(records: Sequence[Mapping], cfg: StudyConfig, *, gate_results: Seque
     gate_failed = [g for g in (gate_results or []) if g and g.get("status") == "failed"]
 
     def add(claim, test, est, sign, what):
-        v, why = verdict(est, sign)
+        v, why = verdict(est, sign, min_seeds=cfg.min_seeds)
         if gate_failed:
             v, why = "cannot tell", f"the sanity gate failed for {len(gate_failed)} seed(s): the testbed cannot " \
                                     "show an improvement over SFT"

@@ -272,6 +272,16 @@ def test_verdict_needs_every_seed_to_agree():
     assert study.verdict(est)[0] == "cannot tell"
     est["per_seed"] = {0: 0.2, 1: 0.15, 2: 0.05}
     assert study.verdict(est) [0] == "supports" and study.verdict(est, -1)[0] == "contradicts"
+    assert study.verdict(est, min_seeds=4) == ("cannot tell", "3 seed(s), fewer than 4")
+
+
+def test_reading_needs_min_seeds():
+    cfg = _cfg(oracle_kinds=["trained"], n_bootstrap=300, seeds=[0, 1])
+    v = _verdicts(study.reading(_records(cfg, {("dpo", "tie"): 1.0}), cfg))
+    assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "cannot tell"
+    cfg = _cfg(oracle_kinds=["trained"], n_bootstrap=300, seeds=[0, 1], min_seeds=2)
+    v = _verdicts(study.reading(_records(cfg, {("dpo", "tie"): 1.0}), cfg))
+    assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "supports"
 
 
 def test_summary_and_figures_from_records(tmp_path):
