@@ -383,3 +383,31 @@ def test_real_tiny_grid_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in study.cells_dir(run).glob("*.json")} == mtimes
     out = study.report(run, cfg)
     assert (run.figures / "study_reading.md").exists() and len(out["reading"]) >= 3
+
+
+def test_gate_is_run_once_per_seed_recorded_or_required(tmp_path, monkeypatch):
+    """gate: record runs the sanity gate on the seed's SFT run (real: micro SFT, 2 DPO steps) and caches it; require
+    raises GateFailed on a failed gate; the report's reading then says cannot tell."""
+    from drdo_lib import gate
+
+    run = _run(tmp_path, gate={"n_prompts": 4, "n_bootstrap": 100})
+    cfg = _cfg(seeds=[0], methods=["dpo"], oracle_kinds=["true_reward"], gate="record",
+               noise_levels=[{"temperature": 1.0}])
+    res = study.ensure_gate(run, cfg, 0)
+    assert res["status"] in ("passed", "failed") and res["n_prompts"] == 4
+
+    def boom(*a, **k):
+        raise AssertionError("the gate ran again")
+
+    monkeypatch.setattr(gate, "run", boom)
+    assert study.ensure_gate(run, cfg, 0) == res  # cached
+
+    def failing(srun, gcfg):
+        (srun.stage_dir("gate") / "result.json").write_text(json.dumps({"status": "failed", "advantage": -0.1}))
+        raise gate.GateFailed("DPO did not beat SFT")
+
+    run2 = _run(tmp_path / "b", gate={"n_prompts": 4, "n_bootstrap": 100})
+    monkeypatch.setattr(gate, "run", failing)
+    assert study.ensure_gate(run2, cfg, 0)["status"] == "failed"  # record: goes on
+    with pytest.raises(gate.GateFailed, match="DPO did not beat SFT"):
+        study.ensure_gate(run2, dataclasses.replace(cfg, gate="require"), 0)
