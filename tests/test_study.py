@@ -411,3 +411,21 @@ def test_gate_is_run_once_per_seed_recorded_or_required(tmp_path, monkeypatch):
     assert study.ensure_gate(run2, cfg, 0)["status"] == "failed"  # record: goes on
     with pytest.raises(gate.GateFailed, match="DPO did not beat SFT"):
         study.ensure_gate(run2, dataclasses.replace(cfg, gate="require"), 0)
+
+
+def test_real_tiny_grid_with_trained_oracle_and_ensemble(tmp_path):
+    """The trained-Oracle path: one Oracle + 3-member ensemble per (noise level, seed), built once, read by the
+    DRDO and e-DPO cells (micro models, 2 steps each)."""
+    run = _run(tmp_path)
+    ocfg = {"max_prompt_length": 96, "max_length": 128, "per_device_train_batch_size": 8,
+            "gradient_accumulation_steps": 1, "max_steps": 2, "max_eval_rows": 8, "per_device_eval_batch_size": 16}
+    cfg = _cfg(seeds=[0], methods=["drdo_head", "edpo"], oracle_kinds=["trained"], oracle=ocfg,
+               noise_levels=[{"temperature": 1.0, "tie_fraction": 0.3}], n_prompts=4, n_train_prompts=4,
+               max_tie_pairs=8, margin_every=1, n_bootstrap=200)
+    df = study.run(run, cfg, progress=False)
+    assert sorted(df.variant) == ["drdo_head", "edpo", "sft"] and set(df.oracle) == {"trained", "none"}
+    drun = study.data_run(run, cfg, 0, 0)
+    assert (drun.oracle_model / "config.json").exists()
+    assert [p.name for p in drun.ensemble_members()] == ["member_0", "member_1", "member_2"]
+    marker = json.loads((drun.dir / "oracle" / "study_key.json").read_text())
+    assert marker["value"]["dir"] == str(drun.oracle_model)
