@@ -62,7 +62,8 @@ class PolicyConfig:
     edpo_kl_coef: float = L.EDPO_KL_COEF  # weight of the forward KL(π_ref‖π) in the pessimistic e-DPO objective (ours)
     student_reward: str = "head"  # DRDO r̂: "head" (linear reward head on the student) | "logprob" (r̂ = β·z)
     student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
-    student_head_init: str = "random"  # student reward head: random (N(0, 1/(H+1)), head_seed) | zero (r̂ = 0 at start)
+    student_head_init: str = "zero"  # student reward head: zero (r̂ = 0 at start; the default, chosen by evidence:
+    #   README "Choices made by evidence") | random (N(0, 1/(H+1)), head_seed: its regression swamps the LM at first)
     logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
     label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
     template: str = "tldr"  # prompt template used to tokenise pairs (same as the SFT stage): tldr | chat | raw

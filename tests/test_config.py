@@ -143,8 +143,8 @@ def test_paper_profiles_carry_table6_and_appendix_d(profile, model, template, ta
 
 
 def _code_without_config_classes() -> str:
-    """The library's and the notebooks' source with every config dataclass body removed (a field's own definition
-    is not a read)."""
+    """The library's and the notebooks' source with every config dataclass's field definitions and ``__post_init__``
+    removed (defining or validating a field is not reading it)."""
     import ast
 
     parts = []
@@ -154,8 +154,12 @@ def _code_without_config_classes() -> str:
         lines = src.splitlines()
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
-                for i in range(node.lineno - 1, node.end_lineno):
-                    lines[i] = ""
+                # a field's definition and its validation are not reads; the class's other methods are
+                for item in node.body:
+                    if isinstance(item, ast.AnnAssign) or (isinstance(item, ast.FunctionDef)
+                                                           and item.name == "__post_init__"):
+                        for i in range(item.lineno - 1, item.end_lineno):
+                            lines[i] = ""
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
