@@ -191,7 +191,8 @@ class StudyConfig:
             if k == "sft":
                 raise ValueError("StudyConfig.variants: 'sft' is reserved for the SFT baseline cells")
             if v.get("method") not in METHODS:
-                raise ValueError(f"StudyConfig.variants[{k!r}].method must be one of {METHODS}, got {v.get('method')!r}")
+                raise ValueError(f"StudyConfig.variants[{k!r}].method must be one of {METHODS}, "
+                                 f"got {v.get('method')!r}")
             bad = sorted(set(v) - pol_fields - set(_VARIANT_META))
             if bad:
                 raise ValueError(f"StudyConfig.variants[{k!r}]: unknown setting(s) {bad} (PolicyConfig fields or "
@@ -203,7 +204,8 @@ class StudyConfig:
         if bad or not names:
             raise ValueError(f"StudyConfig.methods must name variants of {sorted(merged)}, got {self.methods}")
         if not self.noise_levels or any(not isinstance(n, Mapping) for n in self.noise_levels):
-            raise ValueError(f"StudyConfig.noise_levels must be a non-empty list of mappings, got {self.noise_levels!r}")
+            raise ValueError(f"StudyConfig.noise_levels must be a non-empty list of mappings, "
+                             f"got {self.noise_levels!r}")
         syn = {f.name for f in dataclasses.fields(SyntheticConfig)}
         for lvl in self.noise_levels:
             bad = sorted(set(lvl) - syn - {"name"})
@@ -681,8 +683,8 @@ def _sigmoid(x):
 
 def eval_pairs(data, cfg: StudyConfig, seed: int, temperature: float):
     """The training pairs a cell is measured on: every training pair of ``n_train_prompts`` training prompts (drawn
-    with ``seed``) plus up to ``max_tie_pairs`` other pairs of exactly equal r* (p* = ½). Returns ``(rows, prompts, preferred sets, p*, tie
-    mask)``; ``rows`` is a ``datasets.Dataset`` of preference rows."""
+    with ``seed``) plus up to ``max_tie_pairs`` other pairs of exactly equal r* (p* = ½). Returns ``(rows,
+    prompts, preferred sets, p*, tie mask)``; ``rows`` is a ``datasets.Dataset`` of preference rows."""
     tb = data.testbed
     rows = data.split(cfg.split).filter(lambda s: s == "train", input_columns="split", desc="study: training pairs")
     prompts_all = list(rows["prompt"])
@@ -1107,7 +1109,8 @@ def reading(records: Sequence[Mapping], cfg: StudyConfig, *, gate_results: Seque
             add(f"Robustness ({cfg.label(st)} vs {cfg.label(b)})",
                 f"difference in r* change from {cfg.noise_name(lo_n)} to {cfg.noise_name(hi_n)}", est, +1,
                 f"[{cfg.label(st)} ({so}) − {cfg.label(b)}] in r* ({cfg.gold}) change from the least to the most "
-                f"noisy level ({cfg.noise_name(lo_n)} → {cfg.noise_name(hi_n)}), positive = {cfg.label(st)} loses less")
+                f"noisy level ({cfg.noise_name(lo_n)} → {cfg.noise_name(hi_n)}), "
+                f"positive = {cfg.label(st)} loses less")
             diff = {}
             for s in cfg.seeds:
                 ka, kb = (st, hi_n, so, s), (b, hi_n, bo, s)
@@ -1133,8 +1136,9 @@ def summary_table(records: Sequence[Mapping], cfg: StudyConfig):
 
     idx = _index(records)
     kw = dict(level=cfg.level, n_boot=cfg.n_bootstrap)
+    order = [*cfg.selected, "sft"]
     combos = sorted({(r["cell"]["variant"], r["cell"]["oracle"]) for r in records},
-                    key=lambda t: (([*cfg.selected, "sft"].index(t[0]) if t[0] in [*cfg.selected, "sft"] else 99), t[1]))
+                    key=lambda t: (order.index(t[0]) if t[0] in order else 99, t[1]))
     rows = []
     for v, o in combos:
         for n in range(len(cfg.noise_levels)):
@@ -1148,7 +1152,8 @@ def summary_table(records: Sequence[Mapping], cfg: StudyConfig):
             m = lambda k: float(np.mean([idx[(v, n, o, s)]["metrics"][k] for s in found]))  # noqa: E731
             rows.append({"method": cfg.label(v), "variant": v, "oracle": o, "noise": cfg.noise_name(n),
                          "seeds": len(found), "r*_greedy": m("gold_greedy"),
-                         "Δr*_greedy vs SFT": g["effect"], "Δ greedy low": g["ci_low"], "Δ greedy high": g["ci_high"],
+                         "Δr*_greedy vs SFT": g["effect"], "Δ greedy low": g["ci_low"],
+                         "Δ greedy high": g["ci_high"],
                          "Δr*_sample vs SFT": smp["effect"], "Δ sample low": smp["ci_low"],
                          "Δ sample high": smp["ci_high"], "KL(π‖SFT)": m("kl"), "entropy": m("entropy"),
                          "never-preferred − SFT": nev["effect"], "Δlog π(W(x))": lpm["effect"],

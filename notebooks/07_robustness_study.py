@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (drdo)
 #     language: python
@@ -63,9 +65,10 @@ run = Run.create(profile, seed=seed, sections={"study": study, "data": data, "sf
                                                "policy": policy, "gate": gate}).validate()
 cfg = run.config(study_lib.StudyConfig, "study")
 cells = study_lib.expand_grid(cfg)
-print(f"{len(cells)} cells: variants {list(cfg.selected)} × {len(cfg.noise_levels)} noise levels "
-      f"({'; '.join(cfg.noise_name(i) for i in range(len(cfg.noise_levels)))}) × oracle kinds {list(cfg.oracle_kinds)} "
-      f"(DRDO, e-DPO) × seeds {list(cfg.seeds)}, plus an SFT cell per noise level and seed")
+levels = "; ".join(cfg.noise_name(i) for i in range(len(cfg.noise_levels)))
+print(f"{len(cells)} cells: variants {list(cfg.selected)} × {len(cfg.noise_levels)} noise levels ({levels}) "
+      f"× oracle kinds {list(cfg.oracle_kinds)} (DRDO, e-DPO) × seeds {list(cfg.seeds)}, plus an SFT cell per noise "
+      "level and seed")
 
 # %% [markdown]
 # ## Run the grid
@@ -129,3 +132,13 @@ display(Image(str(run.figures / "study_tie_margin.png")))
 # %%
 display(Markdown("\n".join(f"- {r['sentence']}" for r in out["reading"])))
 pd.DataFrame(out["reading"])[["claim", "verdict", "effect", "ci_low", "ci_high", "why"]].round(3)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"profile={profile} cells={len(cells)} finished={len(df)} missing={len(out['missing'])}")
+print("variants:", sorted(set(df["variant"])), "oracle kinds:", sorted(set(df["oracle"])))
+print("claims:", [r["claim"] for r in out["reading"]])
+print("verdicts in {supports, contradicts, cannot tell}:",
+      all(r["verdict"] in ("supports", "contradicts", "cannot tell") for r in out["reading"]))
+print("figures written:", all((run.figures / f"{n}.png").exists() for n in
+      ("study_gold_vs_noise", "study_frontier", "study_pyl_collapse", "study_tie_margin")))
