@@ -19,9 +19,11 @@ its own BPE tokenizer; fetched and converted once by :mod:`drdo_lib.smollm`; the
 the tokenizer's single-token English words, so ``--prompt-words`` ≈ prompt tokens).
 
 Step time: median wall time of the optimizer steps after ``--warmup`` steps (measured by a callback between
-``on_step_begin`` and ``on_step_end``; forward, backward and optimizer step of one batch). The three workers run
-``--rounds`` times, interleaved (drdo, trl_live, trl_pre, drdo, ...), and each configuration's smallest per-round
-median is kept, so that load from other processes on a shared machine penalises no configuration in particular. Peak memory: peak resident
+``on_step_begin`` and ``on_step_end``; forward, backward and optimizer step of one batch); ``--timer cpu`` measures
+the worker's CPU time instead (for a machine shared with other jobs, with ``--threads 1``). The workers run
+``--rounds`` times, interleaved (drdo, trl_live, trl_pre, bare, drdo, ...), and each configuration's smallest
+per-round median is kept, so that load from other processes on a shared machine penalises no configuration in
+particular. Peak memory: peak resident
 set size of the worker (``ru_maxrss``) minus its resident size just before the model is built (after imports and
 data preparation, identical in every worker), i.e. the memory the training itself needs: weights, gradients, Adam
 states, activations, and for ``trl_live`` the reference model. Both totals are printed as well. With
@@ -67,6 +69,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _clock(a: argparse.Namespace) -> float:
+    """Seconds for the step timer: wall clock, or with ``--timer cpu`` this process's CPU time (all its threads),
+    which other processes' load on a shared machine barely changes (use it with ``--threads 1``: waiting OpenMP
+    threads spin, and their spinning is CPU time too)."""
+    return time.process_time() if a.timer == "cpu" else time.perf_counter()
+
+
 def _rows(n: int, vocab: list[str], prompt_words: int, response_words: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     return [{"prompt": "POST: " + " ".join(rng.choices(vocab, k=prompt_words)) + " TL;DR:",
@@ -104,10 +113,10 @@ def worker(a: argparse.Namespace) -> dict:
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
+            self.t0 = _clock(a)
 
         def on_step_end(self, args, state, control, **kw):
-            timings.append(time.perf_counter() - self.t0)
+            timings.append(_clock(a) - self.t0)
 
     common = dict(per_device_train_batch_size=a.batch, gradient_accumulation_steps=1, max_steps=a.warmup + a.steps,
                   learning_rate=1e-5, lr_scheduler_type="constant", optim="adamw_torch", logging_steps=10_000,
@@ -187,7 +196,7 @@ def _bare_worker(a: argparse.Namespace, rows, tok, build) -> dict:
     for step in range(a.warmup + a.steps):
         batch = collate_preference([ds[i] for i in range(step * a.batch, (step + 1) * a.batch)], tok.pad_token_id,
                                    padding_side="right")
-        t0 = time.perf_counter()
+        t0 = _clock(a)
         ids = torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]]).to(device)
         att = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]]).to(device)
         resp = torch.cat([batch["chosen_response_mask"], batch["rejected_response_mask"]]).to(device)
@@ -203,7 +212,7 @@ def _bare_worker(a: argparse.Namespace, rows, tok, build) -> dict:
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        timings.append(time.perf_counter() - t0)
+        timings.append(_clock(a) - t0)
     total = time.perf_counter() - t_all
     peak_train = _peak_rss_mb() - baseline
     if a.device == "cuda":
@@ -236,6 +245,9 @@ def main() -> None:
     p.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                    help="activation (gradient) checkpointing in every worker (default on: TRL's DPOConfig default and "
                         "the paper profiles configs/tldr.yaml, configs/ultrafeedback.yaml)")
+    p.add_argument("--timer", choices=["wall", "cpu"], default="wall",
+                   help="step timer: wall clock (default) or the worker's CPU time (robust to other jobs on a shared "
+                        "machine; use with --threads 1)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of the three workers (default 2)")
     p.add_argument("--json", default=None, help="also write all measurements to this JSON file")
     a = p.parse_args()
@@ -251,7 +263,7 @@ def main() -> None:
         resolve_model_name(a.model)
     passthrough = [f"--model={a.model}", f"--threads={a.threads}", f"--batch={a.batch}", f"--steps={a.steps}", f"--warmup={a.warmup}",
                    f"--layers={a.layers}", f"--dim={a.dim}", f"--vocab={a.vocab}", f"--prompt-words={a.prompt_words}",
-                   f"--response-words={a.response_words}", f"--device={a.device}",
+                   f"--response-words={a.response_words}", f"--device={a.device}", f"--timer={a.timer}",
                    "--activation-checkpointing" if a.activation_checkpointing else "--no-activation-checkpointing"]
     passthrough += ["--bf16"] if a.bf16 else []
     rounds: dict[str, list[dict]] = {w: [] for w in WORKERS}
@@ -272,7 +284,8 @@ def main() -> None:
     arch = f"GPT-2 {a.layers} layers x {a.dim}, vocab {a.vocab}" if a.model == "gpt2-bench" else a.model
     print(f"model: {arch}, {results['bare']['parameters']:,} parameters "
           f"(+ reward head for drdo); batch {a.batch} pairs of ~{a.prompt_words}+{a.response_words} words; "
-          f"{a.threads} threads; device {results['drdo']['device']}; {a.steps} timed steps after {a.warmup}; "
+          f"{a.threads} threads; device {results['drdo']['device']}; {a.steps} timed steps after {a.warmup} "
+          f"({a.timer} time); "
           f"activation checkpointing {'on' if a.activation_checkpointing else 'off'} in every worker")
     print(f"{'config':10s} {'step s':>8s} {'per round':>20s} {'peak RSS MB':>12s} {'baseline MB':>12s} "
           f"{'train MB':>9s}")
