@@ -31,7 +31,7 @@ if [ $setup -eq 1 ]; then
   . .venv/bin/activate
 fi
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0 DRDO_STATIC=1 DRDO_PROGRESS=0  # static widgets, no live trainer progress displays in executed notebooks
-if [ "$profile" = "mini" ] || [ "$profile" = "sample" ]; then
+if [ "$profile" = "mini" ] || [ "$profile" = "sample" ] || [ "$profile" = "smol" ] || [ "$profile" = "study" ]; then
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 fi
 

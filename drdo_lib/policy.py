@@ -247,7 +247,9 @@ def warn_if_mean_meets_pretrained(run, cfg: PolicyConfig, method: str, init: str
 
 def model_paths(run, cfg: PolicyConfig) -> dict[str, Any]:
     """The initial/reference policy, Oracle and ensemble a policy run reads (settings, else the run's stages)."""
-    init = cfg.init_model or str(run.sft_model)
+    from drdo_lib.models import resolve_model_name
+
+    init = resolve_model_name(cfg.init_model) if cfg.init_model else str(run.sft_model)
     oracle = cfg.oracle_model or str(run.oracle_model)
     ensemble = list(cfg.ensemble_models) if cfg.ensemble_models is not None else [str(p) for p in run.ensemble_members()]
     return {"init": init, "oracle": oracle, "ensemble": ensemble}
