@@ -106,7 +106,7 @@ def run_study(args) -> int:
         profile = apply_overrides(load_profile(args.config), "study", args.overrides)
         run = Run.create(profile).validate()
         cfg = run.config(study.StudyConfig, "study")
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, yaml.YAMLError) as e:
         print(f"drdo_lib study: {e}", file=sys.stderr)
         return 2
     try:
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         profile = apply_overrides(load_profile(args.config), args.stage, args.overrides)
         run = Run.create(profile).validate()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, yaml.YAMLError) as e:
         print(f"drdo_lib train: {e}", file=sys.stderr)
         return 2
     try:

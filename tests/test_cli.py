@@ -108,3 +108,11 @@ def test_a_stage_whose_inputs_are_missing_says_which_stage_to_run(tmp_path, caps
     err = capsys.readouterr().err
     assert re.search(match, err) and "Traceback" not in err
     assert not (runs / "policy").exists()  # nothing was created before the check
+
+
+def test_bad_yaml_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profile: x\npolicy: {beta: [0.1\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drdo_lib train:") and "Traceback" not in err
