@@ -37,13 +37,15 @@ def progress_disabled_by_env() -> bool:
 class MetricsJsonlCallback(TrainerCallback):
     """Appends every training log (step, loss, metrics) as one JSON line to ``<output_dir>/metrics.jsonl``.
 
-    On resume, lines past the resumed step are dropped first, so the file holds one uninterrupted trajectory.
+    On resume, lines past the resumed step are dropped first, so the file holds one uninterrupted trajectory; a
+    line that is not a JSON object with a ``step`` (torn by a kill mid-write) is dropped with a warning.
     """
 
     def on_train_begin(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / METRICS_FILE
         if state.is_world_process_zero and path.exists():
-            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= state.global_step]
+            rows = _parse_metrics(path)
+            kept = [ln for ln, row in rows if row["step"] <= state.global_step]
             path.write_text("".join(ln + "\n" for ln in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -57,8 +59,24 @@ class MetricsJsonlCallback(TrainerCallback):
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of ``<run_dir>/metrics.jsonl`` (one dict per logging step)."""
-    path = Path(run_dir) / METRICS_FILE
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return [row for _, row in _parse_metrics(Path(run_dir) / METRICS_FILE)]
+
+
+def _parse_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(line, row)`` of each readable line of a ``metrics.jsonl``; unreadable lines are skipped with a warning."""
+    out = []
+    for i, ln in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            row = json.loads(ln)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not an object with an integer 'step'")
+        except ValueError as e:
+            logger.warning("%s line %d is unreadable (torn by a killed job?), skipped: %s", path, i, e)
+            continue
+        out.append((ln, row))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- resolution

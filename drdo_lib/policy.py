@@ -309,6 +309,39 @@ def prepare_dataset(run, cfg: PolicyConfig, method: str, split: str, tokenizer, 
     return ds, report
 
 
+def checkpoint_step(ckpt: str | Path) -> int | None:
+    """The ``global_step`` of a *complete* checkpoint folder (``trainer_state.json`` readable, model weights and
+    optimizer state present: everything ``Trainer._save_checkpoint`` writes before the trainer state), else None."""
+    ckpt = Path(ckpt)
+    try:
+        step = int(json.loads((ckpt / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    weights = any((ckpt / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json",
+                                                  "adapter_model.safetensors"))
+    optimizer = (ckpt / "optimizer.pt").is_file() or any(ckpt.glob("global_step*"))  # DeepSpeed keeps its own
+    return step if weights and optimizer else None
+
+
+def last_complete_checkpoint(out: str | Path, *, remove_partial: bool = False) -> str | None:
+    """The newest complete ``checkpoint-N`` folder of ``out`` (see :func:`checkpoint_step`), or None. Newer partial
+    folders (a job killed mid-save) are skipped with a warning and, with ``remove_partial``, deleted: the trainer's
+    ``save_total_limit`` rotation keeps the highest-numbered folders and would otherwise delete the complete one."""
+    import re
+    import shutil
+
+    found = sorted(((int(m.group(1)), p) for p in Path(out).glob("checkpoint-*")
+                    if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))), reverse=True)
+    for _, p in found:
+        if checkpoint_step(p) is not None:
+            return str(p)
+        logger.warning("checkpoint %s is incomplete (killed mid-save?): %s", p,
+                       "deleted; falling back to an older one" if remove_partial else "skipped")
+        if remove_partial:
+            shutil.rmtree(p, ignore_errors=True)
+    return None
+
+
 def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: str | None = None, *, rows=None,
         callbacks=None, progress: bool = True) -> Path:
     """Train one student (``method`` on ``split``; defaults: the first of ``cfg.methods`` / ``cfg.splits``) of
@@ -323,8 +356,8 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
     import shutil
     import time
 
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
 
     from drdo_lib.models import CausalLMWithRewardHead, count_parameters
 
@@ -352,6 +385,21 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
     warn_if_mean_meets_pretrained(run, cfg, method, paths["init"])
     out = run.policy_dir(method, split)
     args = training_args(cfg, out, seed, progress=progress)
+    resume = cfg.resume_from_checkpoint
+    if resume == "last":  # the newest *complete* checkpoint (a kill mid-save leaves a partial folder)
+        resume = last_complete_checkpoint(out, remove_partial=args.should_save)
+        if resume is None:
+            logger.warning("resume_from_checkpoint='last' but %s has no checkpoint (none complete): training from "
+                           "scratch", out)
+    start = checkpoint_step(resume) if resume else 0  # read now: save_total_limit may rotate it away while training
+    if resume and start is None:
+        raise MissingStageOutput(f"checkpoint {resume} is incomplete (no readable trainer_state.json, model weights "
+                                 "or optimizer state)")
+    finished = bool(resume) and start >= cfg.max_steps
+    if finished and (out / "final").is_dir() and (out / "summary.json").is_file():
+        logger.info("%s on %s already finished (%s at step %d >= max_steps %d, final/ saved): nothing to train",
+                    method, split, resume, start, cfg.max_steps)
+        return out
     transformers.set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(paths["init"])
     with args.main_process_first(desc="policy dataset"):
@@ -364,11 +412,6 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
     model = (CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed, head_init=cfg.student_head_init)
              if use_head else lm)
 
-    resume = cfg.resume_from_checkpoint
-    if resume == "last":
-        resume = get_last_checkpoint(str(out))
-        if resume is None:
-            logger.warning("resume_from_checkpoint='last' but %s has no checkpoint: training from scratch", out)
     if resume is None and args.should_save:  # a fresh run: stale checkpoints of an earlier run would be resumed
         for old in out.glob("checkpoint-*"):
             shutil.rmtree(old)
@@ -381,14 +424,23 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
     logger.info("%s on %s: %d pairs, %s parameters, %d steps", method, split, len(ds),
                 f"{count_parameters(model):,}", cfg.max_steps)
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    if finished:  # killed after its last checkpoint, before final/: save that checkpoint, train no extra step
+        logger.info("%s at step %d >= max_steps %d: saving it as final/ without training", resume, start, cfg.max_steps)
+        trainer._load_from_checkpoint(resume)
+        trainer.state = transformers.TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - t0
+    bad = [n for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()
+           if not torch.isfinite(p.detach()).all()]
+    if bad:  # never save a non-finite model
+        raise FloatingPointError(f"{method} on {split}: {len(bad)} parameter tensor(s) are non-finite (NaN/inf) "
+                                 f"after step {trainer.state.global_step} (first: {bad[0]}); final/ not written")
     if args.should_save:
         final = out / "final"
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(final)
         tokenizer.save_pretrained(final)
         logs = [r for r in trainer.state.log_history if "loss" in r and "step" in r]
-        start = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else 0
         steps_run = max(trainer.state.global_step - start, 1)
         summary = {
             "method": method, "split": split, "profile": run.name, "seed": seed, "steps": trainer.state.global_step,

@@ -76,10 +76,33 @@ class _RowCache:
         self.path = self.dir / f"{kind}-{fingerprint}-{tag}.npz"
         self.values: dict[bytes, np.ndarray] = {}
         if self.path.exists():
-            with np.load(self.path, allow_pickle=False) as z:
-                for k, v in zip(z["keys"], z["values"]):  # keys: (N, 16) uint8 (an "S16" array would strip NULs)
-                    self.values[k.tobytes()] = v
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    ks, vs = z["keys"], z["values"]  # keys: (N, 16) uint8 (an "S16" array would strip NULs)
+                    if ks.ndim != 2 or vs.ndim != 2 or len(ks) != len(vs):
+                        raise ValueError(f"keys {ks.shape} and values {vs.shape} do not match")
+                    bad = int((~np.isfinite(vs)).any(axis=1).sum())
+                    if bad:
+                        raise ValueError(f"{bad} of {len(vs)} rows hold non-finite values (NaN/inf)")
+                    for k, v in zip(ks, vs):
+                        self.values[k.tobytes()] = v
+            except Exception as e:  # truncated / corrupt zip, missing arrays, NaN/inf: quarantine and recompute
+                self.values = {}
+                self._quarantine(f"{type(e).__name__}: {e}")
         self.settings = settings
+
+    def _quarantine(self, reason: str) -> None:
+        """Rename the unusable cache file aside (``<name>.bad-<UTC timestamp>``) so that it is recomputed."""
+        import time
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        bad = self.path.with_name(f"{self.path.name}.bad-{stamp}-{os.getpid()}")
+        try:
+            os.replace(self.path, bad)
+        except FileNotFoundError:  # another process quarantined it first
+            pass
+        logger.warning("precompute cache %s is unusable (%s): moved aside to %s; its rows are recomputed",
+                       self.path, reason, bad.name)
 
     def missing(self, keys: Sequence[bytes]) -> list[int]:
         return [i for i, k in enumerate(keys) if k not in self.values]
@@ -245,6 +268,13 @@ def _cached_scores(model_or_dir, tokenized_ds, keys, *, kind, cache_dir, batch_s
         finally:
             if loaded:
                 _free(model)
+        finite = np.isfinite(vals).all(axis=1)
+        if not finite.all():  # never cached, never a training column
+            name = model_or_dir if isinstance(model_or_dir, (str, os.PathLike)) else type(model_or_dir).__name__
+            raise FloatingPointError(
+                f"{kind}: model {name} (fingerprint {fp}) scored {int((~finite).sum())} of {len(todo)} rows as "
+                f"NaN/inf (first row index {todo[int(np.argmin(finite))]}); nothing was cached. Check the model's "
+                "weights (a diverged training run?) and its dtype")
         cache.update([keys[i] for i in todo], vals)
     else:
         logger.info("%s: all %d rows cached (model %s)", kind, len(keys), fp)

@@ -167,10 +167,27 @@ class PreferenceTrainer(transformers.Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         fw = self.concatenated_forward(model, inputs)
         out = self.preference_loss(fw, inputs)
+        if not torch.isfinite(out.loss.detach()).all():
+            self._raise_non_finite(out, inputs)
         self._record_metrics(fw, out, inputs)
         if self._term_grad_norms_due(model):
             self._record_term_grad_norms(model, out)
         return (out.loss, fw) if return_outputs else out.loss
+
+    def _raise_non_finite(self, out: L.LossOutput, batch) -> None:
+        """Stop training at the first non-finite loss (nothing past it is trained or saved), naming the step, the
+        loss terms and the precomputed columns that are non-finite themselves."""
+        terms = {f"loss_{self.method}": float(out.loss.detach().float().mean())}
+        for name, comp in out.components.items():
+            terms[f"loss_{name}"] = float(comp.detach().float().mean())
+        bad_cols = [k for k in ("ref_chosen_logp", "ref_rejected_logp", "oracle_chosen_reward",
+                                "oracle_rejected_reward", "ensemble_chosen_rewards", "ensemble_rejected_rewards")
+                    if k in batch and not torch.isfinite(batch[k]).all()]
+        raise FloatingPointError(
+            f"{self.method}: non-finite loss at step {self.state.global_step + 1} (loss terms: "
+            + ", ".join(f"{k}={v}" for k, v in terms.items()) + ")"
+            + (f"; non-finite precomputed column(s) in the batch: {bad_cols}" if bad_cols else "")
+            + ". Training stopped; no model was saved for this step")
 
     # ---- per-term gradient norms of DRDO (logging steps only) ---------------------------------------------------
     def _term_grad_norms_due(self, model) -> bool:
