@@ -53,9 +53,11 @@ def test_synthetic_profile_data(tmp_path):
     assert other.testbed.config.seed == 9
 
 
-def test_synthetic_confidence_splits_separate_determinism(tmp_path):
-    """On the testbed, D_hc_he labels agree with r* more often than D_lc_le labels (the point of the split)."""
-    cfg = DataConfig(n_train=3000, n_valid=0, n_sft=5, n_sft_test=0, n_ood=0)
+@pytest.mark.parametrize("pair_source,floor", [("sft_like", 0.8), ("perturbation", 0.85)])
+def test_synthetic_confidence_splits_separate_determinism(tmp_path, pair_source, floor):
+    """On the testbed, D_hc_he labels agree with r* more often than D_lc_le labels (the point of the split); the
+    floors are each generator's measured level (sft_like pairs are closer in r*, so their labels are noisier)."""
+    cfg = DataConfig(n_train=3000, n_valid=0, n_sft=5, n_sft_test=0, n_ood=0, synthetic={"pair_source": pair_source})
     data = _stage(cfg, 0, tmp_path)
     tb = data.testbed
     splits, _ = build_splits(data.preferences)
@@ -67,7 +69,7 @@ def test_synthetic_confidence_splits_separate_determinism(tmp_path):
         return float(np.mean(rc[m] > rr[m]))
 
     hc, lc = agreement(splits["D_hc_he"]), agreement(splits["D_lc_le"])
-    assert hc > 0.85 and hc > lc + 0.1
+    assert hc > floor and hc > lc + 0.1, (hc, lc)
 
 
 def test_local_profile_data(monkeypatch):

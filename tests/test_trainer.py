@@ -217,7 +217,7 @@ def test_zero_student_head_gives_exactly_zero_initial_rewards(tok, dataset):
         CausalLMWithRewardHead.from_causal_lm(lm, head_init="ones")
     with pytest.raises(ValueError):
         PolicyConfig(student_head_init="ones")
-    assert PolicyConfig().student_head_init == "random"  # today's default; the lead picks it by evidence
+    assert PolicyConfig().student_head_init == "zero"  # the default chosen by evidence (README)
 
 
 def _term_grad_norms_independently(model, rows, cfg):
