@@ -29,16 +29,13 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import transformers
 
 from drdo_lib import losses as L
 from drdo_lib.hf import MetricsJsonlCallback, disable_dropout
-
-if TYPE_CHECKING:
-    from drdo_lib.policy import PolicyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +83,14 @@ class PreferenceTrainer(transformers.Trainer):
     Args:
         model: the student: a causal LM (dpo/ipo/edpo, DRDO with ``student_reward="logprob"``) or a
             ``drdo_lib.models.CausalLMWithRewardHead`` (DRDO with ``student_reward="head"``).
-        policy_config: the :class:`PolicyConfig` (loss settings are read from it).
+        policy_config: the policy stage's :class:`drdo_lib.policy.PolicyConfig` (loss settings are read from it;
+            the trainer does not import the stage above it).
         method: one of :data:`METHODS`.
         args, train_dataset, processing_class, callbacks, ...: as for ``transformers.Trainer``. ``train_dataset``
             is a tokenized preference dataset with the precomputed columns the method needs (module docstring).
     """
 
-    def __init__(self, model, policy_config: PolicyConfig, method: str, *, args, train_dataset, pad_token_id: int,
+    def __init__(self, model, policy_config: Any, method: str, *, args, train_dataset, pad_token_id: int,
                  **kwargs):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
