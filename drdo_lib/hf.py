@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["METRICS_FILE", "MetricsJsonlCallback", "read_metrics", "resolve_optim", "resolve_bf16",
            "resolve_deepspeed", "resolve_device", "resolve_dtype", "training_arguments", "training_checks",
-           "disable_dropout", "model_fingerprint", "progress_disabled_by_env"]
+           "disable_dropout", "model_fingerprint", "progress_disabled_by_env", "quiet_batch_progress"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -31,6 +31,17 @@ def progress_disabled_by_env() -> bool:
     """True when ``DRDO_PROGRESS=0``: batch runs (run_all.sh, scripts/test.sh) turn off the trainers' live progress
     displays, whose thousands of display updates flood a notebook kernel's output channel under papermill/nbval."""
     return os.environ.get("DRDO_PROGRESS", "1") == "0"
+
+
+def quiet_batch_progress() -> None:
+    """In batch runs (``DRDO_PROGRESS=0``) turn off the progress bars of ``datasets`` and ``transformers`` (maps,
+    saves, weight loading): a notebook cell that runs many stages (the study grid) otherwise sends thousands of
+    display updates, more than the kernel's output channel holds, and nbval loses the cell's end."""
+    if progress_disabled_by_env():
+        import datasets
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------- metrics.jsonl

@@ -877,7 +877,9 @@ def run(run_, cfg: StudyConfig | None = None, *, shard: tuple[int, int] | str | 
     table (:func:`results_table`) of the cells this call covers. Finished cells are never recomputed."""
     from tqdm.auto import tqdm
 
-    from drdo_lib.hf import progress_disabled_by_env
+    from drdo_lib.hf import progress_disabled_by_env, quiet_batch_progress
+
+    quiet_batch_progress()
 
     cfg = cfg if cfg is not None else run_.config(StudyConfig, "study")
     shard = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
