@@ -14,8 +14,9 @@ One forward pass scores chosen and rejected together (the batch is concatenated 
 logits of the response span are materialised (``logits_to_keep``), which is what makes a step cheaper than a
 full-sequence LM head. Logged every ``logging_steps`` (``metrics.jsonl`` beside the checkpoints; the four panels of
 the paper's Fig. 4): ``loss`` and its components, ``bt_accuracy`` (BT implicit-reward accuracy, the fraction of pairs
-with ``(z_w − z_w^ref) − (z_l − z_l^ref) > 0``), ``oracle_reward_advantage`` (``r*`` of the response the student
-prefers minus ``r*`` of the other one, averaged over pairs), ``logps_chosen`` / ``logps_rejected``, ``p_w`` and
+with ``(z_w − z_w^ref) − (z_l − z_l^ref) > 0``), ``oracle_reward_advantage`` (the precomputed Oracle reward, r* only
+with ``oracle.kind: true_reward``, of the response the student prefers minus that of the other one, averaged over
+training pairs; shown as "implicit-preference oracle margin (training pairs)", not the paper's Fig. 4 quantity), ``logps_chosen`` / ``logps_rejected``, ``p_w`` and
 ``grad_norm``; for DRDO also ``grad_norm_reward`` / ``grad_norm_focal`` (the gradient norm of each Eq. 6 term, computed
 on logging steps only; skipped under DeepSpeed), for e-DPO ``edpo_selected_member`` and ``edpo_forward_kl``.
 
