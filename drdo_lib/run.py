@@ -193,10 +193,13 @@ class Run:
 
     def require_model(self, path: str | Path, what: str, stage: str) -> Path:
         """A saved model folder (``config.json``, ``*.safetensors`` weights and, for the SFT policy, a tokenizer),
-        else :class:`MissingStageOutput`. A hub id (not an existing path, no path separator at its start) passes."""
+        else :class:`MissingStageOutput`. A hub id (``name`` or ``org/name``, by the loaders' own rule for what is a
+        local path) passes: transformers resolves it."""
+        from drdo_lib.data.loaders import _is_local
+
         p = Path(path)
-        if not p.exists() and not str(path).startswith(("/", ".", "~")) and str(path).count("/") == 1:
-            return p  # a hub id: transformers resolves it
+        if not _is_local(str(path)):
+            return p
         self.require(p / "config.json", what, stage)
         if not any(p.glob("*.safetensors")):
             raise MissingStageOutput(f"{what} at {p} has no *.safetensors weights (an interrupted save?): run the "

@@ -187,3 +187,15 @@ def test_every_documented_setting_is_read_by_the_code():
         assert set(prof) <= set(SECTION_CLASSES) | top, path
         for name in set(prof) & set(SECTION_CLASSES):
             build_config(section_class(name), prof[name] or {})
+
+
+def test_require_model_passes_hub_ids_and_names_missing_local_models(tmp_path):
+    from drdo_lib.run import MissingStageOutput, Run
+
+    run = Run.create("mini", runs_dir=tmp_path)
+    for hub_id in ("gpt2", "facebook/opt-125m"):
+        assert str(run.require_model(hub_id, "model", "sft")) == hub_id
+    with pytest.raises(MissingStageOutput, match="run the sft stage"):
+        run.require_model(run.sft_model, "the SFT policy", "sft")
+    with pytest.raises(MissingStageOutput):
+        run.require_model("no/such/run/sft/final", "the SFT policy", "sft")
