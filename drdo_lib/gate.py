@@ -59,24 +59,18 @@ class GateConfig:
 
 def clean_pairs(rows, testbed):
     """Preference rows relabelled by r*: ``chosen`` is the response with the higher true reward; pairs whose two
-    responses have equal r* (no clean label exists) are dropped."""
+    responses have equal r* (no clean label exists) are dropped. The swap is the policy stage's
+    :func:`~drdo_lib.policy.order_by_oracle`, with r* as the Oracle."""
     import numpy as np
+
+    from drdo_lib.policy import order_by_oracle
 
     rc = testbed.true_rewards(rows["prompt"], rows["chosen"])
     rr = testbed.true_rewards(rows["prompt"], rows["rejected"])
     keep = np.flatnonzero(rc != rr)
-    flip = set(int(i) for i in np.flatnonzero(rr > rc))
-    rows = rows.select(keep)
-    kept_flip = [int(i) in flip for i in keep]
-
-    def swap(batch, idx):
-        c, r = list(batch["chosen"]), list(batch["rejected"])
-        for j, i in enumerate(idx):
-            if kept_flip[i]:
-                c[j], r[j] = r[j], c[j]
-        return {"chosen": c, "rejected": r}
-
-    return rows.map(swap, with_indices=True, batched=True, desc="gate: clean labels")
+    rows = rows.select(keep).add_column("oracle_chosen_reward", rc[keep].tolist()) \
+        .add_column("oracle_rejected_reward", rr[keep].tolist())
+    return order_by_oracle(rows).remove_columns(["oracle_chosen_reward", "oracle_rejected_reward"])
 
 
 def _gate_run(run):
