@@ -50,7 +50,7 @@ from drdo_lib.data.loaders import (
     load_tldr_sft,
     load_ultrafeedback,
 )
-from drdo_lib.data.splits import CONFIDENCE_MODES, TRAIN_SPLITS, build_splits, id_fraction
+from drdo_lib.data.splits import CONFIDENCE_MODES, TRAIN_SPLITS, id_fraction
 from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
 
 logger = logging.getLogger(__name__)
@@ -260,25 +260,19 @@ def load_sources(cfg: DataConfig, *, seed: int, synthetic_dir: str | Path | None
 
 
 def _split_indices(data: ProfileData) -> None:
-    """Fill ``data.split_indices`` / ``split_report`` from :func:`~drdo_lib.data.splits.build_splits`."""
-    import numpy as np
-
-    from drdo_lib.data.splits import SPLIT_NAMES, _columns, split_masks
+    """Fill ``data.split_indices`` / ``split_report`` from :func:`~drdo_lib.data.splits.split_indices`."""
+    from drdo_lib.data.splits import SPLIT_NAMES, split_indices
 
     data.split_indices = {"D_all": None}
     try:
-        splits, report = build_splits(data.preferences, data.confidence_mode)
+        indices, report = split_indices(data.preferences, data.confidence_mode)
     except ValueError as e:  # e.g. UltraFeedback: no confidence, so only D_all
         for name in SPLIT_NAMES[1:]:
             data.split_indices[name] = str(e)
         data.split_report = None
         return
-    cols = _columns(data.preferences)
-    measure = cols["strength" if data.confidence_mode == "strength" else "confidence"].to_numpy()
-    masks, _, _ = split_masks(measure, cols["edit_distance"].to_numpy())
     for name in SPLIT_NAMES[1:]:
-        data.split_indices[name] = [int(i) for i in np.flatnonzero(masks[name])]
-        assert len(data.split_indices[name]) == len(splits[name])
+        data.split_indices[name] = [int(i) for i in indices[name]]
     data.split_report = report
 
 

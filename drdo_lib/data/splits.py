@@ -31,7 +31,7 @@ from drdo_lib.data.loaders import dropped_counts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_splits", "split_masks", "CONFIDENCE_MODES", "SPLIT_NAMES", "TRAIN_SPLITS", "VALID_SPLITS",
+__all__ = ["build_splits", "split_indices", "split_masks", "CONFIDENCE_MODES", "SPLIT_NAMES", "TRAIN_SPLITS", "VALID_SPLITS",
            "PAPER_TABLE5"]
 
 CONFIDENCE_MODES = ("strength", "raw")
@@ -94,6 +94,13 @@ def build_splits(rows: Any, confidence_mode: str = "strength") -> tuple[dict[str
         median_edit_distance`` and ``dropped_<reason>`` columns (rows the loader dropped, same for every split, plus
         ``dropped_null_confidence`` for the two confidence splits).
     """
+    indices, report = split_indices(rows, confidence_mode)
+    return {name: rows if name == "D_all" else rows.select(idx) for name, idx in indices.items()}, report
+
+
+def split_indices(rows: Any, confidence_mode: str = "strength") -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """:func:`build_splits` without materialising the subsets: ``({split: row indices}, report)`` (the data stage
+    stores the indices)."""
     if confidence_mode not in CONFIDENCE_MODES:
         raise ValueError(f"build_splits: confidence_mode must be one of {CONFIDENCE_MODES}, got {confidence_mode!r}")
     missing = {"confidence", "strength", "edit_distance", "split"} - set(rows.column_names)
@@ -123,7 +130,7 @@ def build_splits(rows: Any, confidence_mode: str = "strength") -> tuple[dict[str
     for name in SPLIT_NAMES:
         m = masks[name]
         idx = np.flatnonzero(m)
-        splits[name] = rows.select(idx) if name != "D_all" else rows
+        splits[name] = idx
         rec = {
             "split": name, "confidence_mode": confidence_mode, "n_rows": int(m.sum()),
             "n_train": int((m & is_train).sum()), "n_valid": int((m & is_valid).sum()),
