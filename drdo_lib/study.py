@@ -1122,7 +1122,8 @@ def reading_sentences(records: Sequence[Mapping], cfg: StudyConfig, **kw) -> lis
 
 def summary_table(records: Sequence[Mapping], cfg: StudyConfig):
     """Per (variant, oracle, noise level): r* gain over SFT (greedy and sample) with intervals over (seed, prompt),
-    KL, entropy, never-preferred share minus SFT, tie-pair margin growth, Δlog π(y_l); seeds = cells found."""
+    KL, entropy, never-preferred share minus SFT, tie-pair margin growth, Δlog π(y_l); seeds = cells found; the
+    ``_seeds_*`` columns hold each seed's estimate (for the figures, not the tables)."""
     import pandas as pd
 
     idx = _index(records)
@@ -1149,7 +1150,9 @@ def summary_table(records: Sequence[Mapping], cfg: StudyConfig):
                          "Δ sample high": smp["ci_high"], "KL(π‖SFT)": m("kl"), "entropy": m("entropy"),
                          "never-preferred − SFT": nev["effect"], "Δlog π(W(x))": lpm["effect"],
                          "tie margin growth": m("tie_margin_growth"),
-                         "Δlog π(y_w)": m("dlogp_w"), "Δlog π(y_l)": m("dlogp_l"), "s/cell": m("seconds")})
+                         "Δlog π(y_w)": m("dlogp_w"), "Δlog π(y_l)": m("dlogp_l"), "s/cell": m("seconds"),
+                         # per-seed estimates for the figure's dots (not written to the tables)
+                         "_seeds_greedy": g["per_seed"], "_seeds_sample": smp["per_seed"]})
     return pd.DataFrame(rows)
 
 
@@ -1187,7 +1190,8 @@ def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] |
     fig_dir = run_.figures
     files: list[Path] = []
     summ = summary_table(records, cfg)
-    files += write_table(summ, fig_dir / "study_summary", index=False)
+    files += write_table(summ.drop(columns=[c for c in summ if c.startswith("_")]), fig_dir / "study_summary",
+                         index=False)
     files += write_table(results_table(records, cfg).drop(columns=["key"], errors="ignore"), fig_dir / "study_cells",
                          index=False)
     files += write_table(pstar_table(records, cfg), fig_dir / "study_pstar_bins", index=False)
@@ -1205,5 +1209,5 @@ def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] |
     text += [""] + [f"- {r['sentence']}" for r in rd]
     (fig_dir / "study_reading.md").write_text("\n".join(text) + "\n")
     files.append(fig_dir / "study_reading.md")
-    files += study_plots.plot_all(records, cfg, fig_dir)
+    files += study_plots.plot_all(records, cfg, fig_dir, summary=summ)
     return {"summary": summ, "reading": rd, "missing": missing, "files": files, "gates": gates}

@@ -292,7 +292,7 @@ def test_summary_and_figures_from_records(tmp_path):
     assert row["Δr*_greedy vs SFT"] == pytest.approx(-0.5, abs=0.05) and row["Δ greedy high"] < 0
     from drdo_lib.plots.study import plot_all
 
-    files = plot_all(recs, cfg, tmp_path)
+    files = plot_all(recs, cfg, tmp_path, summary=summ)
     assert {p.name for p in files} >= {"study_gold_vs_noise.png", "study_frontier.pdf", "study_pyl_collapse.png",
                                        "study_tie_margin.png"}
 

@@ -42,34 +42,34 @@ def _records_by(records):
     return {(r["cell"]["variant"], r["cell"]["noise"], r["cell"]["oracle"], r["cell"]["seed"]): r for r in records}
 
 
-def plot_gold_vs_noise(records: Sequence[Mapping], cfg, *, which: str = "greedy"):
+def plot_gold_vs_noise(summary, cfg, *, which: str = "greedy"):
+    """r* gain over SFT vs noise level per method, from :func:`drdo_lib.study.summary_table` (the intervals and
+    per-seed estimates it computed once)."""
     import matplotlib.pyplot as plt
 
-    from drdo_lib.study import _paired, effect
-
-    idx = _records_by(records)
-    field = "r_greedy" if which == "greedy" else "r_sample"
+    col, lo_col, hi_col, seeds_col = (("Δr*_greedy vs SFT", "Δ greedy low", "Δ greedy high", "_seeds_greedy")
+                                      if which == "greedy" else
+                                      ("Δr*_sample vs SFT", "Δ sample low", "Δ sample high", "_seeds_sample"))
     kinds = [k for k in cfg.oracle_kinds]
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.6), squeeze=False, sharey=True)
     xs = np.arange(len(cfg.noise_levels))
     for ax, kind in zip(axes[0], kinds):
         for j, v in enumerate(cfg.selected):
             o = kind if cfg.variants[v]["method"] in ("drdo", "edpo") else "none"
-            pts = []
-            for n in xs:
-                est = effect(_paired(idx, cfg, v, o, int(n), field), level=cfg.level, n_boot=cfg.n_bootstrap)
-                pts.append(est)
-            if not any(p["n"] for p in pts):
+            rows = summary[(summary["variant"] == v) & (summary["oracle"] == o)].set_index("noise")
+            pts = [rows.loc[cfg.noise_name(int(n))] if cfg.noise_name(int(n)) in rows.index else None for n in xs]
+            if not any(p is not None for p in pts):
                 continue
+            nan = float("nan")
             off = (j - len(cfg.selected) / 2) * 0.03
-            y = np.array([p["effect"] for p in pts])
-            lo = np.array([p["ci_low"] for p in pts])
-            hi = np.array([p["ci_high"] for p in pts])
+            y = np.array([p[col] if p is not None else nan for p in pts], dtype=float)
+            lo = np.array([p[lo_col] if p is not None else nan for p in pts], dtype=float)
+            hi = np.array([p[hi_col] if p is not None else nan for p in pts], dtype=float)
             c = variant_color(v, cfg)
             ax.errorbar(xs + off, y, yerr=[y - lo, hi - y], color=c, ls=_LINESTYLE.get(o, "-"), marker="o", ms=4,
                         capsize=2, lw=1.3, label=cfg.label(v) + ("" if o == "none" else f" ({o})"))
             for n, p in zip(xs, pts):
-                seeds = list(p["per_seed"].values())
+                seeds = list(p[seeds_col].values()) if p is not None else []
                 ax.scatter([n + off] * len(seeds), seeds, color=c, s=8, alpha=0.45, lw=0)
         ax.axhline(0, color="#999999", lw=0.8)
         ax.set_xticks(xs, [cfg.noise_name(i) for i in xs], fontsize=8)
@@ -181,14 +181,15 @@ def plot_tie_margin(records: Sequence[Mapping], cfg):
     return fig
 
 
-def plot_all(records: Sequence[Mapping], cfg, out_dir: str | Path) -> list[Path]:
-    """Draw and save every study figure (PNG + PDF) under ``out_dir`` as ``study_*``; returns the paths."""
+def plot_all(records: Sequence[Mapping], cfg, out_dir: str | Path, *, summary) -> list[Path]:
+    """Draw and save every study figure (PNG + PDF) under ``out_dir`` as ``study_*``; returns the paths.
+    ``summary`` is :func:`drdo_lib.study.summary_table` of the same records."""
     import matplotlib.pyplot as plt
 
     out = []
     if not records:
         return out
-    for name, fn in (("study_gold_vs_noise", lambda: plot_gold_vs_noise(records, cfg, which=cfg.gold)),
+    for name, fn in (("study_gold_vs_noise", lambda: plot_gold_vs_noise(summary, cfg, which=cfg.gold)),
                      ("study_frontier", lambda: plot_frontier(records, cfg, which=cfg.gold)),
                      ("study_pyl_collapse", lambda: plot_pyl_collapse(records, cfg)),
                      ("study_tie_margin", lambda: plot_tie_margin(records, cfg))):
