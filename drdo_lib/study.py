@@ -25,8 +25,10 @@ gets an ``sft`` cell: the SFT policy measured exactly like a trained one, the ba
 Each cell is an independent run cached by a hash of its full settings (:func:`cell_key`: the variant, the noise
 level's resolved data config, the oracle kind, the seed, the resolved policy / SFT / oracle configs and the
 measurement settings) as ``runs/<profile>/study/cells/<key>.json``, written atomically and last: an interrupted
-study recomputes no finished cell. ``--shard i/N`` runs the cells whose grid index is ``i`` modulo ``N`` (a Slurm
-array); the shared work each shard needs is built by that shard and cached (a file lock serialises builders).
+study recomputes no finished cell. ``workers: N`` runs the grid on N processes of this machine
+(:mod:`drdo_lib.study_workers`: SFT, gates and Oracles first, cells as their inputs are ready). ``--shard i/N`` runs
+the cells whose grid index is ``i`` modulo ``N`` (a Slurm array); the shared work each shard needs is built by that
+shard and cached (a file lock serialises builders).
 
 Shared work, built once and cached under ``runs/<profile>/study/shared/`` (each keyed by its settings):
 
@@ -165,6 +167,8 @@ class StudyConfig:
     min_seeds: int = 3  # a verdict other than "cannot tell" needs at least this many seeds (DESIGN.md: >= 3)
     level: float = 0.95  # interval level
     n_bootstrap: int = 2000  # bootstrap resamples
+    workers: int = 1  # worker processes for the grid (drdo_lib.study_workers); 1: this process, in grid order
+    threads_per_worker: int | None = None  # torch threads per worker; None: cores // workers (at least 1)
     keep_models: bool = False  # keep each cell's trained policy (else deleted once measured)
     key_code: bool = True  # cache keys include a hash of the library code that shapes a result (code_hash());
     #   false: only the settings (an edited trainer then reuses stale cells: bump STUDY_VERSION or clear the cells)
@@ -232,6 +236,11 @@ class StudyConfig:
              and self.p_star_bins[0] <= 0 and self.p_star_bins[-1] >= 1, "p_star_bins: sorted edges covering [0, 1]"),
             (0.5 < self.level < 1 and self.n_bootstrap >= 100, "level in (0.5, 1), n_bootstrap >= 100"),
             (isinstance(self.min_seeds, int) and self.min_seeds >= 1, "min_seeds must be an integer >= 1"),
+            (isinstance(self.workers, int) and not isinstance(self.workers, bool) and self.workers >= 1,
+             "workers must be an integer >= 1"),
+            (self.threads_per_worker is None or (isinstance(self.threads_per_worker, int)
+                                                 and self.threads_per_worker >= 1),
+             "threads_per_worker must be an integer >= 1 or null"),
             (isinstance(self.keep_models, bool) and isinstance(self.key_code, bool),
              "keep_models and key_code must be true or false"),
         ]
@@ -533,8 +542,9 @@ def ensure_sft(run, cfg: StudyConfig, noise: int, seed: int, *, progress: bool =
     return srun.sft_model
 
 
-def ensure_gate(run, cfg: StudyConfig, seed: int) -> dict | None:
-    """The sanity gate of ``seed`` (on the first noise level's SFT run; cached). ``require``: raise GateFailed."""
+def ensure_gate(run, cfg: StudyConfig, seed: int, *, raise_on_fail: bool = True) -> dict | None:
+    """The sanity gate of ``seed`` (on the first noise level's SFT run; cached). ``require``: raise GateFailed
+    (unless ``raise_on_fail`` is false: the parallel runner raises it in the parent)."""
     from drdo_lib import gate
 
     if cfg.gate == "off":
@@ -554,27 +564,34 @@ def ensure_gate(run, cfg: StudyConfig, seed: int) -> dict | None:
             return res
 
     res = _cached(srun.dir / "gate" / "study_key.json", key, build)
-    if res and res.get("status") == "failed" and cfg.gate == "require":
-        raise gate.GateFailed(res.get("message", "sanity gate failed") + " (study.gate: require; set study.gate: "
-                              "record to run the study anyway, the reading then says every verdict cannot tell)")
+    if raise_on_fail and res and res.get("status") == "failed" and cfg.gate == "require":
+        raise gate.GateFailed(gate_failure_message(res))
     return res
 
 
-def ensure_oracle(run, cfg: StudyConfig, noise: int, seed: int, *, ensemble: bool, progress: bool = False) -> None:
-    """The trained Oracle (and, with ``ensemble``, the e-DPO ensemble) of (noise level, seed), trained once from
-    that seed's SFT policy on that level's pairs."""
-    from drdo_lib import oracle
+def gate_failure_message(res: Mapping) -> str:
+    """The GateFailed message of a failed gate result (``study.gate: require``)."""
+    return (res.get("message", "sanity gate failed") + " (study.gate: require; set study.gate: record to run the "
+            "study anyway, the reading then says every verdict cannot tell)")
+
+
+def ensure_oracle(run, cfg: StudyConfig, noise: int, seed: int, *, ensemble: bool, oracle: bool = True,
+                  progress: bool = False) -> None:
+    """The trained Oracle (unless ``oracle`` is false) and, with ``ensemble``, the e-DPO ensemble of (noise level,
+    seed), each trained once from that seed's SFT policy on that level's pairs."""
+    from drdo_lib import oracle as oracle_stage
 
     drun = data_run(run, cfg, noise, seed)
     sft_dir = ensure_sft(run, cfg, noise, seed)
     ocfg = _oracle_cfg(drun, kind="trained", init_model=str(sft_dir))
     base = _hash({"oracle": dataclasses.asdict(ocfg), "data": drun.profile.get("data"), "seed": seed,
                   "sft": sft_key(run, cfg, noise, seed)})
-    _cached(drun.dir / "oracle" / "study_key.json", base,
-            lambda: {"dir": str(oracle.run(drun, ocfg, progress=progress))})
+    if oracle:
+        _cached(drun.dir / "oracle" / "study_key.json", base,
+                lambda: {"dir": str(oracle_stage.run(drun, ocfg, progress=progress))})
     if ensemble:
         _cached(drun.dir / "ensemble" / "study_key.json", base,
-                lambda: {"dirs": [str(p) for p in oracle.run_ensemble(drun, ocfg, progress=progress)]})
+                lambda: {"dirs": [str(p) for p in oracle_stage.run_ensemble(drun, ocfg, progress=progress)]})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -887,6 +904,12 @@ def run(run_, cfg: StudyConfig | None = None, *, shard: tuple[int, int] | str | 
     if shard is not None:
         i, n = shard
         cells = [c for k, c in enumerate(cells) if k % n == i]
+    if cfg.workers > 1 and shard is None:
+        from drdo_lib.study_workers import run_parallel
+
+        done = run_parallel(run_, cfg, cells, workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
+                            progress=progress)
+        return results_table(done, cfg)
     out_dir = cells_dir(run_)
     done: list[dict] = []
     if cfg.gate != "off":
@@ -895,20 +918,26 @@ def run(run_, cfg: StudyConfig | None = None, *, shard: tuple[int, int] | str | 
     bar = tqdm(cells, desc="study cells", disable=not progress or progress_disabled_by_env())
     n_new = 0
     for cell in bar:
-        key = cell_key(run_, cfg, cell)
-        path = out_dir / f"{key}.json"
+        path = out_dir / f"{cell_key(run_, cfg, cell)}.json"
         bar.set_postfix_str(cell.name)
         if path.exists():
             done.append(json.loads(path.read_text()))
             continue
-        logger.info("study cell %s (%s)", cell.name, key)
-        res = run_cell(run_, cfg, cell)
-        rec = {"key": key, "cell": dataclasses.asdict(cell), "settings": cell_settings(run_, cfg, cell), **res}
-        _write_json_atomic(path, rec)  # last: a cell is finished exactly when its JSON exists
-        done.append(rec)
+        done.append(run_and_store_cell(run_, cfg, cell))
         n_new += 1
     logger.info("study: %d cells (%d computed now, %d read back)", len(cells), n_new, len(cells) - n_new)
     return results_table(done, cfg)
+
+
+def run_and_store_cell(run_, cfg: StudyConfig, cell: Cell) -> dict:
+    """Compute one cell (:func:`run_cell`) and write its record ``runs/<profile>/study/cells/<key>.json``
+    atomically and last (a cell is finished exactly when its JSON exists); returns the record."""
+    key = cell_key(run_, cfg, cell)
+    logger.info("study cell %s (%s)", cell.name, key)
+    res = run_cell(run_, cfg, cell)
+    rec = {"key": key, "cell": dataclasses.asdict(cell), "settings": cell_settings(run_, cfg, cell), **res}
+    _write_json_atomic(cells_dir(run_) / f"{key}.json", rec)
+    return rec
 
 
 def load_cells(run_, cfg: StudyConfig | None = None) -> tuple[list[dict], list[Cell]]:

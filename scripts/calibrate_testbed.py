@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--runs-dir", required=True)
     p.add_argument("--synthetic", default="{}", help="JSON: data.synthetic overrides")
     p.add_argument("--runs", default='[{"method": "dpo"}]', help="JSON list of policy overrides (+ method)")
+    p.add_argument("--seed", type=int, default=0, help="profile seed: the testbed draw and the SFT/policy init")
+    p.add_argument("--sft", default="{}", help="JSON: sft section overrides")
     p.add_argument("--clean", action="store_true", help="relabel the training pairs by r* (ties dropped)")
     p.add_argument("--n-prompts", type=int, default=300)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -48,8 +50,10 @@ def main() -> None:
     prof = load_profile("mini")
     prof["data"]["synthetic"].update(json.loads(a.synthetic))
     prof["oracle"].update(json.loads(os.environ.get("ORACLE", "{}")))
+    prof["sft"].update(json.loads(a.sft))
     prof["sft"]["eval_prompts"] = 0
-    run = Run.create(prof, runs_dir=a.runs_dir)
+    prof["seed"] = a.seed
+    run = Run.create(prof, seed=a.seed, runs_dir=a.runs_dir)
     data = data_stage.load(run)
     if not (run.sft_model / "model.safetensors").exists():
         t0 = time.time()

@@ -357,8 +357,12 @@ def load(run, cfg: DataConfig | None = None) -> ProfileData:
     manifest = out / "manifest.json"
     key = artefact_key(cfg, run.seed)
     if not manifest.exists() or json.loads(manifest.read_text()).get("key") != key:
-        logger.info("data stage artefact %s missing or stale: running the data stage", out)
-        return _data_stage(run, cfg)
+        from drdo_lib.config import file_lock
+
+        with file_lock(out.parent / ".stage.lock"):  # study workers may ask for the same artefact at once
+            if not manifest.exists() or json.loads(manifest.read_text()).get("key") != key:
+                logger.info("data stage artefact %s missing or stale: running the data stage", out)
+                return _data_stage(run, cfg)
     meta = json.loads(manifest.read_text())
     parts = {n: datasets.load_from_disk(str(out / n)) if (out / n).is_dir() else None
              for n in ("preferences", "sft", "ood")}
