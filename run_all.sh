@@ -3,9 +3,10 @@
 #   ./run_all.sh                      profile `mini` (CPU, no network, synthetic testbed)
 #   ./run_all.sh --profile sample     real text from ../shared/data (or DRDO_DATA_DIR), tiny models, CPU
 #   ./run_all.sh --profile tldr       the paper's TL;DR experiment (GPU node, HF hub access)
+#   ./run_all.sh --profile study      notebook 07's full robustness grid (CPU, <= 60 min on 2 cores), figures/study/
 # Options: --profile NAME, --only NN (run one notebook, e.g. --only 04), --no-setup (use the active environment).
-# Executed notebooks are written in place (notebooks/NN_*.ipynb), figures and tables under figures/<profile>/ and
-# run artefacts (checkpoints, caches, metrics) under runs/<profile>/.
+# Executed notebooks: profile mini in place (notebooks/NN_*.ipynb, what nbval checks), any other profile under
+# figures/<profile>/notebooks/; figures and tables under figures/<profile>/, run artefacts under runs/<profile>/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
@@ -16,10 +17,14 @@ while [ $# -gt 0 ]; do
     --profile=*) profile="${1#*=}"; shift;;
     --only) only="${2:?--only needs a notebook number}"; shift 2;;
     --no-setup) setup=0; shift;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0;;
     *) echo "run_all.sh: unknown argument '$1' (try --help)" >&2; exit 2;;
   esac
 done
+if [ "$profile" = "study" ] && [ -z "$only" ]; then
+  only="07"  # the study profile is notebook 07's full grid; notebooks 00-06 run on the other profiles
+  echo "run_all.sh: profile study runs notebook 07 (the robustness study) only"
+fi
 config="configs/$profile.yaml"
 if [ ! -f "$config" ]; then
   avail=$(ls configs/*.yaml 2>/dev/null | xargs -n1 basename | sed 's/\.yaml$//' | tr '\n' ' ')
@@ -45,8 +50,10 @@ for nb in "${nbs[@]}"; do
   if [ -n "$only" ] && [ "${name:0:2}" != "$only" ]; then continue; fi
   echo "=== [$profile] $name"
   t0=$(date +%s)
-  python -m papermill "$nb" "$nb" -f "$config" -p profile "$profile" -k drdo --cwd notebooks --progress-bar \
-    || { echo "run_all.sh: $name failed (profile $profile); see the executed notebook for the error" >&2; exit 1; }
+  out="$nb"  # mini: in place (the committed notebooks are the mini run, which nbval re-executes in CI)
+  if [ "$profile" != "mini" ]; then mkdir -p "figures/$profile/notebooks"; out="figures/$profile/notebooks/$name"; fi
+  python -m papermill "$nb" "$out" -f "$config" -p profile "$profile" -k drdo --cwd notebooks --progress-bar \
+    || { echo "run_all.sh: $name failed (profile $profile); see the executed notebook $out for the error" >&2; exit 1; }
   summary+=("$(printf '%-36s %5ss' "$name" "$(( $(date +%s) - t0 ))")")
 done
 echo

@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--runs", default='[{"method": "dpo"}]', help="JSON list of policy overrides (+ method)")
     p.add_argument("--seed", type=int, default=0, help="profile seed: the testbed draw and the SFT/policy init")
     p.add_argument("--sft", default="{}", help="JSON: sft section overrides")
+    p.add_argument("--data", default="{}", help="JSON: data section overrides (e.g. n_sft)")
     p.add_argument("--clean", action="store_true", help="relabel the training pairs by r* (ties dropped)")
     p.add_argument("--n-prompts", type=int, default=300)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -51,6 +52,7 @@ def main() -> None:
     prof["data"]["synthetic"].update(json.loads(a.synthetic))
     prof["oracle"].update(json.loads(os.environ.get("ORACLE", "{}")))
     prof["sft"].update(json.loads(a.sft))
+    prof["data"].update(json.loads(a.data))
     prof["sft"]["eval_prompts"] = 0
     prof["seed"] = a.seed
     run = Run.create(prof, seed=a.seed, runs_dir=a.runs_dir)
