@@ -11,7 +11,14 @@ normal interval over prompts. This is the script behind the numbers in README "C
         --synthetic '{..., "temperature": 0.5, "tie_fraction": 0.1}' \\
         --runs '[{"method": "drdo", "student_head_init": "zero"}, {"method": "drdo", "student_reward": "logprob"}]'
 
-``--synthetic`` overrides ``data.synthetic`` of configs/mini.yaml, each ``--runs`` entry overrides ``policy`` (its
+The SFT recipe of the ``study`` profile (README "Choices made by evidence"), per seed 0, 1, 2::
+
+    python scripts/calibrate_testbed.py --threads 1 --seed 1 --runs-dir /tmp/calib/s1 --data '{"n_sft": 16000}' \
+        --sft '{"max_steps": 2000, "lr_scheduler_type": "cosine", "warmup_steps": 50}' --clean \
+        --runs '[{"method": "dpo"}, {"method": "dpo", "max_steps": 60}]'
+
+``--seed`` sets the profile seed (the testbed draw and every initialisation), ``--sft`` / ``--data`` override those
+sections; ``--synthetic`` overrides ``data.synthetic`` of configs/mini.yaml, each ``--runs`` entry overrides ``policy`` (its
 ``method`` key picks the method); ``--clean`` relabels the training pairs by r* (the gate's clean labels); the
 environment variable ORACLE overrides the ``oracle`` section. The SFT policy is trained once per runs dir and reused
 (its rows do not depend on the label temperature or tie share).
