@@ -1141,6 +1141,18 @@ def reading(records: Sequence[Mapping], cfg: StudyConfig, *, gate_results: Seque
             add(f"Robustness ({cfg.label(st)} vs {cfg.label(b)}, most noisy level)",
                 f"r* difference at {cfg.noise_name(hi_n)}", est, +1,
                 f"r* ({cfg.gold}) of {cfg.label(st)} ({so}) minus {cfg.label(b)} at {cfg.noise_name(hi_n)}")
+            # Sec. 5's headline: DRDO's policies earn more reward than the baseline's (here r*, every noise level).
+            pooled = {}
+            for s in cfg.seeds:
+                parts = [np.asarray(idx[(st, n, so, s)]["per_prompt"][field_], float)
+                         - np.asarray(idx[(b, n, bo, s)]["per_prompt"][field_], float)
+                         for n in noises if (st, n, so, s) in idx and (b, n, bo, s) in idx]
+                if parts:
+                    pooled[s] = np.concatenate(parts)
+            est = effect(pooled, **kw)
+            add(f"Sec. 5 ({cfg.label(st)} earns more r* than {cfg.label(b)})", "r* difference, every noise level",
+                est, +1, f"r* ({cfg.gold}) of {cfg.label(st)} ({so}) minus {cfg.label(b)}, pooled over the "
+                         f"{len(noises)} noise levels (units: seed × level × prompt)")
     return rows
 
 

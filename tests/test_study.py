@@ -240,6 +240,7 @@ def test_reading_supports_when_the_numbers_do():
     assert v["Lemma 2 (e-DPO moves mass off the preferred responses)"] == "supports"
     assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "supports"
     assert v["Robustness (DRDO (r̂ head) vs e-DPO)"] == "supports"
+    assert v["Sec. 5 (DRDO (r̂ head) earns more r* than DPO)"] == "supports"  # +0.14 pooled over the two levels
     sentences = study.reading_sentences(_records(cfg, eff), cfg)
     assert all("[" in s and "interval" in s for s in sentences)
 
@@ -253,6 +254,7 @@ def test_reading_contradicts_when_the_numbers_do():
     assert v["Lemma 1c (DPO drives π(y_l) down)"] == "contradicts"
     assert v["Lemma 1c (DPO moves mass off the preferred responses)"] == "contradicts"
     assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "contradicts"
+    assert v["Sec. 5 (DRDO (r̂ head) earns more r* than DPO)"] == "contradicts"  # -0.30 pooled
 
 
 def test_reading_cannot_tell_on_null_effects_missing_cells_or_a_failed_gate():
@@ -260,6 +262,7 @@ def test_reading_cannot_tell_on_null_effects_missing_cells_or_a_failed_gate():
     v = _verdicts(study.reading(_records(cfg, {}), cfg))
     assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "cannot tell"
     assert v["Lemma 1b (DPO's margin on p* = ½ pairs grows)"] == "cannot tell"
+    assert v["Sec. 5 (DRDO (r̂ head) earns more r* than DPO)"] == "cannot tell"
     recs = [r for r in _records(cfg, {("dpo", 1): -1.0}) if r["cell"]["variant"] != "drdo_head"]
     assert _verdicts(study.reading(recs, cfg))["Robustness (DRDO (r̂ head) vs DPO)"] == "cannot tell"
     eff = {("dpo", "tie"): 1.0}
