@@ -108,9 +108,11 @@ def run(
     train_rows=None,
     corpus: Sequence[str] | None = None,
     progress: bool = True,
+    seed: int | None = None,
 ) -> Path:
     """The SFT stage: train the SFT policy of ``run`` (a :class:`drdo_lib.run.Run`) and return its directory
-    ``runs/<profile>/sft/final`` (model + tokenizer).
+    ``runs/<profile>/sft/final`` (model + tokenizer). ``seed`` (default: the run's seed) seeds the initialisation
+    and the data order only (the study retrains a stuck SFT policy with another one; the data stay the run's).
 
     ``cfg`` defaults to the run's ``sft`` section; ``train_rows`` (a ``datasets.Dataset`` with ``prompt`` and
     ``response``/``label``/``completion``) and ``corpus`` (texts for a tiny model's tokenizer) default to the data
@@ -122,7 +124,7 @@ def run(
     from drdo_lib.models import TINY_MODELS, build_causal_lm, build_tokenizer, count_parameters
 
     cfg = cfg if cfg is not None else run.config(SFTConfig, "sft")
-    seed = run.seed
+    seed = run.seed if seed is None else int(seed)
     if train_rows is None:
         from drdo_lib.data import pipeline as data_stage
 

@@ -102,7 +102,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["StudyConfig", "Cell", "run", "expand_grid", "cell_key", "run_cell", "measure", "load_cells",
            "results_table", "summary_table", "reading", "reading_sentences", "verdict", "report", "parse_shard",
-           "DEFAULT_VARIANTS", "ORACLE_METHODS", "SFT_INVARIANT", "never_preferred", "sft_corpus"]
+           "DEFAULT_VARIANTS", "ORACLE_METHODS", "SFT_INVARIANT", "never_preferred", "sft_corpus", "sft_history",
+           "sft_check_reward", "gate_failure_message", "run_and_store_cell"]
 
 #: Bump when what a cell measures (or how) changes: part of every cell key.
 STUDY_VERSION = 1
@@ -112,6 +113,8 @@ ORACLE_METHODS = ("drdo", "edpo")
 #: (tests/test_study.py checks each): noise levels differing only in these share one SFT policy per seed.
 SFT_INVARIANT = ("temperature", "tie_fraction", "confidence_noise", "repeat_fraction", "null_confidence_fraction",
                  "near_pair_fraction", "ref_pair_fraction", "pair_source", "n_workers")
+#: Init seed of SFT attempt k of a training seed s: s + SFT_RESTART_STRIDE * k (study.sft_min_reward).
+SFT_RESTART_STRIDE = 1000
 #: The issue's methods: DRDO with both student-reward variants, DPO, e-DPO, IPO, DRDO α = 0 and DRDO γ = 0.
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "drdo_head": {"method": "drdo", "student_reward": "head", "label": "DRDO (r̂ head)"},
@@ -151,6 +154,11 @@ class StudyConfig:
     oracle: dict = field(default_factory=dict)  # OracleConfig overrides of the trained Oracle / ensemble
     policy: dict = field(default_factory=dict)  # PolicyConfig overrides of every cell (e.g. max_steps)
     gate: str = "record"  # sanity gate per seed: require (raise GateFailed) | record (reading says so) | off
+    sft_min_reward: float | None = None  # restart rule: an SFT policy whose greedy r* on sft_check_prompts
+    #   *training* prompts is below this is retrained with init seed s + 1000 k (None: no check, one attempt).
+    #   A from-scratch model sometimes never leaves a "topic words" plateau (README); the data stay the seed's
+    sft_attempts: int = 3  # attempts at most (the last is kept whatever its r*; the gate then decides)
+    sft_check_prompts: int = 200  # training prompts of the restart rule's check
     n_prompts: int = 300  # held-out prompts (gold r*, KL, entropy)
     n_train_prompts: int = 300  # training prompts (never-preferred share / mass, pair log-probs)
     sample_temperature: float = 0.7  # temperature of the scored sample (beside greedy)
@@ -236,6 +244,10 @@ class StudyConfig:
              and self.p_star_bins[0] <= 0 and self.p_star_bins[-1] >= 1, "p_star_bins: sorted edges covering [0, 1]"),
             (0.5 < self.level < 1 and self.n_bootstrap >= 100, "level in (0.5, 1), n_bootstrap >= 100"),
             (isinstance(self.min_seeds, int) and self.min_seeds >= 1, "min_seeds must be an integer >= 1"),
+            (self.sft_min_reward is None or isinstance(self.sft_min_reward, (int, float)),
+             "sft_min_reward must be a number or null"),
+            (isinstance(self.sft_attempts, int) and self.sft_attempts >= 1 and isinstance(self.sft_check_prompts, int)
+             and self.sft_check_prompts >= 1, "sft_attempts and sft_check_prompts must be integers >= 1"),
             (isinstance(self.workers, int) and not isinstance(self.workers, bool) and self.workers >= 1,
              "workers must be an integer >= 1"),
             (self.threads_per_worker is None or (isinstance(self.threads_per_worker, int)
@@ -404,8 +416,11 @@ def sft_key(run, cfg: StudyConfig, noise: int, seed: int) -> str:
     syn = {k: v for k, v in dcfg["synthetic"].items() if k not in SFT_INVARIANT}
     dcfg["synthetic"] = syn
     sft_cfg = dataclasses.asdict(build_config(SFTConfig, prof.get("sft") or {}))
-    return _hash({"data": dcfg, "sft": sft_cfg, "seed": seed, "corpus": "sft_rows+testbed_words", "v": STUDY_VERSION,
-                  "code": _code(cfg)})
+    payload = {"data": dcfg, "sft": sft_cfg, "seed": seed, "corpus": "sft_rows+testbed_words", "v": STUDY_VERSION,
+               "code": _code(cfg)}
+    if cfg.sft_min_reward is not None:  # which SFT policy is kept depends on the restart rule
+        payload["restarts"] = [cfg.sft_min_reward, cfg.sft_attempts, cfg.sft_check_prompts]
+    return _hash(payload)
 
 
 def sft_run(run, cfg: StudyConfig, noise: int, seed: int):
@@ -533,13 +548,64 @@ def ensure_sft(run, cfg: StudyConfig, noise: int, seed: int, *, progress: bool =
     def build():
         data = data_stage.load(srun)
         train_rows, _ = data.sft_rows()
-        logger.info("study: training the SFT policy for seed %d (%s)", seed, srun.sft_model)
         t0 = time.perf_counter()
-        sft.run(srun, train_rows=train_rows, corpus=sft_corpus(data), progress=progress)
-        return {"seconds": round(time.perf_counter() - t0, 1)}
+        attempts = []
+        for k in range(cfg.sft_attempts if cfg.sft_min_reward is not None else 1):
+            init = seed + SFT_RESTART_STRIDE * k
+            logger.info("study: training the SFT policy for seed %d, attempt %d (init seed %d, %s)", seed, k + 1,
+                        init, srun.sft_model)
+            sft.run(srun, train_rows=train_rows, corpus=sft_corpus(data), progress=progress, seed=init)
+            rec = {"init_seed": init, "train_loss_last": _last_loss(srun.stage_dir("sft") / "metrics.json")}
+            if cfg.sft_min_reward is None:
+                attempts.append(rec)
+                break
+            rec["train_prompt_reward"] = sft_check_reward(srun, train_rows, data.testbed, cfg.sft_check_prompts)
+            rec["accepted"] = rec["train_prompt_reward"] >= cfg.sft_min_reward
+            attempts.append(rec)
+            if rec["accepted"]:
+                break
+            logger.warning("study: the SFT policy of seed %d (init seed %d) reaches r* %.2f on training prompts, "
+                           "below study.sft_min_reward %.2f: %s", seed, init, rec["train_prompt_reward"],
+                           cfg.sft_min_reward, "retrained with another init seed"
+                           if k + 1 < cfg.sft_attempts else "kept (no attempt left; the gate decides)")
+        return {"seconds": round(time.perf_counter() - t0, 1), "attempts": attempts}
 
     _cached(srun.dir / "sft" / "study_key.json", sft_key(run, cfg, noise, seed), build)
     return srun.sft_model
+
+
+def _last_loss(metrics_path: Path) -> float | None:
+    try:
+        curve = json.loads(metrics_path.read_text()).get("loss_curve") or []
+        return float(curve[-1]["loss"]) if curve else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def sft_check_reward(srun, train_rows, testbed, n_prompts: int) -> float:
+    """Mean r* of the SFT policy's greedy samples on its first ``n_prompts`` *training* prompts (never the held-out
+    prompts every cell is measured on): the restart rule's check that SFT learned the task at all."""
+    from transformers import AutoTokenizer
+
+    from drdo_lib.sft import SFTConfig, true_reward_of_samples
+
+    scfg = srun.config(SFTConfig, "sft")
+    prompts = list(train_rows["prompt"][:n_prompts])
+    tok = AutoTokenizer.from_pretrained(srun.sft_model)
+    res = true_reward_of_samples(str(srun.sft_model), tok, prompts, testbed.true_rewards, temperature=0.0,
+                                 max_new_tokens=scfg.eval_max_new_tokens, batch_size=128,
+                                 max_prompt_length=scfg.max_prompt_length)
+    return float(res["mean"])
+
+
+def sft_history(run, cfg: StudyConfig, seed: int, noise: int = 0) -> list[dict]:
+    """The SFT attempts of ``seed`` as recorded when its policy was trained (init seed, last training loss and,
+    with the restart rule, r* on training prompts and whether it was kept); [] when not trained yet."""
+    marker = sft_run(run, cfg, noise, seed).dir / "sft" / "study_key.json"
+    try:
+        return list((json.loads(marker.read_text()).get("value") or {}).get("attempts") or [])
+    except (OSError, json.JSONDecodeError):
+        return []
 
 
 def ensure_gate(run, cfg: StudyConfig, seed: int, *, raise_on_fail: bool = True) -> dict | None:
@@ -1243,6 +1309,14 @@ def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] |
             f"Profile `{run_.name}`: {len(records)} finished cells" + (f", {len(missing)} missing" if missing else "")
             + f"; seeds {list(cfg.seeds)}; noise levels " + "; ".join(cfg.noise_name(i) for i in
                                                                         range(len(cfg.noise_levels))) + ".", ""]
+    for s in cfg.seeds:
+        att = sft_history(run_, cfg, s)
+        if att:
+            tried = "; ".join(f"init seed {a['init_seed']}: loss {a.get('train_loss_last') or float('nan'):.2f}"
+                              + (f", r* {a['train_prompt_reward']:.2f} on training prompts"
+                                 + ("" if a.get("accepted") else " (rejected)")
+                                 if "train_prompt_reward" in a else "") for a in att)
+            text.append(f"- SFT policy of seed {s}: {len(att)} attempt(s) ({tried}).")
     for g in gates:
         text.append(f"- Sanity gate: {g.get('status')} (DPO on clean labels minus SFT on r*: "
                     f"{g.get('advantage', float('nan')):+.3f} [{g.get('ci_low', float('nan')):+.3f}, "

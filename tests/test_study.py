@@ -432,3 +432,35 @@ def test_real_tiny_grid_with_trained_oracle_and_ensemble(tmp_path):
     assert [p.name for p in drun.ensemble_members()] == ["member_0", "member_1", "member_2"]
     marker = json.loads((drun.dir / "oracle" / "study_key.json").read_text())
     assert marker["value"]["dir"] == str(drun.oracle_model)
+
+
+def test_sft_restart_rule_retrains_a_stuck_policy_with_another_init_seed(tmp_path, monkeypatch):
+    """study.sft_min_reward: an SFT policy below it on training prompts is retrained (init seed s + 1000 k, same
+    data); the attempts are recorded and reported; the rule is part of the SFT key."""
+    from drdo_lib import sft
+
+    run = _run(tmp_path)
+    cfg = _cfg(seeds=[3], methods=["dpo"], oracle_kinds=["true_reward"], sft_min_reward=1.0, sft_attempts=3,
+               sft_check_prompts=5)
+    inits, rewards = [], iter([-0.6, 2.1, 9.9])
+
+    def fake_sft(srun, *a, seed=None, **k):
+        inits.append(seed)
+        (srun.stage_dir("sft") / "metrics.json").write_text(json.dumps({"loss_curve": [{"step": 1, "loss": 3.1}]}))
+        return srun.sft_model
+
+    monkeypatch.setattr(sft, "run", fake_sft)
+    monkeypatch.setattr(study, "sft_check_reward", lambda *a, **k: next(rewards))
+    study.ensure_sft(run, cfg, 0, 3)
+    assert inits == [3, 1003]  # stuck first attempt retrained once, then accepted
+    hist = study.sft_history(run, cfg, 3)
+    assert [h["accepted"] for h in hist] == [False, True] and hist[0]["train_prompt_reward"] == -0.6
+    study.ensure_sft(run, cfg, 0, 3)  # cached: no third attempt
+    assert inits == [3, 1003]
+    assert study.sft_key(run, cfg, 0, 3) != study.sft_key(run, _cfg(seeds=[3], methods=["dpo"]), 0, 3)
+    # without the rule: one attempt with the seed itself, no check
+    plain = _cfg(seeds=[4], methods=["dpo"], oracle_kinds=["true_reward"])
+    study.ensure_sft(run, plain, 0, 4)
+    assert inits[-1] == 4 and "train_prompt_reward" not in study.sft_history(run, plain, 4)[0]
+    with pytest.raises(ValueError, match="sft_attempts"):
+        _cfg(sft_attempts=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from drdo_lib import gate, study, study_workers
@@ -114,12 +115,14 @@ def test_real_tiny_grid_on_two_processes_is_read_back_by_a_serial_rerun(tmp_path
     cfg = _cfg(seeds=[0, 1], methods=["drdo_logprob", "dpo"], oracle_kinds=["true_reward"], gate="record",
                noise_levels=[{"temperature": 1.0, "tie_fraction": 0.3}], n_prompts=4, n_train_prompts=4,
                max_tie_pairs=8, margin_every=1, reading_oracle="true_reward", student="drdo_logprob",
-               baselines=["dpo"], n_bootstrap=200, workers=2)
+               baselines=["dpo"], n_bootstrap=200, workers=2, sft_min_reward=-1e9, sft_check_prompts=4)
     df = study.run(run, cfg, progress=False)
     assert len(df) == len(study.expand_grid(cfg)) == 6 and set(df.seed) == {0, 1}
     for s in (0, 1):
         marker = study.sft_run(run, cfg, 0, s).dir / "gate" / "study_key.json"
         assert marker.exists()
+        hist = study.sft_history(run, cfg, s)  # the restart rule's real check ran (and accepted the first attempt)
+        assert len(hist) == 1 and hist[0]["accepted"] and np.isfinite(hist[0]["train_prompt_reward"])
 
     def boom(*a, **k):
         raise AssertionError("a finished cell was recomputed")
