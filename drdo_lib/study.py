@@ -26,7 +26,8 @@ Each cell is an independent run cached by a hash of its full settings (:func:`ce
 level's resolved data config, the oracle kind, the seed, the resolved policy / SFT / oracle configs and the
 measurement settings) as ``runs/<profile>/study/cells/<key>.json``, written atomically and last: an interrupted
 study recomputes no finished cell. ``workers: N`` runs the grid on N processes of this machine
-(:mod:`drdo_lib.study_workers`: SFT, gates and Oracles first, cells as their inputs are ready). ``--shard i/N`` runs
+(:func:`run_parallel` over :mod:`drdo_lib.taskgraph`: SFT, gates and Oracles first, cells as their inputs are
+ready). ``--shard i/N`` runs
 the cells whose grid index is ``i`` modulo ``N`` (a Slurm array); the shared work each shard needs is built by that
 shard and cached (a file lock serialises builders).
 
@@ -103,7 +104,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["StudyConfig", "Cell", "run", "expand_grid", "cell_key", "run_cell", "measure", "load_cells",
            "results_table", "summary_table", "reading", "reading_sentences", "verdict", "report", "parse_shard",
            "DEFAULT_VARIANTS", "ORACLE_METHODS", "SFT_INVARIANT", "never_preferred", "sft_corpus", "sft_history",
-           "sft_check_reward", "gate_failure_message", "run_and_store_cell"]
+           "sft_check_reward", "gate_failure_message", "run_and_store_cell", "plan",
+           "run_parallel"]
 
 #: Bump when what a cell measures (or how) changes: part of every cell key.
 STUDY_VERSION = 1
@@ -175,7 +177,7 @@ class StudyConfig:
     min_seeds: int = 3  # a verdict other than "cannot tell" needs at least this many seeds (DESIGN.md: >= 3)
     level: float = 0.95  # interval level
     n_bootstrap: int = 2000  # bootstrap resamples
-    workers: int = 1  # worker processes for the grid (drdo_lib.study_workers); 1: this process, in grid order
+    workers: int = 1  # worker processes for the grid (run_parallel); 1: this process, in grid order
     threads_per_worker: int | None = None  # torch threads per worker; None: cores // workers (at least 1)
     keep_models: bool = False  # keep each cell's trained policy (else deleted once measured)
     key_code: bool = True  # cache keys include a hash of the library code that shapes a result (code_hash());
@@ -971,11 +973,7 @@ def run(run_, cfg: StudyConfig | None = None, *, shard: tuple[int, int] | str | 
         i, n = shard
         cells = [c for k, c in enumerate(cells) if k % n == i]
     if cfg.workers > 1 and shard is None:
-        from drdo_lib.study_workers import run_parallel
-
-        done = run_parallel(run_, cfg, cells, workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
-                            progress=progress)
-        return results_table(done, cfg)
+        return results_table(run_parallel(run_, cfg, cells, progress=progress), cfg)
     out_dir = cells_dir(run_)
     done: list[dict] = []
     if cfg.gate != "off":
@@ -1004,6 +1002,133 @@ def run_and_store_cell(run_, cfg: StudyConfig, cell: Cell) -> dict:
     rec = {"key": key, "cell": dataclasses.asdict(cell), "settings": cell_settings(run_, cfg, cell), **res}
     _write_json_atomic(cells_dir(run_) / f"{key}.json", rec)
     return rec
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runner on several processes (study.workers > 1)
+# ---------------------------------------------------------------------------------------------------------------
+#: Start order among ready tasks: what unblocks most first.
+_TASK_PRIORITY = {"sft": 0, "gate": 1, "oracle": 2, "ensemble": 2, "cell": 3}
+
+
+def plan(run_, cfg: StudyConfig, cells: Sequence[Cell], gate_seeds: Sequence[int] = ()) -> dict:
+    """The work of ``cells`` (the unfinished ones) as a :mod:`drdo_lib.taskgraph` graph, plus the gates of
+    ``gate_seeds`` (a finished grid still records its gates):
+
+    * ``sft``: the SFT policy of a (seed, SFT key) (:func:`ensure_sft`); everything of that seed needs it;
+    * ``gate``: the sanity gate of a seed; under ``gate: require`` every cell of the seed waits for it;
+    * ``oracle`` / ``ensemble``: the trained Oracle / e-DPO ensemble of a (noise level, seed), where a ``trained``
+      cell needs them;
+    * ``cell``: one cell (:func:`run_and_store_cell`).
+    """
+    from drdo_lib.taskgraph import Task
+
+    tasks: dict = {}
+
+    def add(name, kind, args, deps=()):
+        if name not in tasks:
+            tasks[name] = Task(name, kind, args, set(deps), priority=_TASK_PRIORITY[kind], order=len(tasks))
+        return name
+
+    def add_sft(noise, seed):
+        return add(f"sft:{seed}:{sft_key(run_, cfg, noise, seed)}", "sft", (noise, seed))
+
+    def add_gate(seed):
+        return add(f"gate:{seed}", "gate", (seed,), {add_sft(0, seed)})
+
+    if cfg.gate != "off":
+        for seed in gate_seeds:
+            add_gate(seed)
+    for cell in cells:
+        sft = add_sft(cell.noise, cell.seed)
+        deps = {sft}
+        if cfg.gate != "off":
+            gate = add_gate(cell.seed)
+            if cfg.gate == "require":
+                deps.add(gate)
+        if cell.oracle == "trained":
+            deps.add(add(f"oracle:{cell.noise}:{cell.seed}", "oracle", (cell.noise, cell.seed), {sft}))
+            if cell.method == "edpo":
+                deps.add(add(f"ensemble:{cell.noise}:{cell.seed}", "ensemble", (cell.noise, cell.seed), {sft}))
+        add(f"cell:{cell.name}", "cell", (cell,), deps)
+    return tasks
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(run_, cfg: StudyConfig, threads: int) -> None:
+    """Per worker process: torch threads, quiet progress bars and logs, the run and the study settings."""
+    os.environ.setdefault("DRDO_PROGRESS", "0")
+    import torch
+
+    from drdo_lib.hf import quiet_batch_progress
+
+    torch.set_num_threads(max(1, int(threads)))
+    quiet_batch_progress()
+    logging.basicConfig(level=logging.WARNING)
+    _WORKER.update(run=run_, cfg=cfg)
+
+
+def _execute(kind: str, args: tuple) -> Any:
+    """One task of :func:`plan` in a worker: the same cached builders as the serial runner."""
+    run_, cfg = _WORKER["run"], _WORKER["cfg"]
+    if kind == "sft":
+        ensure_sft(run_, cfg, *args)
+        return None
+    if kind == "gate":
+        return ensure_gate(run_, cfg, *args, raise_on_fail=False)
+    if kind in ("oracle", "ensemble"):
+        ensure_oracle(run_, cfg, *args, ensemble=kind == "ensemble", oracle=kind == "oracle")
+        return None
+    if kind == "cell":
+        return run_and_store_cell(run_, cfg, args[0])
+    raise ValueError(f"unknown study task kind {kind!r}")
+
+
+def run_parallel(run_, cfg: StudyConfig, cells: Sequence[Cell], *, progress: bool = True,
+                 executor=None) -> list[dict]:
+    """Compute the unfinished ``cells`` on ``cfg.workers`` spawned processes (``cfg.threads_per_worker`` torch
+    threads each; default cores // workers) through :func:`drdo_lib.taskgraph.run_graph`: SFT first, then gates
+    and Oracles, then cells as their inputs are ready. Same builders, caches and keys as the serial runner, so an
+    interrupted parallel study resumes like a serial one. Returns the records of every cell in ``cells``; raises
+    GateFailed (``gate: require``) or a task's error once the tasks in flight are done. ``executor``: an open
+    executor to use instead (tests pass a thread pool)."""
+    from tqdm.auto import tqdm
+
+    from drdo_lib import gate as gate_mod
+    from drdo_lib.hf import progress_disabled_by_env
+    from drdo_lib.taskgraph import run_graph
+
+    out_dir = cells_dir(run_)
+    paths = {c.name: out_dir / f"{cell_key(run_, cfg, c)}.json" for c in cells}
+    todo = [c for c in cells if not paths[c.name].exists()]
+    tasks = plan(run_, cfg, todo, gate_seeds=sorted({c.seed for c in cells}))
+    threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // cfg.workers)
+    logger.info("study: %d of %d cells to compute, %d tasks on %d workers x %d thread(s)", len(todo), len(cells),
+                len(tasks), cfg.workers, threads)
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="study cells",
+               disable=not progress or progress_disabled_by_env())
+
+    def on_done(task, res):
+        if task.kind == "gate" and cfg.gate == "require" and res and res.get("status") == "failed":
+            return gate_mod.GateFailed(gate_failure_message(res))
+        if task.kind == "cell":
+            bar.set_postfix_str(task.args[0].name)
+            bar.update(1)
+        return None
+
+    if executor is not None:
+        _WORKER.update(run=run_, cfg=cfg)
+    try:
+        run_graph(tasks, _execute, workers=cfg.workers, initializer=_init_worker, initargs=(run_, cfg, threads),
+                  on_done=on_done, executor=executor)
+    finally:
+        bar.close()
+    missing = [c.name for c in cells if not paths[c.name].exists()]
+    if missing:
+        raise RuntimeError(f"study: {len(missing)} cell(s) have no result after the parallel run: {missing[:3]}")
+    return [json.loads(paths[c.name].read_text()) for c in cells]
 
 
 def load_cells(run_, cfg: StudyConfig | None = None) -> tuple[list[dict], list[Cell]]:

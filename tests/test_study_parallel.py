@@ -1,6 +1,6 @@
-"""The study's parallel runner (drdo_lib.study_workers): the task graph, the scheduler's order and its failure
-behaviour (thread pool + fake builders: fast), and one real tiny grid on two spawned processes whose cells a
-serial rerun reads back instead of recomputing."""
+"""The study's parallel runner (study.plan / study.run_parallel over drdo_lib.taskgraph): the task graph, the
+scheduler's order and its failure behaviour (thread pool + fake builders: fast), and one real tiny grid on two
+spawned processes whose cells a serial rerun reads back instead of recomputing."""
 from __future__ import annotations
 
 import threading
@@ -9,14 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from drdo_lib import gate, study, study_workers
+from drdo_lib import gate, study, taskgraph
 from tests.test_study import _cfg, _run
 
 
 def test_plan_orders_dependencies(tmp_path):
     run = _run(tmp_path)
     cfg = _cfg(seeds=[0, 1], methods=["drdo_head", "dpo", "edpo"], gate="require")
-    tasks = study_workers.plan(run, cfg, study.expand_grid(cfg), gate_seeds=[0, 1])
+    tasks = study.plan(run, cfg, study.expand_grid(cfg), gate_seeds=[0, 1])
     kinds = sorted({t.kind for t in tasks.values()})
     assert kinds == ["cell", "ensemble", "gate", "oracle", "sft"]
     # both noise levels of a seed share one SFT policy (the temperature does not shape the SFT rows)
@@ -32,9 +32,9 @@ def test_plan_orders_dependencies(tmp_path):
                 want.add(f"ensemble:{cell.noise}:{cell.seed}")
         assert t.deps == want, cell
     # record: the gate runs but nothing waits for it; off: no gate at all
-    rec = study_workers.plan(run, _cfg(seeds=[0], gate="record"), study.expand_grid(_cfg(seeds=[0])), gate_seeds=[0])
+    rec = study.plan(run, _cfg(seeds=[0], gate="record"), study.expand_grid(_cfg(seeds=[0])), gate_seeds=[0])
     assert "gate:0" in rec and not any("gate:0" in t.deps for t in rec.values())
-    off = study_workers.plan(run, _cfg(seeds=[0]), study.expand_grid(_cfg(seeds=[0])), gate_seeds=[0])
+    off = study.plan(run, _cfg(seeds=[0]), study.expand_grid(_cfg(seeds=[0])), gate_seeds=[0])
     assert not any(t.kind == "gate" for t in off.values())
 
 
@@ -63,12 +63,12 @@ def _fake_builders(monkeypatch, log, *, gate_status="passed", fail_cell=None):
 
 def test_scheduler_runs_each_task_once_after_its_inputs(tmp_path, monkeypatch):
     run = _run(tmp_path)
-    cfg = _cfg(seeds=[0, 1], methods=["drdo_head", "dpo", "edpo"], gate="require")
+    cfg = _cfg(seeds=[0, 1], methods=["drdo_head", "dpo", "edpo"], gate="require", workers=2)
     log: list = []
     _fake_builders(monkeypatch, log)
     cells = study.expand_grid(cfg)
     with ThreadPoolExecutor(2) as ex:
-        recs = study_workers.run_parallel(run, cfg, cells, workers=2, progress=False, executor=ex)
+        recs = study.run_parallel(run, cfg, cells, progress=False, executor=ex)
     assert [r["cell"] for r in recs] == [dict(vars(c)) for c in cells]
     done = [x for x in log if x[0] == "cell"]
     assert len(done) == len(cells) == len({x[1] for x in done})
@@ -82,17 +82,19 @@ def test_scheduler_runs_each_task_once_after_its_inputs(tmp_path, monkeypatch):
                 assert ("oracle", c.noise, c.seed) in before
     # a rerun (serial or parallel) computes nothing
     log.clear()
-    study.run(run, cfg, progress=False)
+    study.run(run, study.dataclasses.replace(cfg, workers=1), progress=False)
+    with ThreadPoolExecutor(2) as ex:
+        study.run_parallel(run, cfg, cells, progress=False, executor=ex)
     assert not [x for x in log if x[0] == "cell"]
 
 
 def test_failed_required_gate_stops_the_parallel_study(tmp_path, monkeypatch):
     run = _run(tmp_path)
-    cfg = _cfg(seeds=[0], methods=["dpo"], oracle_kinds=["true_reward"], gate="require")
+    cfg = _cfg(seeds=[0], methods=["dpo"], oracle_kinds=["true_reward"], gate="require", workers=2)
     log: list = []
     _fake_builders(monkeypatch, log, gate_status="failed")
     with ThreadPoolExecutor(2) as ex, pytest.raises(gate.GateFailed, match="gate of seed 0 failed"):
-        study_workers.run_parallel(run, cfg, study.expand_grid(cfg), workers=2, progress=False, executor=ex)
+        study.run_parallel(run, cfg, study.expand_grid(cfg), progress=False, executor=ex)
     assert not [x for x in log if x[0] == "cell"]
     assert not list(study.cells_dir(run).glob("*.json"))
 
@@ -104,7 +106,7 @@ def test_a_failing_cell_is_raised_and_the_others_are_kept(tmp_path, monkeypatch)
     log: list = []
     _fake_builders(monkeypatch, log, fail_cell=cells[1])
     with ThreadPoolExecutor(1) as ex, pytest.raises(RuntimeError, match="this cell broke"):
-        study_workers.run_parallel(run, cfg, cells, workers=1, progress=False, executor=ex)
+        study.run_parallel(run, cfg, cells, progress=False, executor=ex)
     assert len(list(study.cells_dir(run).glob("*.json"))) == 1  # the cell before the failure; none started after
 
 
@@ -130,3 +132,15 @@ def test_real_tiny_grid_on_two_processes_is_read_back_by_a_serial_rerun(tmp_path
     monkeypatch.setattr(study, "run_cell", boom)
     serial = study.run(run, study.dataclasses.replace(cfg, workers=1), progress=False)
     assert sorted(serial.key) == sorted(df.key)
+
+
+def test_taskgraph_refuses_unknown_dependencies_and_reports_cycles():
+    def never(kind, args):
+        raise AssertionError("nothing should run")
+
+    with pytest.raises(ValueError, match="unknown tasks"):
+        taskgraph.run_graph({"a": taskgraph.Task("a", "x", (), {"b"})}, never, workers=1,
+                            executor=ThreadPoolExecutor(1))
+    cyc = {"a": taskgraph.Task("a", "x", (), {"b"}), "b": taskgraph.Task("b", "x", (), {"a"})}
+    with ThreadPoolExecutor(1) as ex, pytest.raises(RuntimeError, match="never became ready"):
+        taskgraph.run_graph(cyc, never, workers=1, executor=ex)
