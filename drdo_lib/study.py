@@ -171,7 +171,7 @@ class StudyConfig:
     max_tie_pairs: int = 128  # p* = ½ pairs measured during training
     p_star_bins: tuple[float, ...] = (0.0, 0.1, 0.3, 0.45, 0.55, 0.7, 0.9, 1.0)  # bin edges of p*
     gold: str = "greedy"  # which sample's r* the robustness reading uses: greedy | sample
-    student: str = "drdo_head"  # the DRDO variant the robustness reading tests
+    student: str | tuple = "drdo_head"  # the DRDO variant(s) the robustness and Sec. 5 readings test
     baselines: tuple[str, ...] = ("dpo", "edpo")  # what the student is compared with
     reading_oracle: str = "trained"  # oracle kind of the student (and e-DPO) in the robustness reading
     min_seeds: int = 3  # a verdict other than "cannot tell" needs at least this many seeds (DESIGN.md: >= 3)
@@ -193,6 +193,8 @@ class StudyConfig:
             v = getattr(self, name)
             if isinstance(v, (list, str, int)) and not (name == "noise_levels" and isinstance(v, str)):
                 object.__setattr__(self, name, tuple([v] if isinstance(v, (str, int)) else v))
+        if isinstance(self.student, list):
+            object.__setattr__(self, "student", tuple(self.student))
         if not isinstance(self.variants, Mapping):
             raise ValueError(f"StudyConfig.variants must be a mapping name -> settings, got {self.variants!r}")
         merged = {k: dict(v) for k, v in DEFAULT_VARIANTS.items()}
@@ -1301,9 +1303,10 @@ def reading(records: Sequence[Mapping], cfg: StudyConfig, *, gate_results: Seque
                 "ever seen as preferred")
     # "DRDO is more robust to noisy preference signals": r* lost from the least to the most noisy level.
     field_ = "r_greedy" if cfg.gold == "greedy" else "r_sample"
-    st = cfg.student
     lo_n, hi_n = noises[0], noises[-1]
-    if st in cfg.selected and len(noises) >= 2:
+    for st in [cfg.student] if isinstance(cfg.student, str) else list(cfg.student):
+        if st not in cfg.selected or len(noises) < 2:
+            continue
         so = cfg.reading_oracle
         for b in cfg.baselines:
             if b not in cfg.selected:

@@ -241,6 +241,13 @@ def test_reading_supports_when_the_numbers_do():
     assert v["Robustness (DRDO (r̂ head) vs DPO)"] == "supports"
     assert v["Robustness (DRDO (r̂ head) vs e-DPO)"] == "supports"
     assert v["Sec. 5 (DRDO (r̂ head) earns more r* than DPO)"] == "supports"  # +0.14 pooled over the two levels
+    # several students: one set of robustness / Sec. 5 claims each
+    cfg2 = _cfg(oracle_kinds=["trained"], n_bootstrap=300, methods=["drdo_head", "drdo_logprob", "dpo", "edpo"],
+                student=["drdo_head", "drdo_logprob"])
+    v2 = _verdicts(study.reading(_records(cfg2, {**eff, ("drdo_logprob", 0): 0.3, ("drdo_logprob", 1): -0.2}),
+                                 cfg2))
+    assert v2["Sec. 5 (DRDO (r̂ head) earns more r* than DPO)"] == "supports"
+    assert v2["Sec. 5 (DRDO (r̂ = β·z) earns more r* than DPO)"] == "cannot tell"  # the same effects as DPO's
     sentences = study.reading_sentences(_records(cfg, eff), cfg)
     assert all("[" in s and "interval" in s for s in sentences)
 
