@@ -27,9 +27,8 @@ level's resolved data config, the oracle kind, the seed, the resolved policy / S
 measurement settings) as ``runs/<profile>/study/cells/<key>.json``, written atomically and last: an interrupted
 study recomputes no finished cell. ``workers: N`` runs the grid on N processes of this machine
 (:func:`run_parallel` over :mod:`drdo_lib.taskgraph`: SFT, gates and Oracles first, cells as their inputs are
-ready). ``--shard i/N`` runs
-the cells whose grid index is ``i`` modulo ``N`` (a Slurm array); the shared work each shard needs is built by that
-shard and cached (a file lock serialises builders).
+ready). ``--shard i/N`` runs the cells whose grid index is ``i`` modulo ``N`` (a Slurm array); the shared work each
+shard needs is built by that shard and cached (a file lock serialises builders).
 
 Shared work, built once and cached under ``runs/<profile>/study/shared/`` (each keyed by its settings):
 
@@ -506,8 +505,6 @@ def _json_default(x):
     if isinstance(x, np.ndarray):
         return x.tolist()
     return str(x)
-
-
 
 
 def _cached(marker: Path, key: str, build: Callable[[], Any]) -> Any:
@@ -1105,7 +1102,12 @@ def run_parallel(run_, cfg: StudyConfig, cells: Sequence[Cell], *, progress: boo
     out_dir = cells_dir(run_)
     paths = {c.name: out_dir / f"{cell_key(run_, cfg, c)}.json" for c in cells}
     todo = [c for c in cells if not paths[c.name].exists()]
-    tasks = plan(run_, cfg, todo, gate_seeds=sorted({c.seed for c in cells}))
+    seeds = sorted({c.seed for c in cells})
+    if not todo and executor is None:  # a finished grid: read it back here (and its cached gates), spawn nothing
+        for seed in seeds if cfg.gate != "off" else ():
+            ensure_gate(run_, cfg, seed)
+        return [json.loads(paths[c.name].read_text()) for c in cells]
+    tasks = plan(run_, cfg, todo, gate_seeds=seeds)
     threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // cfg.workers)
     logger.info("study: %d of %d cells to compute, %d tasks on %d workers x %d thread(s)", len(todo), len(cells),
                 len(tasks), cfg.workers, threads)
@@ -1442,7 +1444,7 @@ def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] |
         if att:
             tried = "; ".join(f"init seed {a['init_seed']}: loss {a.get('train_loss_last') or float('nan'):.2f}"
                               + (f", r* {a['train_prompt_reward']:.2f} on training prompts"
-                                 + ("" if a.get("accepted") else " (rejected)")
+                                 + ("" if a.get("accepted") else " (below study.sft_min_reward)")
                                  if "train_prompt_reward" in a else "") for a in att)
             text.append(f"- SFT policy of seed {s}: {len(att)} attempt(s) ({tried}).")
     for g in gates:

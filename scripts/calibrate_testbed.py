@@ -61,7 +61,6 @@ def main() -> None:
     prof["sft"].update(json.loads(a.sft))
     prof["data"].update(json.loads(a.data))
     prof["sft"]["eval_prompts"] = 0
-    prof["seed"] = a.seed
     run = Run.create(prof, seed=a.seed, runs_dir=a.runs_dir)
     data = data_stage.load(run)
     if not (run.sft_model / "model.safetensors").exists():

@@ -62,3 +62,19 @@ def random_preference_rows(n: int, seed: int = 0) -> list[dict]:
             "ensemble_rejected_rewards": [rng.gauss(0, 1) for _ in range(3)],
         })
     return rows
+
+
+def assert_same_training(got_metrics: list[dict], want_metrics: list[dict], out: Path, want_weights: dict) -> None:
+    """A resumed run equals the uninterrupted one: every logged training metric per step (rel 1e-5) and the final
+    weights in ``out/final`` (rtol 1e-5)."""
+    import pytest
+    import torch
+    from safetensors.torch import load_file
+
+    for a, b in zip(got_metrics, want_metrics):
+        for key in ("loss", "grad_norm", "logps_chosen", "logps_rejected", "bt_accuracy", "learning_rate"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
+    got_weights = load_file(str(out / "final" / "model.safetensors"))
+    assert got_weights.keys() == want_weights.keys()
+    for k in want_weights:
+        torch.testing.assert_close(got_weights[k], want_weights[k], rtol=1e-5, atol=1e-6)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -14,7 +13,7 @@ from drdo_lib.policy import PolicyConfig
 from drdo_lib.policy import run as run_policy
 from drdo_lib.run import Run
 
-from policy_helpers import write_profile
+from policy_helpers import assert_same_training, write_profile
 
 
 class Crash(RuntimeError):
@@ -52,13 +51,7 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path, method):
     out = run_policy(prof, resumed, method, "D_all", progress=False)
     got = read_metrics(out)
     assert [r["step"] for r in got] == [r["step"] for r in want] == [1, 2, 3, 4, 5, 6]
-    for a, b in zip(got, want):
-        for key in ("loss", "grad_norm", "logps_chosen", "logps_rejected", "bt_accuracy", "learning_rate"):
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
-    got_weights = load_file(str(out / "final" / "model.safetensors"))
-    assert got_weights.keys() == want_weights.keys()
-    for k in want_weights:
-        torch.testing.assert_close(got_weights[k], want_weights[k], rtol=1e-5, atol=1e-6)
+    assert_same_training(got, want, out, want_weights)
 
 
 def test_resume_last_without_checkpoint_trains_from_scratch(tmp_path, caplog):

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from drdo_lib.hf import read_metrics
 
-from policy_helpers import PROFILE, write_profile
+from policy_helpers import PROFILE, assert_same_training, write_profile
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_STEPS = 8
@@ -108,13 +108,7 @@ def test_sigkill_between_saves_then_resume_matches_uninterrupted_run(tmp_path):
     assert "unreadable" in res.stderr  # the torn metrics line is skipped with a warning
     got = read_metrics(out)
     assert [r["step"] for r in got] == list(range(1, MAX_STEPS + 1))
-    for a, b in zip(got, want):
-        for key in ("loss", "grad_norm", "logps_chosen", "logps_rejected", "bt_accuracy", "learning_rate"):
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
-    got_weights = load_file(str(out / "final" / "model.safetensors"))
-    assert got_weights.keys() == want_weights.keys()
-    for k in want_weights:
-        torch.testing.assert_close(got_weights[k], want_weights[k], rtol=1e-5, atol=1e-6)
+    assert_same_training(got, want, out, want_weights)
     assert [p.name for p in out.glob("checkpoint-*")] == [f"checkpoint-{MAX_STEPS}"]  # rotation kept one
 
     # Resuming the finished run trains nothing: same metrics, same final weights, no new checkpoint.

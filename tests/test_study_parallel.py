@@ -132,6 +132,8 @@ def test_real_tiny_grid_on_two_processes_is_read_back_by_a_serial_rerun(tmp_path
     monkeypatch.setattr(study, "run_cell", boom)
     serial = study.run(run, study.dataclasses.replace(cfg, workers=1), progress=False)
     assert sorted(serial.key) == sorted(df.key)
+    again = study.run(run, cfg, progress=False)  # workers 2 on a finished grid: read back in this process
+    assert sorted(again.key) == sorted(df.key)
 
 
 def test_taskgraph_refuses_unknown_dependencies_and_reports_cycles():

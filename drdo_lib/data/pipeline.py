@@ -356,11 +356,14 @@ def load(run, cfg: DataConfig | None = None) -> ProfileData:
     out = run.stage_dir("data", create=False) / "stage"
     manifest = out / "manifest.json"
     key = artefact_key(cfg, run.seed)
-    if not manifest.exists() or json.loads(manifest.read_text()).get("key") != key:
+    def fresh() -> bool:
+        return manifest.exists() and json.loads(manifest.read_text()).get("key") == key
+
+    if not fresh():
         from drdo_lib.config import file_lock
 
         with file_lock(out.parent / ".stage.lock"):  # study workers may ask for the same artefact at once
-            if not manifest.exists() or json.loads(manifest.read_text()).get("key") != key:
+            if not fresh():  # another process may have written it while this one waited
                 logger.info("data stage artefact %s missing or stale: running the data stage", out)
                 return _data_stage(run, cfg)
     meta = json.loads(manifest.read_text())
