@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 import transformers
 
+from drdo_lib import provenance
 from drdo_lib import losses as L
 from drdo_lib.config import save_config
 from drdo_lib.hf import read_metrics, training_arguments, training_checks
@@ -447,6 +448,7 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
             "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / steps_run, 4),
             "world_size": args.world_size, "device": str(args.device), "bf16": bool(args.bf16),
             "parameters": count_parameters(model), "final": logs[-1] if logs else {}, **report,
+            "provenance": provenance.record(),
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return out

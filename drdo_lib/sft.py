@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from drdo_lib import provenance
 from drdo_lib.config import save_config
 from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_checks
 
@@ -173,6 +174,7 @@ def run(
         "seconds_per_step": round(seconds / steps, 4), "device": str(trainer.args.device),
         "bf16": bool(args.bf16),
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r],
+        "provenance": provenance.record(),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     logger.info("SFT done: %d steps in %.1fs, final dir %s", metrics["steps"], seconds, final)
