@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from drdo_lib.study import StudyConfig
 
 __all__ = ["Claim", "CLAIM_FAMILIES", "claims", "contrast", "reading", "reading_sentences", "reading_table",
-           "label_facts", "testbed_facts", "seed_notes", "reading_markdown", "HELDOUT_FIELDS"]
+           "label_facts", "testbed_facts", "testbed_markdown", "seed_notes", "reading_markdown", "HELDOUT_FIELDS"]
 
 #: Per-prompt fields measured on the held-out prompts (the same prompts at every noise level of a seed, checked by
 #: their hash): pooled over levels as one value per prompt (the mean over levels), so a prompt is one unit.
@@ -321,7 +321,9 @@ def testbed_facts(run_, cfg):
     return pd.DataFrame(rows)
 
 
-def _facts_lines(facts) -> list[str]:
+def testbed_markdown(facts) -> list[str]:
+    """The measured testbed facts (:func:`testbed_facts`) as Markdown lines: per noise level, the mean over seeds
+    and every seed's value."""
     if facts is None or len(facts) == 0:
         return []
     out = ["## The testbed, measured (training pairs of every cell's data)", "",
@@ -385,7 +387,7 @@ def reading_markdown(title: str, header: str, rows: Sequence[Mapping], cfg, *, s
     facts, the claims table (raw and Holm verdicts side by side) and one sentence per claim."""
     n_seeds = max((r["n_seeds"] for r in rows), default=0)
     lvl = f"{cfg.level:.0%}"
-    text = [f"# {title}", "", header, "", "## Training seeds", "", *seed_lines, "", *_facts_lines(facts),
+    text = [f"# {title}", "", header, "", "## Training seeds", "", *seed_lines, "", *testbed_markdown(facts),
             "## Claims", "",
             f"Seeds are the unit of replication: each claim's {lvl} interval is the wider of a seed-level t interval "
             "(over the per-seed estimates) and a hierarchical bootstrap (seeds, then prompts or pairs inside each "
