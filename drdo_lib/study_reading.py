@@ -242,7 +242,7 @@ def reading(records: Sequence[Mapping], cfg, *, gate_results: Sequence[Mapping] 
         r["sentence"] = (
             f"{r['claim']}: {r['verdict']} (Holm over {m} claims: {r['verdict_holm']}) — {r['test']} = "
             f"{r['effect']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] ({lvl} interval: {r['method']}, "
-            f"{r['n_seeds']} seeds, {r['n']} seed×{r['unit']} values{other_txt}); p = {_p(r['p'])}, Holm p = "
+            f"{r['n_seeds']} seed(s), {r['n']} seed×{r['unit']} values{other_txt}); p = {_p(r['p'])}, Holm p = "
             f"{_p(r['p_holm'])}; smallest detectable |effect| ≈ {r['half_width']:.3f}; per seed: "
             f"{_seeds_text(r['per_seed'], r['sign'])}; {r['why']}.")
     return rows
@@ -395,7 +395,7 @@ def reading_markdown(title: str, header: str, rows: Sequence[Mapping], cfg, *, s
                             f" (here: `study.interval: {cfg.interval}`)")
             + f"; contrasts are paired on seed and prompt. Raw verdict: p < {1 - cfg.level:g} and the interval "
             f"excludes 0; Holm: the same with Holm–Bonferroni-adjusted p over the {len(rows)} claims. Detectable = "
-            f"the interval's half-width, the smallest effect these {n_seeds} seeds could tell from 0. Fewer than "
+            f"the interval's half-width, the smallest effect {n_seeds} seed(s) could tell from 0. Fewer than "
             f"{cfg.min_seeds} seeds: cannot tell.", "",
             "| claim | verdict | Holm | effect [interval] | detectable | p / Holm p | per seed |",
             "|---|---|---|---|---|---|---|"]
