@@ -394,6 +394,8 @@ def test_real_tiny_grid_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in study.cells_dir(run).glob("*.json")} == mtimes
     out = study.report(run, cfg)
     assert (run.figures / "study_reading.md").exists() and len(out["reading"]) >= 3
+    assert len(out["testbed"]) == 1 and (run.figures / "study_testbed.csv").exists()  # measured per level x seed
+    assert "## The testbed, measured" in (run.figures / "study_reading.md").read_text()
 
 
 def test_gate_is_run_once_per_seed_recorded_or_required(tmp_path, monkeypatch):
