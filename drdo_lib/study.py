@@ -16,9 +16,10 @@ The grid
 --------
 ``methods`` (named variants of :data:`DEFAULT_VARIANTS`: a training method plus :class:`~drdo_lib.policy.PolicyConfig`
 overrides, e.g. DRDO with ``student_reward: logprob`` or ``alpha: 0``) × ``noise_levels`` (each a mapping of
-:class:`~drdo_lib.data.synthetic.SyntheticConfig` overrides: the Bradley-Terry ``temperature`` and / or ``tie_fraction``,
-the share of pairs the generator builds with equal r*; more pairs tie by chance, the reading measures the share) × ``oracle_kinds`` (``trained`` | ``true_reward``, for the methods that distil an
-Oracle: DRDO and e-DPO; DPO and IPO get oracle ``none``) × ``seeds`` (training seeds; unless ``data_seed`` is set
+:class:`~drdo_lib.data.synthetic.SyntheticConfig` overrides: the Bradley-Terry ``temperature`` and / or
+``tie_fraction``, the share of pairs the generator *builds* with equal r*; more pairs tie by chance, the reading
+measures the share) × ``oracle_kinds`` (``trained`` | ``true_reward``, for the methods that distil an Oracle: DRDO
+and e-DPO; DPO and IPO get oracle ``none``) × ``seeds`` (training seeds; unless ``data_seed`` is set
 the testbed is redrawn per seed too, so intervals include data-sampling variance). Every (noise level, seed) also
 gets an ``sft`` cell: the SFT policy measured exactly like a trained one, the baseline every gain is paired with.
 
@@ -107,7 +108,8 @@ from drdo_lib.study_reading import reading, reading_sentences
 logger = logging.getLogger(__name__)
 
 __all__ = ["StudyConfig", "Cell", "run", "expand_grid", "cell_key", "run_cell", "measure", "load_cells",
-           "results_table", "summary_table", "reading", "reading_sentences", "verdict", "effect", "report", "parse_shard",
+           "results_table", "summary_table", "reading", "reading_sentences", "verdict", "effect", "report",
+           "parse_shard",
            "DEFAULT_VARIANTS", "ORACLE_METHODS", "SFT_INVARIANT", "never_preferred", "sft_corpus", "sft_history",
            "sft_check_reward", "gate_failure_message", "run_and_store_cell", "plan",
            "run_parallel"]

@@ -20,9 +20,9 @@ responses have exactly equal r* (the generator's ``tie_fraction`` builds some; r
 chance), the flip rate on decided pairs (the label goes against r*) and the label ceiling — the accuracy against
 the labels of a predictor that orders every pair as r* does and flips a fair coin on ties:
 ``(1 − tied) · (1 − flip) + tied · ½``. On decided pairs the r*-winner is the Bayes-optimal guess (the labels are
-Bradley–Terry on r*, so P(label = r*-winner) = σ(|Δr*|/T) > ½), and on tied pairs no predictor beats ½ (p* = ½), so
-no reward model can expect more against these labels. :func:`reading_markdown` writes all of it, with each seed's
-SFT attempts and the seeds left out and why, as ``study_reading.md``.
+Bradley–Terry on r*, so P(label = r*-winner) = σ(|Δr*|/T) > ½), and on tied pairs no predictor beats ½
+(p* = ½), so no reward model can expect more against these labels. :func:`reading_markdown` writes all of it,
+with each seed's SFT attempts and the seeds left out and why, as ``study_reading.md``.
 """
 from __future__ import annotations
 
@@ -330,8 +330,8 @@ def testbed_markdown(facts) -> list[str]:
            "Tied = share of training pairs whose two responses have exactly equal r* (the generator's "
            "`tie_fraction` builds some on purpose; r* is discrete, so others tie by chance); flip = share of the "
            "other (decided) pairs whose label goes against r* (expected from the Bradley–Terry model in brackets); "
-           "label ceiling = (1 − tied)·(1 − flip) + ½·tied, the accuracy against these labels of a predictor that "
-           "orders every pair as r* does (a coin on ties): no reward model can expect more.", "",
+           "label ceiling = (1 − tied)·(1 − flip) + ½·tied, the accuracy against these labels of a predictor "
+           "that orders every pair as r* does (a coin on ties): no reward model can expect more.", "",
            "| noise level | generator tie_fraction | seeds | pairs per seed | tied (per seed) | flip on decided "
            "(per seed) [expected] | label ceiling (per seed) |", "|---|---|---|---|---|---|---|"]
     for n, g in facts.groupby("noise", sort=True):
