@@ -376,6 +376,21 @@ def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+#: Why the study cannot run on a profile whose data is not the synthetic testbed.
+NEEDS_TESTBED = ("the robustness study needs the synthetic testbed (data.source: synthetic): it measures the true "
+                 "reward r*, which real data does not have")
+
+
+def profile_problem(profile) -> str | None:
+    """Why the robustness study cannot run on ``profile`` (a name, YAML path or mapping), or ``None`` when it can:
+    the study needs the synthetic testbed (its data source after the study's own ``data`` overrides)."""
+    from drdo_lib.config import load_profile
+
+    prof = load_profile(profile)
+    data = {**(prof.get("data") or {}), **((prof.get("study") or {}).get("data") or {})}
+    return None if data.get("source", "synthetic") == "synthetic" else NEEDS_TESTBED
+
+
 def _base_profile(run, cfg: StudyConfig) -> dict:
     """The run's profile with the study's section overrides applied (data, sft, oracle, policy)."""
     prof = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in run.profile.items()}
@@ -384,7 +399,7 @@ def _base_profile(run, cfg: StudyConfig) -> dict:
     data = prof["data"]
     data["synthetic"] = dict(data.get("synthetic") or {})
     if data.get("source", "synthetic") != "synthetic":
-        raise ValueError("the robustness study needs the synthetic testbed (data.source: synthetic): it measures r*")
+        raise ValueError(NEEDS_TESTBED)
     if cfg.data_seed is not None:
         data["synthetic"]["seed"] = cfg.data_seed
     return prof
