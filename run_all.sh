@@ -40,7 +40,7 @@ fi
 # JUPYTER_PATH, so no globally registered kernel is needed and a stale one (another environment's) is never used.
 py="$(command -v python || command -v python3)"
 kernels="$root/.cache/jupyter"
-"$py" -m ipykernel install --prefix "$kernels" --name drdo --display-name "Python (drdo)" >/dev/null \
+"$py" -m ipykernel install --prefix "$kernels" --name drdo --display-name "Python (drdo)" >/dev/null 2>&1 \
   || { echo "run_all.sh: cannot register a Jupyter kernel for $py (is ipykernel installed? pip install -e '.[dev]')" >&2; exit 2; }
 export JUPYTER_PATH="$kernels/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0 DRDO_STATIC=1 DRDO_PROGRESS=0  # static widgets, no live trainer progress displays in executed notebooks
@@ -56,11 +56,15 @@ start_all=$(date +%s)
 for nb in "${nbs[@]}"; do
   name=$(basename "$nb")
   if [ -n "$only" ] && [ "${name:0:2}" != "$only" ]; then continue; fi
-  if [ "${name:0:2}" = "07" ] && why=$("$py" -c 'import sys; from drdo_lib.study import profile_problem
-why = profile_problem(sys.argv[1]); print(why or ""); sys.exit(1 if why else 0)' "$config" 2>&1); [ -n "$why" ]; then
-    echo "=== [$profile] $name skipped: $why"
-    summary+=("$(printf '%-36s %s' "$name" "skipped (no synthetic testbed)")")
-    continue
+  if [ "${name:0:2}" = "07" ]; then  # the robustness study needs the synthetic testbed (it measures r*)
+    rc=0
+    why=$("$py" -c 'import sys; from drdo_lib.study import profile_problem
+why = profile_problem(sys.argv[1]); print(why or ""); sys.exit(3 if why else 0)' "$config") || rc=$?
+    if [ $rc -eq 3 ]; then
+      echo "=== [$profile] $name skipped: $why"
+      summary+=("$(printf '%-36s %s' "$name" "skipped (no synthetic testbed)")")
+      continue
+    elif [ $rc -ne 0 ]; then echo "run_all.sh: cannot read $config" >&2; exit 1; fi
   fi
   echo "=== [$profile] $name"
   t0=$(date +%s)
