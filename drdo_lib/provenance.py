@@ -24,6 +24,8 @@ PACKAGES = ("drdo_lib", "torch", "transformers", "trl", "datasets", "accelerate"
             "numpy", "pandas", "deepspeed", "openai")
 
 _REPO = Path(__file__).resolve().parent.parent
+#: The tracked paths whose changes make a run's code differ from its commit (``git.dirty``).
+CODE_PATHS = ("drdo_lib", "configs", "scripts", "run_all.sh", "pyproject.toml", "requirements")
 
 
 def package_versions(packages=PACKAGES) -> dict[str, str | None]:
@@ -39,7 +41,8 @@ def package_versions(packages=PACKAGES) -> dict[str, str | None]:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> dict[str, Any]:
-    """The checkout's commit and whether its tracked files differ from it (``None`` outside a git checkout)."""
+    """The checkout's commit and whether its tracked code (:data:`CODE_PATHS`) differs from it (``None`` outside a
+    git checkout)."""
     def git(*args: str) -> str | None:
         try:
             res = subprocess.run(["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10)
@@ -50,7 +53,8 @@ def git_commit() -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # only what computes the numbers: executed notebooks and figures are rewritten by every run_all.sh itself
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
@@ -138,7 +142,8 @@ def summary_table(stage_root: str | Path):
     keep = ["stage", "artefact", "git.commit", "git.dirty", "packages.torch", "packages.transformers", "packages.trl",
             "packages.numpy", "python", "device.torch_threads", "device.cpu", "device.cuda"]
     df = df[[c for c in keep if c in df.columns]]
-    common = {c: df[c].iloc[0] for c in df.columns[2:] if df[c].astype(str).nunique() == 1}
+    common = {c: df[c].iloc[0].item() if hasattr(df[c].iloc[0], "item") else df[c].iloc[0]
+              for c in df.columns[2:] if df[c].astype(str).nunique() == 1}
     out = df.drop(columns=list(common))
     out.attrs["common"] = common
     return out

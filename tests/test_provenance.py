@@ -52,3 +52,15 @@ def test_stage_records_and_summary_table(tmp_path):
     table = provenance.summary_table(tmp_path)
     assert "device.torch_threads" in table.columns  # differs between the rows: shown per row
     assert table.attrs["common"]["packages.torch"] == rec["packages"]["torch"]  # same everywhere: shown once
+
+
+def test_dirty_flag_follows_code_not_executed_notebooks():
+    import shutil
+
+    if shutil.which("git") is None or provenance.git_commit()["commit"] is None:
+        import pytest
+        pytest.skip("not a git checkout")
+    changed = subprocess.run(["git", "-C", str(provenance._REPO), "status", "--porcelain", "--untracked-files=no",
+                              "--", *provenance.CODE_PATHS], capture_output=True, text=True).stdout
+    assert provenance.git_commit()["dirty"] == bool(changed.strip())
+    assert "notebooks" not in provenance.CODE_PATHS and "figures" not in provenance.CODE_PATHS
