@@ -100,7 +100,8 @@ def repo_root_pattern(top_level: tuple[str, ...]) -> re.Pattern:
     """An absolute path ``/a/b`` followed by ``/<entry>`` (``entry`` a top-level name of the repository); group 1
     is the root. The root has no whitespace, quotes or brackets and is not part of a longer word or URL."""
     names = "|".join(re.escape(n) for n in sorted(top_level, key=len, reverse=True))
-    return re.compile(r"(?<![\w.:/~-])((?:/[^\s/'\"<>()\[\]{},:;=|`*]+)+?)/(?=(?:" + names + r")(?:[/\s'\"<>)\],:;]|$))")
+    segment = r"/[^\s/'\"<>()\[\]{},:;=|`*]+"
+    return re.compile(r"(?<![\w.:/~-])((?:" + segment + r")+?)/(?=(?:" + names + r")(?:[/\s'\"<>)\],:;]|$))")
 
 
 def relativize(text: str, settings: OutputCleaning) -> str:

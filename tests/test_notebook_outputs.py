@@ -40,7 +40,7 @@ def _output_texts(out):
         yield "error", "\n".join(out.get("traceback", [])) + out.get("evalue", "")
     for mime, value in out.get("data", {}).items():
         if not mime.startswith("image/"):
-            yield mime, value if isinstance(value, str) else json.dumps(value) if isinstance(value, dict) else _text(value)
+            yield mime, json.dumps(value) if isinstance(value, dict) else _text(value)
 
 
 def test_there_are_committed_notebooks():
