@@ -10,7 +10,7 @@ as full-colour PNGs many times larger than their content needs. :func:`clean_not
 - from stream outputs: lines that are progress bars (``\\r`` redraws, ``it/s``, ``examples/s``, ``NN%|``), training
   logs printed as dicts (``{'loss': ...}``, ``{'train_runtime': ...}``) and the lines matching
   :attr:`OutputCleaning.noise_patterns`; a stream left empty is dropped, neighbouring streams of one name merge;
-- an absolute path that ends in one of the repository's top-level entries (``/abs/repo/figures/x.png``,
+- an absolute path that continues into one of the repository's top-level folders (``/abs/repo/figures/x.png``,
   ``/abs/repo/runs/mini/...``) loses its root (``figures/x.png``), in every text output and in papermill's
   metadata; the home directory becomes ``~``;
 - PNG images wider than :attr:`OutputCleaning.max_image_width` are scaled down and stored with a colour palette.
@@ -55,9 +55,9 @@ class OutputCleaning:
     (default: DeepSpeed's "Setting accelerator to CPU" notice, stamped with the run's date). ``max_image_width``:
     PNG outputs wider than this many pixels are scaled down to it (0: never). ``palette_colors``: PNG outputs are
     stored with a palette of at most this many colours (0: keep full colour). ``top_level``: the repository's
-    top-level entries; an absolute path ending in one of them is that repository's root on some machine (default:
-    the entries of this checkout). ``prefixes``: more ``(absolute prefix, replacement)`` pairs (default: the home
-    directory → ``~``)."""
+    top-level folders; an absolute path followed by one of them is that repository's root on some machine (default:
+    the folders of this checkout, and ``runs``, ``figures``, ``notebooks``, ``.cache``, ``.venv``). ``prefixes``:
+    more ``(absolute prefix, replacement)`` pairs (default: the home directory → ``~``)."""
 
     noise_patterns: tuple[str, ...] = (r"\[real_accelerator\.py:\d+:get_accelerator\] Setting accelerator to CPU",)
     max_image_width: int = 1200
@@ -71,7 +71,7 @@ class OutputCleaning:
             raise ValueError("max_image_width must be >= 0 and palette_colors in [0, 256]")
         object.__setattr__(self, "_noise", tuple(re.compile(p) for p in self.noise_patterns))
         if self.top_level is None:
-            names = sorted(p.name for p in REPO_ROOT.iterdir() if p.name != ".git") \
+            names = sorted(p.name for p in REPO_ROOT.iterdir() if p.is_dir() and p.name != ".git") \
                 if (REPO_ROOT / "run_all.sh").is_file() else []  # a checkout, not an installed package
             object.__setattr__(self, "top_level", tuple(dict.fromkeys([*names, "runs", "figures", "notebooks",
                                                                        ".cache", ".venv"])))
@@ -97,7 +97,7 @@ def is_check_cell(cell: dict) -> bool:
 
 
 def repo_root_pattern(top_level: tuple[str, ...]) -> re.Pattern:
-    """An absolute path ``/a/b`` followed by ``/<entry>`` (``entry`` a top-level name of the repository); group 1
+    """An absolute path ``/a/b`` followed by ``/<name>`` (``name`` a top-level folder of the repository); group 1
     is the root. The root has no whitespace, quotes or brackets and is not part of a longer word or URL."""
     names = "|".join(re.escape(n) for n in sorted(top_level, key=len, reverse=True))
     segment = r"/[^\s/'\"<>()\[\]{},:;=|`*]+"
