@@ -72,6 +72,7 @@ why = profile_problem(sys.argv[1]); print(why or ""); sys.exit(3 if why else 0)'
   if [ "$profile" != "mini" ]; then mkdir -p "figures/$profile/notebooks"; out="figures/$profile/notebooks/$name"; fi
   "$py" -m papermill "$nb" "$out" -f "$config" -p profile "$profile" -k drdo --cwd notebooks --progress-bar \
     || { echo "run_all.sh: $name failed (profile $profile); see the executed notebook $out for the error" >&2; exit 1; }
+  "$py" -m drdo_lib.notebook_outputs "$out"  # stored outputs without progress widgets, log dicts or absolute paths
   summary+=("$(printf '%-36s %5ss' "$name" "$(( $(date +%s) - t0 ))")")
 done
 echo

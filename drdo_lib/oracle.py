@@ -32,7 +32,7 @@ import transformers
 from drdo_lib import provenance
 from drdo_lib import losses as L
 from drdo_lib.config import save_config
-from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_checks
+from drdo_lib.hf import MetricsJsonlCallback, drop_printed_logs, training_arguments, training_checks
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +213,7 @@ def train_reward_model(
         model=model, args=args, train_dataset=train_ds, alpha=alpha,
         data_collator=lambda b: collate_preference(b, pad, "right"), callbacks=[MetricsJsonlCallback()],
     )
+    drop_printed_logs(trainer)
     t0 = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - t0

@@ -26,7 +26,7 @@ import torch
 
 from drdo_lib import provenance
 from drdo_lib.config import save_config
-from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_checks
+from drdo_lib.hf import MetricsJsonlCallback, drop_printed_logs, training_arguments, training_checks
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,10 @@ def build_sft_trainer(cfg: SFTConfig, model, tokenizer, tokenized_ds, output_dir
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
     )
-    return SFTTrainer(model=model, args=args, train_dataset=tokenized_ds, processing_class=tokenizer,
-                      callbacks=[MetricsJsonlCallback()])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=tokenized_ds, processing_class=tokenizer,
+                         callbacks=[MetricsJsonlCallback()])
+    drop_printed_logs(trainer)
+    return trainer
 
 
 def run(

@@ -112,7 +112,7 @@ pd.DataFrame([{"method": r["method"], "split": r["split"], "pairs": r["summary"]
 curves = {(r["method"], r["split"]): r["metrics"] for r in runs}
 fig = plot_fig4_training_curves(curves, methods=methods, splits=splits,
                                 suptitle=f"Preference training ({profile}): Fig. 4 panels")
-save_figure(fig, figdir / "fig4_training_curves")
+_ = save_figure(fig, figdir / "fig4_training_curves")
 
 # %% [markdown]
 # ## Final metrics

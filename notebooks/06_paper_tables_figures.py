@@ -177,7 +177,7 @@ for reward in [r for r in report.REWARD_ORDER if not adv.empty and r in set(adv[
     fig3_rows.append(f3.assign(reward=reward))
     show_figure(f"fig3_reward_advantage_{reward.replace('_reward', '')}", "05")
 fig3 = pd.concat(fig3_rows, ignore_index=True) if fig3_rows else pd.DataFrame()
-write_table(fig3, figs / "paper_fig3")
+_ = write_table(fig3, figs / "paper_fig3")
 
 # %% [markdown]
 # ## Fig. 4 — training curves (BT accuracy, implicit-preference oracle margin, log-probabilities of y_w and y_l)

@@ -51,6 +51,14 @@ def test_run_all_no_setup_resolves_the_kernel_from_the_active_interpreter(tmp_pa
     assert spec["argv"][0] == str(tmp_path / "bare" / "bin" / "python")
     nb = json.loads((tree / "notebooks" / "00_theory_sanity_checks.ipynb").read_text())
     assert nb["metadata"]["papermill"]["exception"] in (None, False)
+    # the executed notebook was cleaned (drdo_lib.notebook_outputs): its figures are stored with a palette
+    assert "00_theory_sanity_checks.ipynb: " in proc.stdout and " KB -> " in proc.stdout
+    import nbformat
+
+    from drdo_lib.notebook_outputs import clean_notebook
+
+    stored = json.loads(json.dumps(nbformat.reads(json.dumps(nb), as_version=4)))  # multi-line strings joined
+    assert clean_notebook(stored) == stored
 
 
 def test_run_all_skips_the_study_on_a_profile_without_the_testbed(tmp_path):
