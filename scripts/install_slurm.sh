@@ -60,7 +60,9 @@ $sudo chmod 0755 /run/munge  # clients (sbatch, slurmd) reach munged's socket he
 host="$(hostname -s)"
 cpus="$(nproc)"
 mem_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 ))
-real_mem=$(( mem_mb * 95 / 100 ))  # slurmd measures a little less than MemTotal; a node above it is drained
+# 95 % of MemTotal rounded down to whole GiB: slurmd measures a little less than MemTotal (a node configured above
+# what it measures is drained), and the rounding keeps the file unchanged when MemTotal moves by a few MB
+real_mem=$(( mem_mb * 95 / 100 / 1024 * 1024 ))
 ngpu=0
 if command -v nvidia-smi >/dev/null 2>&1; then ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true); fi
 gres_line=""; node_gres=""

@@ -244,3 +244,20 @@ def test_run_all_job_runs_run_all_sh_and_reports_its_failure(cluster, tmp_path):
     bad_log = (tmp_path / "no_such_profile" / "logs" / f"drdo-run-all-{jobs['no_such_profile']}.out").read_text()
     assert (bad["JobState"], bad["ExitCode"]) == ("FAILED", "2:0"), bad_log[-3000:]
     assert "unknown profile 'no_such_profile'" in bad_log
+
+
+def test_a_failed_shard_cancels_the_report_job(cluster, tmp_path):
+    """A shard that fails (here: a study override of the wrong type, a user error: exit 2) fails its array task, and
+    the report job, which waits for every shard's success, is cancelled instead of waiting forever."""
+    env = _job_env(tmp_path, "bad", PROFILE="mini", DRDO_STUDY_SHARDS="2", DRDO_SLURM_CPUS="1", DRDO_SLURM_MEM="1G",
+                   DRDO_SLURM_REPORT_MEM="1G")
+    out = _sh(SLURM / "submit_study.sh", "n_prompts=abc", env=env).stdout
+    ids = dict(kv.split("=") for kv in out.strip().splitlines()[-1].split())
+    states = _wait([ids["array_job"], ids["report_job"]], tmp_path)
+    tasks = states[ids["array_job"]]
+    assert len(tasks) == 2 and all((r["JobState"], r["ExitCode"]) == ("FAILED", "2:0") for r in tasks), tasks
+    for i in (0, 1):
+        assert "drdo_lib study:" in (tmp_path / "bad" / "logs" / f"drdo-study-{ids['array_job']}_{i}.out").read_text()
+    rep = states[ids["report_job"]][0]
+    assert (rep["JobState"], rep["Reason"]) == ("CANCELLED", "DependencyNeverSatisfied"), rep
+    assert not list((tmp_path / "bad" / "logs").glob("drdo-study-report-*.out"))  # it never ran
