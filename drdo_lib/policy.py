@@ -1,5 +1,5 @@
 """The policy stage (notebook 04): :class:`PolicyConfig`, the training pairs with their precomputed columns, and
-:func:`run`, which trains one student (DRDO, DPO, IPO or e-DPO) with :class:`drdo_lib.trainer.PreferenceTrainer`.
+:func:`run`, which trains one student (DRDO, DPO, IPO, e-DPO, cDPO, rDPO or Dr. DPO) with :class:`drdo_lib.trainer.PreferenceTrainer`.
 
 ::
 
@@ -60,6 +60,9 @@ class PolicyConfig:
     gamma: float = 2.0  # DRDO focal exponent γ (Eq. 6; paper 2, swept {0, 1, 2, 5})
     edpo_reduction: str = "pessimistic"  # e-DPO over K members: pessimistic (Fisch et al.) | min (optimistic) | mean | max
     edpo_kl_coef: float = L.EDPO_KL_COEF  # weight of the forward KL(π_ref‖π) in the pessimistic e-DPO objective (ours)
+    label_noise_eps: float = 0.1  # cDPO / rDPO: assumed label flip rate ε (cDPO [0, 0.5], rDPO [0, 0.5)); the study
+    #   sets it per noise level to the testbed's measured flip rate, or keeps this fixed (misspecified) value
+    drdpo_beta: float = 1.0  # Dr. DPO: β′ of −β′ log mean exp(−ℓ_DPO/β′) (Wu et al.'s example: 1; ∞ is DPO)
     student_reward: str = "head"  # DRDO r̂: "head" (linear reward head on the student) | "logprob" (r̂ = β·z)
     student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
     student_head_init: str = "zero"  # student reward head: zero (r̂ = 0 at start; the default, chosen by evidence:
@@ -106,6 +109,8 @@ class PolicyConfig:
             (self.logp_reduction in L.LOGP_REDUCTIONS, f"logp_reduction must be one of {L.LOGP_REDUCTIONS}"),
             (self.edpo_reduction in L.EDPO_REDUCTIONS, f"edpo_reduction must be one of {L.EDPO_REDUCTIONS}"),
             (self.edpo_kl_coef >= 0, "edpo_kl_coef must be >= 0"),
+            (0.0 <= self.label_noise_eps < 0.5, "label_noise_eps must be in [0, 0.5) (the flip rate cDPO/rDPO assume)"),
+            (self.drdpo_beta > 0, "drdpo_beta must be > 0"),
             (self.student_head_init in STUDENT_HEAD_INITS, f"student_head_init must be one of {STUDENT_HEAD_INITS}"),
             (self.beta > 0, "beta must be > 0"),
             (self.alpha >= 0 and self.gamma >= 0, "alpha and gamma must be >= 0"),

@@ -1,4 +1,5 @@
-"""Preference training of a policy: DRDO (Eq. 6), DPO (Eq. 3), IPO and e-DPO (Eq. 4) on one ``transformers.Trainer``.
+"""Preference training of a policy: DRDO (Eq. 6), DPO (Eq. 3), IPO, e-DPO (Eq. 4) and the noise-robust DPO variants
+(cDPO, rDPO, Dr. DPO) on one ``transformers.Trainer``.
 
 The trainer only *dispatches* to :mod:`drdo_lib.losses`; no loss math lives here. Every method reads precomputed
 dataset columns, so no oracle, ensemble or reference model is in memory while a student trains:
@@ -6,7 +7,7 @@ dataset columns, so no oracle, ensemble or reference model is in memory while a 
 | column (per row)                                   | written by                          | read by              |
 |----------------------------------------------------|-------------------------------------|----------------------|
 | ``chosen_/rejected_input_ids``, ``_attention_mask``, ``_response_mask`` | ``data.tokenize``  | all                  |
-| ``ref_chosen_logp``, ``ref_rejected_logp``         | ``precompute.precompute_ref_logps`` | dpo, ipo, edpo (+ metrics) |
+| ``ref_chosen_logp``, ``ref_rejected_logp``         | ``precompute.precompute_ref_logps`` | dpo, ipo, edpo, cdpo, rdpo, drdpo (+ metrics) |
 | ``oracle_chosen_reward``, ``oracle_rejected_reward`` | ``precompute.precompute_rewards`` | drdo (+ metrics, ``label_source="oracle"``) |
 | ``ensemble_chosen_rewards``, ``ensemble_rejected_rewards`` (K floats) | ``precompute.precompute_rewards`` | edpo |
 
@@ -40,9 +41,11 @@ from drdo_lib.hf import MetricsJsonlCallback, disable_dropout
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "FLOAT_COLUMNS", "PreferenceCollator", "PreferenceTrainer"]
+__all__ = ["METHODS", "MARGIN_METHODS", "FLOAT_COLUMNS", "PreferenceCollator", "PreferenceTrainer"]
 
-METHODS = ("drdo", "dpo", "ipo", "edpo")
+METHODS = ("drdo", "dpo", "ipo", "edpo", "cdpo", "rdpo", "drdpo")
+#: Methods whose loss is a function of the DPO margin h alone (they read reference log-probs, no Oracle).
+MARGIN_METHODS = ("dpo", "ipo", "cdpo", "rdpo", "drdpo")
 #: Row columns the collator turns into float tensors when present (ensemble columns become (B, K)).
 FLOAT_COLUMNS = (
     "ref_chosen_logp", "ref_rejected_logp", "oracle_chosen_reward", "oracle_rejected_reward",
@@ -97,8 +100,8 @@ class PreferenceTrainer(transformers.Trainer):
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.policy_config = policy_config
         self.method = method
-        need = {"dpo": ("ref_chosen_logp",), "ipo": ("ref_chosen_logp",),
-                "edpo": ("ref_chosen_logp", "ensemble_chosen_rewards"), "drdo": ("oracle_chosen_reward",)}[method]
+        need = {"edpo": ("ref_chosen_logp", "ensemble_chosen_rewards"), "drdo": ("oracle_chosen_reward",)
+                }.get(method, ("ref_chosen_logp",))
         missing = [c for c in need if c not in train_dataset.column_names]
         if missing:
             raise ValueError(f"{method} needs precomputed column(s) {missing}; dataset has {train_dataset.column_names}")
@@ -160,6 +163,12 @@ class PreferenceTrainer(transformers.Trainer):
             return L.dpo_loss(zw, zl, *ref, beta=c.beta)
         if self.method == "ipo":
             return L.ipo_loss(zw, zl, *ref, beta=c.beta)
+        if self.method == "cdpo":
+            return L.cdpo_loss(zw, zl, *ref, beta=c.beta, eps=c.label_noise_eps)
+        if self.method == "rdpo":
+            return L.rdpo_loss(zw, zl, *ref, beta=c.beta, eps=c.label_noise_eps)
+        if self.method == "drdpo":
+            return L.drdpo_loss(zw, zl, *ref, beta=c.beta, beta_prime=c.drdpo_beta)
         return L.edpo_loss(zw, zl, *ref, batch["ensemble_chosen_rewards"].T, batch["ensemble_rejected_rewards"].T,
                            beta=c.beta, reduction=c.edpo_reduction, kl_coef=c.edpo_kl_coef)
 

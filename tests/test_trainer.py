@@ -65,11 +65,11 @@ def _independent_logps(model, rows, side, reduction):
 
 @pytest.mark.parametrize("method,student_reward,reduction", [
     ("drdo", "head", "sum"), ("drdo", "logprob", "mean"), ("dpo", "head", "sum"), ("ipo", "head", "mean"),
-    ("edpo", "head", "sum"),
+    ("edpo", "head", "sum"), ("cdpo", "head", "sum"), ("rdpo", "head", "mean"), ("drdpo", "head", "sum"),
 ])
 def test_trainer_loss_equals_losses_module(tok, dataset, tmp_path, method, student_reward, reduction):
     tr = _trainer(tok, dataset, method, tmp_path, student_reward=student_reward, logp_reduction=reduction,
-                  beta=0.3, alpha=0.5, gamma=1.0, edpo_kl_coef=0.37)
+                  beta=0.3, alpha=0.5, gamma=1.0, edpo_kl_coef=0.37, label_noise_eps=0.23, drdpo_beta=0.6)
     rows = [dataset[i] for i in range(6)]
     batch = PreferenceCollator(tok.pad_token_id)(rows)
     model = tr.model.eval()
@@ -91,6 +91,11 @@ def test_trainer_loss_equals_losses_module(tok, dataset, tmp_path, method, stude
     elif method == "edpo":
         want = L.edpo_loss(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), f("ensemble_chosen_rewards").T,
                            f("ensemble_rejected_rewards").T, beta=0.3, reduction="pessimistic", kl_coef=0.37)
+    elif method in ("cdpo", "rdpo"):
+        fn = L.cdpo_loss if method == "cdpo" else L.rdpo_loss
+        want = fn(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3, eps=0.23)
+    elif method == "drdpo":
+        want = L.drdpo_loss(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3, beta_prime=0.6)
     else:
         fn = L.dpo_loss if method == "dpo" else L.ipo_loss
         want = fn(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3)
@@ -168,7 +173,8 @@ def test_order_by_oracle_swaps_pairs_the_oracle_prefers_the_other_way(dataset):
 @pytest.mark.parametrize("bad", [
     {"methods": ["drdo", "ppo"]}, {"student_reward": "value"}, {"label_source": "judge"}, {"logp_reduction": "max"},
     {"edpo_reduction": "median"}, {"beta": 0.0}, {"alpha": -1.0}, {"max_prompt_length": 2048}, {"max_steps": 0},
-    {"bf16": "yes"}, {"per_device_train_batch_size": 0},
+    {"bf16": "yes"}, {"per_device_train_batch_size": 0}, {"label_noise_eps": 0.5}, {"label_noise_eps": -0.01},
+    {"drdpo_beta": 0.0},
 ])
 def test_policy_config_validation(bad):
     with pytest.raises(ValueError):
