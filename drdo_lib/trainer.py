@@ -18,8 +18,10 @@ the paper's Fig. 4): ``loss`` and its components, ``bt_accuracy`` (BT implicit-r
 with ``(z_w − z_w^ref) − (z_l − z_l^ref) > 0``), ``oracle_reward_advantage`` (the precomputed Oracle reward, r* only
 with ``oracle.kind: true_reward``, of the response the student prefers minus that of the other one, averaged over
 training pairs; shown as "implicit-preference oracle margin (training pairs)", not the paper's Fig. 4 quantity), ``logps_chosen`` / ``logps_rejected``, ``p_w`` and
-``grad_norm``; for DRDO also ``grad_norm_reward`` / ``grad_norm_focal`` (the gradient norm of each Eq. 6 term, computed
-on logging steps only; skipped under DeepSpeed), for e-DPO ``edpo_selected_member`` and ``edpo_forward_kl``.
+``grad_norm``; for DRDO also the gradient norm of each Eq. 6 term over the language model's parameters only,
+``grad_norm_reward_lm`` / ``grad_norm_focal_lm``, the reward head's own ``grad_norm_reward_head``, and
+``grad_norm_reward`` / ``grad_norm_focal`` over all trainable parameters (head included) (computed on logging steps
+only; skipped under DeepSpeed; :meth:`PreferenceTrainer._record_term_grad_norms`), for e-DPO ``edpo_selected_member`` and ``edpo_forward_kl``.
 
 The policy stage (:mod:`drdo_lib.policy`) builds the dataset, the student and the arguments; this module is the
 trainer alone.
@@ -74,6 +76,11 @@ class PreferenceCollator:
 
 # --------------------------------------------------------------------------------------------------------------
 # The trainer
+
+
+def is_reward_head_parameter(name: str) -> bool:
+    """True for a parameter of the student's reward head (``reward_head.*``, also under a DDP ``module.`` prefix)."""
+    return "reward_head" in name.split(".")
 
 
 def _unwrap_lm(model: torch.nn.Module) -> transformers.PreTrainedModel:
@@ -213,23 +220,44 @@ class PreferenceTrainer(transformers.Trainer):
         return step % int(every) == 0 or (self.args.logging_first_step and step == 1)
 
     def _record_term_grad_norms(self, model, out: L.LossOutput) -> None:
-        """``grad_norm_reward`` / ``grad_norm_focal``: the L2 norm over the trainable parameters of the gradient of
-        the batch mean of each DRDO term (Eq. 6: the reward-difference regression, and the focal term α(1 − p_w)^γ
-        log(π_w/(1 − π_l)) that the loss subtracts), on this micro-batch, before clipping and not divided by
-        ``gradient_accumulation_steps``. Two extra ``torch.autograd.grad`` calls (``retain_graph``) on logging steps
-        only; ``.grad`` is untouched, so training is unchanged. With gradient accumulation the logged value is the
-        mean of the logging step's micro-batch norms, an upper bound on the norm of the term's accumulated gradient
-        (norm is convex). With one micro-batch per step the logged ``grad_norm`` (of reward − focal) lies between
-        their difference and their sum."""
-        params = [p for p in model.parameters() if p.requires_grad]
+        """The gradient norm of each DRDO term (Eq. 6: the reward-difference regression, and the focal term
+        α(1 − p_w)^γ log(π_w/(1 − π_l)) that the loss subtracts), of the term's batch mean on this micro-batch, before
+        clipping and not divided by ``gradient_accumulation_steps``:
+
+        - ``grad_norm_reward_lm`` / ``grad_norm_focal_lm``: L2 norm over the **language model's** parameters only
+          (the student's reward head excluded): how hard each term pulls the policy;
+        - ``grad_norm_reward_head``: the L2 norm over the reward head's own parameters (``student_reward="head"``
+          only; the focal term does not reach the head, so this is the head's whole gradient);
+        - ``grad_norm_reward`` / ``grad_norm_focal``: over every trainable parameter (LM and head together;
+          ``grad_norm_reward² = grad_norm_reward_lm² + grad_norm_reward_head²``). With a head these mostly measure
+          the head; kept for continuity with earlier runs.
+
+        Two extra ``torch.autograd.grad`` calls (``retain_graph``) on logging steps only; ``.grad`` is untouched, so
+        training is unchanged. With gradient accumulation the logged value is the mean of the logging step's
+        micro-batch norms, an upper bound on the norm of the term's accumulated gradient (norm is convex). With one
+        micro-batch per step the logged ``grad_norm`` (of reward − focal, all parameters) lies between
+        ``|grad_norm_reward − grad_norm_focal|`` and their sum."""
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
+        in_head = [is_reward_head_parameter(n) for n, _ in named]
+        has_head = any(in_head)
         for name in ("reward", "focal"):
             term = out.components[name].mean()
-            if not term.requires_grad:
-                self._metric_sums[f"grad_norm_{name}"].append(0.0)
-                continue
-            grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-            sq = sum(float(g.detach().float().pow(2).sum()) for g in grads if g is not None)
-            self._metric_sums[f"grad_norm_{name}"].append(math.sqrt(sq))
+            sq_lm = sq_head = 0.0
+            if term.requires_grad:
+                grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+                for g, h in zip(grads, in_head):
+                    if g is None:
+                        continue
+                    v = float(g.detach().float().pow(2).sum())
+                    if h:
+                        sq_head += v
+                    else:
+                        sq_lm += v
+            self._metric_sums[f"grad_norm_{name}"].append(math.sqrt(sq_lm + sq_head))
+            self._metric_sums[f"grad_norm_{name}_lm"].append(math.sqrt(sq_lm))
+            if has_head and name == "reward":
+                self._metric_sums["grad_norm_reward_head"].append(math.sqrt(sq_head))
 
     # ---- metrics -------------------------------------------------------------------------------------------
     def _record_metrics(self, fw, out: L.LossOutput, batch) -> None:

@@ -227,8 +227,9 @@ def test_zero_student_head_gives_exactly_zero_initial_rewards(tok, dataset):
 
 
 def _term_grad_norms_independently(model, rows, cfg):
-    """‖∇ mean(reward term)‖ and ‖∇ mean(focal term)‖ over the trainable parameters, from separate full-logit
-    forwards of each side (no trainer code)."""
+    """Norms of ∇ mean(reward term) and ∇ mean(focal term) from separate full-logit forwards of each side (no
+    trainer code): over every trainable parameter, over the LM's alone and over the head's alone (the head's
+    parameters found by identity, not by name)."""
     zw, rw = _independent_logps(model, rows, "chosen", cfg.logp_reduction)
     zl, rl = _independent_logps(model, rows, "rejected", cfg.logp_reduction)
     f = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float32)  # noqa: E731
@@ -237,10 +238,16 @@ def _term_grad_norms_independently(model, rows, cfg):
     out = L.drdo_loss(zw, zl, rw, rl, f("oracle_chosen_reward"), f("oracle_rejected_reward"), alpha=cfg.alpha,
                       gamma=cfg.gamma)
     params = [p for p in model.parameters() if p.requires_grad]
-    norms = []
+    head_ids = {id(p) for p in model.reward_head.parameters()} if hasattr(model, "reward_head") else set()
+    norms = {}
     for name in ("reward", "focal"):
         gs = torch.autograd.grad(out.components[name].mean(), params, retain_graph=True, allow_unused=True)
-        norms.append(math.sqrt(sum(float((g.double() ** 2).sum()) for g in gs if g is not None)))
+        sq = {"all": 0.0, "lm": 0.0, "head": 0.0}
+        for p, g in zip(params, gs):
+            v = 0.0 if g is None else float((g.double() ** 2).sum())
+            sq["all"] += v
+            sq["head" if id(p) in head_ids else "lm"] += v
+        norms[name] = {k: math.sqrt(v) for k, v in sq.items()}
     return norms
 
 
@@ -256,23 +263,29 @@ def test_logged_term_grad_norms_equal_an_independent_autograd(tok, dataset, tmp_
     batch = PreferenceCollator(tok.pad_token_id)(rows)
     tr.state.global_step = 0  # the coming step is 1: not a logging step (every 2): nothing extra is computed
     tr.compute_loss(model, batch)
-    assert "grad_norm_reward" not in tr._metric_sums and "grad_norm_focal" not in tr._metric_sums
+    assert not any(k.startswith("grad_norm_") for k in tr._metric_sums)
     assert all(p.grad is None for p in model.parameters())
     tr.state.global_step = 1  # the coming step is 2: a logging step
     tr.compute_loss(model, batch)
     assert all(p.grad is None for p in model.parameters())  # the extra autograd.grad calls leave .grad alone
-    want_reward, want_focal = _term_grad_norms_independently(model, rows, tr.policy_config)
-    assert tr._metric_sums["grad_norm_reward"] == [pytest.approx(want_reward, rel=1e-4, abs=1e-7)]
-    assert tr._metric_sums["grad_norm_focal"] == [pytest.approx(want_focal, rel=1e-4, abs=1e-7)]
-    assert want_focal > 0
-    if head_init == "zero":  # head weight 0: the regression's gradient reaches the head only, not the LM
-        zw, rw = _independent_logps(model, rows, "chosen", "sum")
-        zl, rl = _independent_logps(model, rows, "rejected", "sum")
-        f = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float32)  # noqa: E731
-        reg = L.drdo_loss(zw, zl, rw, rl, f("oracle_chosen_reward"), f("oracle_rejected_reward")).components["reward"]
-        lm_only = [p for n, p in model.named_parameters() if "reward_head" not in n]
-        gs = torch.autograd.grad(reg.mean(), lm_only, allow_unused=True)
-        assert want_reward > 0 and all(g is None or not g.any() for g in gs)
+    want = _term_grad_norms_independently(model, rows, tr.policy_config)
+    got = tr._metric_sums
+    approx = lambda v: [pytest.approx(v, rel=1e-4, abs=1e-7)]  # noqa: E731
+    assert got["grad_norm_reward"] == approx(want["reward"]["all"])
+    assert got["grad_norm_focal"] == approx(want["focal"]["all"])
+    assert got["grad_norm_reward_lm"] == approx(want["reward"]["lm"])
+    assert got["grad_norm_focal_lm"] == approx(want["focal"]["lm"])
+    assert want["focal"]["lm"] > 0 and want["focal"]["head"] == 0  # the focal term never reaches the head
+    if student_reward == "head":
+        assert got["grad_norm_reward_head"] == approx(want["reward"]["head"])
+        assert want["reward"]["head"] > 0
+        if head_init == "random":  # the head's own norm is a real part of the all-parameter norm (not vacuous)
+            assert want["reward"]["lm"] > 0 and want["reward"]["all"] > want["reward"]["lm"] * (1 + 1e-3)
+    else:
+        assert "grad_norm_reward_head" not in got
+        assert want["reward"]["all"] == pytest.approx(want["reward"]["lm"])
+    if head_init == "zero" and student_reward == "head":  # head weight 0: the regression reaches the head only
+        assert got["grad_norm_reward_lm"] == [0.0]
 
 
 def test_term_grad_norms_are_logged_on_logging_steps_and_bound_the_total(tok, dataset, tmp_path):
@@ -283,10 +296,14 @@ def test_term_grad_norms_are_logged_on_logging_steps_and_bound_the_total(tok, da
     for r in rows:  # with one micro-batch per step the total gradient is ∇reward − ∇focal: triangle inequality
         assert abs(r["grad_norm_reward"] - r["grad_norm_focal"]) - 1e-4 <= r["grad_norm"]
         assert r["grad_norm"] <= r["grad_norm_reward"] + r["grad_norm_focal"] + 1e-4
+        # the all-parameter norm splits into the LM's and the head's (the focal term has no head part)
+        assert r["grad_norm_reward"] ** 2 == pytest.approx(r["grad_norm_reward_lm"] ** 2 + r["grad_norm_reward_head"] ** 2,
+                                                           rel=1e-3, abs=1e-8)
+        assert r["grad_norm_focal"] == pytest.approx(r["grad_norm_focal_lm"], rel=1e-5)
     for method in ("dpo",):  # only DRDO has the two terms
         tr = _trainer(tok, dataset, method, tmp_path, max_steps=1)
         tr.train()
-        assert "grad_norm_reward" not in read_metrics(tmp_path / method)[0]
+        assert not any(k.startswith("grad_norm_reward") for k in read_metrics(tmp_path / method)[0])
 
 
 def test_mean_reduction_with_a_pretrained_initial_policy_warns_once(tmp_path, caplog):
