@@ -35,10 +35,11 @@ from drdo_lib.trainer import METHODS, PreferenceTrainer
 logger = logging.getLogger(__name__)
 
 __all__ = ["PolicyConfig", "run", "run_grid", "prepare_dataset", "training_args", "model_paths", "order_by_oracle", "load_run",
+           "standardize_oracle_rewards", "fit_student_head",
            "final_metrics_table", "true_reward_table", "STUDENT_REWARDS", "LABEL_SOURCES"]
 
 STUDENT_REWARDS = ("head", "logprob")
-STUDENT_HEAD_INITS = ("random", "zero")
+STUDENT_HEAD_INITS = ("random", "zero", "fit")
 LABEL_SOURCES = ("human", "oracle")
 #: Final metrics shown in notebook 04's summary table (metrics.jsonl keys).
 SUMMARY_METRICS = ("loss", "bt_accuracy", "oracle_reward_advantage", "logps_chosen", "logps_rejected", "p_w",
@@ -67,6 +68,13 @@ class PolicyConfig:
     student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
     student_head_init: str = "zero"  # student reward head: zero (r̂ = 0 at start; the default, chosen by evidence:
     #   README "Choices made by evidence") | random (N(0, 1/(H+1)), head_seed: its regression swamps the LM at first)
+    #   | fit (a head warm-up on the frozen initial policy, solved exactly: ridge regression of the Oracle's reward
+    #   differences on the last-token features of the training pairs; fit_student_head)
+    head_learning_rate: float | None = None  # peak lr of the student's reward head (its own optimizer param group,
+    #   same schedule); None: learning_rate. The LM keeps learning_rate
+    head_fit_ridge: float = 1e-3  # student_head_init=fit: ridge penalty, relative to the features' mean square
+    standardize_oracle: bool = False  # DRDO: divide the Oracle's rewards by the sd of their pair differences on the
+    #   training pairs (the regression target then has sd 1; signs, orderings and correlations unchanged)
     logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
     label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
     template: str = "tldr"  # prompt template used to tokenise pairs (same as the SFT stage): tldr | chat | raw
@@ -111,6 +119,9 @@ class PolicyConfig:
             (self.edpo_kl_coef >= 0, "edpo_kl_coef must be >= 0"),
             (0.0 <= self.label_noise_eps < 0.5, "label_noise_eps must be in [0, 0.5) (the flip rate cDPO/rDPO assume)"),
             (self.drdpo_beta > 0, "drdpo_beta must be > 0"),
+            (self.head_learning_rate is None or self.head_learning_rate > 0, "head_learning_rate must be > 0 or null"),
+            (self.head_fit_ridge >= 0, "head_fit_ridge must be >= 0"),
+            (isinstance(self.standardize_oracle, bool), "standardize_oracle must be true or false"),
             (self.student_head_init in STUDENT_HEAD_INITS, f"student_head_init must be one of {STUDENT_HEAD_INITS}"),
             (self.beta > 0, "beta must be > 0"),
             (self.alpha >= 0 and self.gamma >= 0, "alpha and gamma must be >= 0"),
@@ -308,10 +319,77 @@ def prepare_dataset(run, cfg: PolicyConfig, method: str, split: str, tokenizer, 
                 raise FileNotFoundError("e-DPO needs ensemble reward models (runs/<profile>/ensemble/member_*); train "
                                         "them first (notebook 03 / --stage ensemble) or set policy.ensemble_models")
             ds = precompute_rewards(paths["ensemble"], ds, column_prefix="ensemble", **kw)
+    oracle_scale = None
+    if method == "drdo" and cfg.standardize_oracle:
+        ds, oracle_scale = standardize_oracle_rewards(ds)
     if cfg.label_source == "oracle":
         ds = order_by_oracle(ds)
     report = {"split": split, "method": method, "rows": counts, "train_pairs": len(ds), **paths}
+    if oracle_scale is not None:
+        report["oracle_scale"] = oracle_scale
     return ds, report
+
+
+def standardize_oracle_rewards(ds) -> tuple[Any, float]:
+    """``policy.standardize_oracle``: divide ``oracle_chosen_reward`` / ``oracle_rejected_reward`` by ``s``, the
+    standard deviation of their differences over ``ds`` (the training pairs), so DRDO's regression target
+    r*_w − r*_l has sd 1 whatever the Oracle's scale. Returns ``(dataset, s)``; ``s = 1`` when the differences are
+    constant."""
+    import numpy as np
+
+    from drdo_lib.precompute import _set_column
+
+    c = np.asarray(ds["oracle_chosen_reward"], dtype=float)
+    r = np.asarray(ds["oracle_rejected_reward"], dtype=float)
+    sd = float(np.std(c - r))
+    scale = sd if np.isfinite(sd) and sd > 0 else 1.0
+    ds = _set_column(ds, "oracle_chosen_reward", (c / scale).tolist())
+    ds = _set_column(ds, "oracle_rejected_reward", (r / scale).tolist())
+    logger.info("standardize_oracle: Oracle rewards divided by %.4g (sd of their differences on %d training pairs)",
+                scale, len(ds))
+    return ds, scale
+
+
+def fit_student_head(model, ds, pad_token_id: int, *, ridge: float = 1e-3, batch_size: int = 64) -> dict[str, float]:
+    """``student_head_init="fit"``: set the reward head of ``model`` (a ``CausalLMWithRewardHead``) to the ridge
+    regression of the Oracle's reward differences ``d = r_O(y_w) − r_O(y_l)`` on the difference of the frozen
+    model's last-token features ``x = φ(x, y_w) − φ(x, y_l)`` over the pairs of ``ds``: ``w = (XᵀX + λI)⁻¹ Xᵀd``
+    with ``λ = ridge · mean(diag XᵀX)``, bias 0 (it cancels in every difference). This is the limit of a head
+    warm-up on the frozen policy (the LM is not changed). Returns the fit's R² and pairwise accuracy vs the Oracle on
+    those pairs, and the feature count."""
+    import numpy as np
+    import torch
+
+    from drdo_lib.data.tokenize import collate_preference
+    from drdo_lib.reward_fit import pairwise_agreement
+
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    feats, targets = [], []
+    with torch.no_grad():
+        for i in range(0, len(ds), batch_size):
+            b = collate_preference([ds[j] for j in range(i, min(i + batch_size, len(ds)))], pad_token_id)
+            h = [model(input_ids=b[f"{s}_input_ids"].to(dev), attention_mask=b[f"{s}_attention_mask"].to(dev),
+                       return_logits=False)["hidden_last"].double().cpu() for s in ("chosen", "rejected")]
+            feats.append(h[0] - h[1])
+            targets.append(b["oracle_chosen_reward"].double() - b["oracle_rejected_reward"].double())
+    model.train(was_training)
+    X, d = torch.cat(feats), torch.cat(targets)
+    gram = X.T @ X
+    lam = ridge * float(gram.diagonal().mean())
+    w = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), X.T @ d)
+    head = model.reward_head
+    with torch.no_grad():
+        head.weight.copy_(w.to(head.weight.dtype).unsqueeze(0))
+        head.bias.zero_()
+    pred = (X @ w).numpy()
+    dn = d.numpy()
+    r2 = 1.0 - float(((dn - pred) ** 2).sum() / max(((dn - dn.mean()) ** 2).sum(), 1e-300))
+    acc, _ = pairwise_agreement(pred, dn)
+    logger.info("student head fitted on the frozen policy: %d pairs, R^2 %.3f, agreement with the Oracle %.3f",
+                len(dn), r2, acc)
+    return {"r2": r2, "acc_oracle": acc, "pairs": int(len(dn)), "features": int(X.shape[1])}
 
 
 def checkpoint_step(ckpt: str | Path) -> int | None:
@@ -414,8 +492,12 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
         lm.config.use_cache = False
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     use_head = method == "drdo" and cfg.student_reward == "head"
-    model = (CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed, head_init=cfg.student_head_init)
+    head_init = "zero" if cfg.student_head_init == "fit" else cfg.student_head_init
+    model = (CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed, head_init=head_init)
              if use_head else lm)
+    if use_head and cfg.student_head_init == "fit" and not resume:  # a resumed run loads its trained head
+        report["head_fit"] = fit_student_head(model, ds, tokenizer.pad_token_id, ridge=cfg.head_fit_ridge,
+                                              batch_size=cfg.precompute_batch_size)
 
     if resume is None and args.should_save:  # a fresh run: stale checkpoints of an earlier run would be resumed
         for old in out.glob("checkpoint-*"):

@@ -122,6 +122,30 @@ class PreferenceTrainer(transformers.Trainer):
         self._metric_sums: dict[str, list[float]] = defaultdict(list)
         self.add_callback(MetricsJsonlCallback())
 
+    # ---- optimizer: the student's reward head may have its own learning rate -----------------------------------
+    def create_optimizer(self, model=None):
+        """``transformers.Trainer``'s optimizer; with ``policy.head_learning_rate`` set, the reward head's parameters
+        move to their own param groups (same weight decay split) at that peak lr. The scheduler, built next from
+        each group's lr, applies the same warm-up/decay factor to both."""
+        opt = super().create_optimizer(model)
+        head_lr = getattr(self.policy_config, "head_learning_rate", None)
+        if head_lr is None or self.is_deepspeed_enabled:
+            return opt
+        model = self.model if model is None else model
+        head = {id(p) for n, p in model.named_parameters() if is_reward_head_parameter(n)}
+        if not head:
+            return opt
+        moved = []
+        for g in opt.param_groups:
+            mine = [p for p in g["params"] if id(p) in head]
+            if mine:
+                g["params"] = [p for p in g["params"] if id(p) not in head]
+                moved.append({**{k: v for k, v in g.items() if k != "params"}, "params": mine, "lr": head_lr})
+        opt.param_groups[:] = [g for g in opt.param_groups if g["params"]]
+        for g in moved:
+            opt.add_param_group(g)
+        return opt
+
     # ---- forward -------------------------------------------------------------------------------------------
     def concatenated_forward(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One forward of ``cat([chosen, rejected])``; returns ``chosen_logps``/``rejected_logps`` (B,) and, for a

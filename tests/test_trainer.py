@@ -343,3 +343,68 @@ def test_mean_reduction_with_a_pretrained_initial_policy_warns_once(tmp_path, ca
         assert not policy.warn_if_mean_meets_pretrained(FakeRun(tmp_path / "y", {}), mean, "dpo", cfg.init_model)
     warnings = [r for r in caplog.records if "logp_reduction='mean'" in r.getMessage()]
     assert len(warnings) == 3 and all(r.levelno == logging.WARNING for r in warnings)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The student's reward head: its own learning rate, standardised Oracle rewards, a head fitted on the frozen policy
+# ---------------------------------------------------------------------------------------------------------------
+def test_head_learning_rate_moves_the_head_at_its_own_rate(tok, dataset, tmp_path):
+    tr = _trainer(tok, dataset, "drdo", tmp_path, max_steps=1, learning_rate=1e-4, head_learning_rate=0.25,
+                  lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1e9)
+    tr.model = tr.model_wrapped = CausalLMWithRewardHead.from_causal_lm(
+        build_causal_lm("tiny-gpt2", tok, seed=1, size="micro"), head_seed=3, head_init="random")
+    opt = tr.create_optimizer()
+    head_ids = {id(p) for p in tr.model.reward_head.parameters()}
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in tr.model.parameters() if p.requires_grad)  # each exactly once
+    for g in opt.param_groups:
+        kinds = {id(p) in head_ids for p in g["params"]}
+        assert len(kinds) == 1 and g["lr"] == (0.25 if kinds == {True} else 1e-4)
+    before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
+    tr.train()
+    # Adam's first step moves every weight with a non-zero gradient by ~lr (|m/√v| = 1): the head by 0.25
+    step = {n: (p.detach() - before[n]).abs().max().item() for n, p in tr.model.named_parameters()}
+    assert step["reward_head.weight"] == pytest.approx(0.25, rel=1e-3)
+    assert max(v for n, v in step.items() if "reward_head" not in n) == pytest.approx(1e-4, rel=1e-2)
+
+
+def test_standardized_oracle_rewards_have_unit_difference_sd(dataset):
+    from drdo_lib.policy import standardize_oracle_rewards
+
+    ds, s = standardize_oracle_rewards(dataset)
+    d0 = [c - r for c, r in zip(dataset["oracle_chosen_reward"], dataset["oracle_rejected_reward"])]
+    d1 = [c - r for c, r in zip(ds["oracle_chosen_reward"], ds["oracle_rejected_reward"])]
+    m0 = sum(d0) / len(d0)
+    assert s == pytest.approx(math.sqrt(sum((x - m0) ** 2 for x in d0) / len(d0)))
+    assert all(b == pytest.approx(a / s) for a, b in zip(d0, d1))
+    m1 = sum(d1) / len(d1)
+    assert math.sqrt(sum((x - m1) ** 2 for x in d1) / len(d1)) == pytest.approx(1.0)
+    assert ds["chosen_input_ids"] == dataset["chosen_input_ids"]  # nothing else changes
+
+
+def test_fit_student_head_is_the_ridge_regression_on_frozen_features(tok, dataset):
+    from drdo_lib.policy import fit_student_head
+
+    model = CausalLMWithRewardHead.from_causal_lm(build_causal_lm("tiny-gpt2", tok, seed=1, size="micro"),
+                                                  head_init="zero")
+    lm_before = {n: p.detach().clone() for n, p in model.lm.named_parameters()}
+    res = fit_student_head(model, dataset, tok.pad_token_id, ridge=1e-3, batch_size=5)
+    assert all(torch.equal(p, lm_before[n]) for n, p in model.lm.named_parameters())  # the LM is frozen
+    rows = [dataset[i] for i in range(len(dataset))]
+    feats = []
+    with torch.no_grad():  # one row at a time: the head's input is the last real token's hidden state
+        for r in rows:
+            h = [model(input_ids=torch.tensor([r[f"{s}_input_ids"]]))["hidden_last"][0].double()
+                 for s in ("chosen", "rejected")]
+            feats.append(h[0] - h[1])
+    X = torch.stack(feats)
+    d = torch.tensor([r["oracle_chosen_reward"] - r["oracle_rejected_reward"] for r in rows], dtype=torch.float64)
+    lam = 1e-3 * float((X ** 2).sum(0).mean())
+    w = torch.linalg.lstsq(torch.cat([X, math.sqrt(lam) * torch.eye(X.shape[1], dtype=X.dtype)]),
+                           torch.cat([d, torch.zeros(X.shape[1], dtype=X.dtype)])).solution  # augmented least squares
+    torch.testing.assert_close(model.reward_head.weight[0].double(), w, rtol=1e-3, atol=1e-5)
+    assert float(model.reward_head.bias.detach()) == 0.0
+    resid = d - X @ w
+    assert res["pairs"] == len(rows)
+    assert res["r2"] == pytest.approx(1 - float((resid ** 2).sum() / ((d - d.mean()) ** 2).sum()), rel=1e-3)
+    assert res["r2"] > 0  # better than the zero head it replaces
