@@ -35,7 +35,7 @@ from drdo_lib.trainer import METHODS, PreferenceTrainer
 logger = logging.getLogger(__name__)
 
 __all__ = ["PolicyConfig", "run", "run_grid", "prepare_dataset", "training_args", "model_paths", "order_by_oracle", "load_run",
-           "standardize_oracle_rewards", "fit_student_head",
+           "standardize_oracle_rewards", "fit_student_head", "oracle_pair_rewards", "heldout_reward_fit",
            "final_metrics_table", "true_reward_table", "STUDENT_REWARDS", "LABEL_SOURCES"]
 
 STUDENT_REWARDS = ("head", "logprob")
@@ -390,6 +390,55 @@ def fit_student_head(model, ds, pad_token_id: int, *, ridge: float = 1e-3, batch
     logger.info("student head fitted on the frozen policy: %d pairs, R^2 %.3f, agreement with the Oracle %.3f",
                 len(dn), r2, acc)
     return {"r2": r2, "acc_oracle": acc, "pairs": int(len(dn)), "features": int(X.shape[1])}
+
+
+def oracle_pair_rewards(run, cfg: PolicyConfig, tok_ds, pad_token_id: int):
+    """``(N, 2)`` array of the Oracle's rewards (chosen, rejected) on tokenised pairs, from the same source a DRDO
+    run distils: the testbed's r* (exact or noisy) for a function Oracle, else the trained Oracle (cached
+    precompute)."""
+    import numpy as np
+
+    from drdo_lib.precompute import precompute_rewards
+
+    ocfg = oracle_config(run)
+    if ocfg.kind != "trained":
+        ds = add_function_rewards(run, ocfg, tok_ds)
+    else:
+        ds = precompute_rewards(model_paths(run, cfg)["oracle"], tok_ds, column_prefix="oracle",
+                                cache_dir=run.stage_dir("precompute"), batch_size=cfg.precompute_batch_size,
+                                pad_token_id=pad_token_id)
+    return np.stack([np.asarray(ds["oracle_chosen_reward"], float), np.asarray(ds["oracle_rejected_reward"], float)], 1)
+
+
+def heldout_reward_fit(run, cfg: PolicyConfig, model, tokenizer, split: str = "D_all", *, rows=None,
+                       student_reward: str | None = None, max_pairs: int | None = None) -> dict[str, float]:
+    """The student's fit as a reward model (:func:`drdo_lib.reward_fit.reward_fit`) on the *held-out* pairs of
+    ``split`` (the data stage's validation rows; ``rows`` replaces them; at most ``max_pairs``): pairwise accuracy of
+    r̂ against the labels, the run's Oracle and, on the synthetic testbed, r*; the Pearson correlation of r̂
+    differences with the Oracle's; the Oracle's own accuracies beside. ``model`` is the trained student
+    (a ``CausalLMWithRewardHead`` for ``student_reward="head"``, default ``cfg.student_reward``)."""
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.reward_fit import reward_fit, student_pair_rewards
+
+    data = data_stage.load(run)
+    if rows is None:
+        _, rows = data.preference_pairs(split)
+    if max_pairs is not None and len(rows) > max_pairs:
+        rows = rows.select(range(max_pairs))
+    tok_ds, _ = tokenize_preference_dataset(rows, tokenizer, max_prompt_length=cfg.max_prompt_length,
+                                            max_length=cfg.max_length, template=cfg.template)
+    pad = tokenizer.pad_token_id
+    r_hat = student_pair_rewards(model, tok_ds, pad, student_reward=student_reward or cfg.student_reward,
+                                 beta=cfg.beta, logp_reduction=cfg.logp_reduction,
+                                 batch_size=cfg.precompute_batch_size)
+    r_o = oracle_pair_rewards(run, cfg, tok_ds, pad)
+    true_c = true_r = None
+    if data.testbed is not None:
+        prompts = list(tok_ds["prompt"])
+        true_c = data.testbed.true_rewards(prompts, list(tok_ds["chosen"]))
+        true_r = data.testbed.true_rewards(prompts, list(tok_ds["rejected"]))
+    return reward_fit(r_hat[:, 0], r_hat[:, 1], r_o[:, 0], r_o[:, 1], true_c, true_r)
 
 
 def checkpoint_step(ckpt: str | Path) -> int | None:
