@@ -66,14 +66,14 @@ class PolicyConfig:
     drdpo_beta: float = 1.0  # Dr. DPO: β′ of −β′ log mean exp(−ℓ_DPO/β′) (Wu et al.'s example: 1; ∞ is DPO)
     student_reward: str = "head"  # DRDO r̂: "head" (linear reward head on the student) | "logprob" (r̂ = β·z)
     student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
-    student_head_init: str = "zero"  # student reward head: zero (r̂ = 0 at start; the default, chosen by evidence:
-    #   README "Choices made by evidence") | random (N(0, 1/(H+1)), head_seed: its regression swamps the LM at first)
-    #   | fit (a head warm-up on the frozen initial policy, solved exactly: ridge regression of the Oracle's reward
-    #   differences on the last-token features of the training pairs; fit_student_head)
+    student_head_init: str = "fit"  # student reward head: fit (the default, chosen by evidence, README "Choices made
+    #   by evidence": a head warm-up on the frozen initial policy, solved exactly: ridge regression of the Oracle's
+    #   reward differences on the last-token features of the training pairs; fit_student_head) | zero (r̂ = 0 at
+    #   start: the head barely moves at the LM's lr) | random (N(0, 1/(H+1)), head_seed: its regression swamps the LM)
     head_learning_rate: float | None = None  # peak lr of the student's reward head (its own optimizer param group,
     #   same schedule); None: learning_rate. The LM keeps learning_rate
     head_fit_ridge: float = 1e-3  # student_head_init=fit: ridge penalty, relative to the features' mean square
-    standardize_oracle: bool = False  # DRDO: divide the Oracle's rewards by the sd of their pair differences on the
+    standardize_oracle: bool = True  # DRDO: divide the Oracle's rewards by the sd of their pair differences on the
     #   training pairs (the regression target then has sd 1; signs, orderings and correlations unchanged)
     logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
     label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
@@ -355,7 +355,9 @@ def fit_student_head(model, ds, pad_token_id: int, *, ridge: float = 1e-3, batch
     regression of the Oracle's reward differences ``d = r_O(y_w) − r_O(y_l)`` on the difference of the frozen
     model's last-token features ``x = φ(x, y_w) − φ(x, y_l)`` over the pairs of ``ds``: ``w = (XᵀX + λI)⁻¹ Xᵀd``
     with ``λ = ridge · mean(diag XᵀX)``, bias 0 (it cancels in every difference). This is the limit of a head
-    warm-up on the frozen policy (the LM is not changed). Returns the fit's R² and pairwise accuracy vs the Oracle on
+    warm-up on the frozen policy (the LM is not changed). Returns the fit's R² against the zero head
+    (``1 − Σ(d − x·w)² / Σd²``: the share of the regression loss the fitted head removes; the differences need not
+    have mean 0, so this, not the centred R², is the comparison that matters), its pairwise accuracy vs the Oracle on
     those pairs, and the feature count."""
     import numpy as np
     import torch
@@ -371,21 +373,26 @@ def fit_student_head(model, ds, pad_token_id: int, *, ridge: float = 1e-3, batch
         for i in range(0, len(ds), batch_size):
             b = collate_preference([ds[j] for j in range(i, min(i + batch_size, len(ds)))], pad_token_id)
             h = [model(input_ids=b[f"{s}_input_ids"].to(dev), attention_mask=b[f"{s}_attention_mask"].to(dev),
-                       return_logits=False)["hidden_last"].double().cpu() for s in ("chosen", "rejected")]
+                       return_logits=False)["hidden_last"].float().cpu() for s in ("chosen", "rejected")]
             feats.append(h[0] - h[1])
             targets.append(b["oracle_chosen_reward"].double() - b["oracle_rejected_reward"].double())
     model.train(was_training)
-    X, d = torch.cat(feats), torch.cat(targets)
-    gram = X.T @ X
+    X, d = torch.cat(feats), torch.cat(targets)  # X in float32 (N × H), the normal equations in float64
+    gram = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64)
+    xtd = torch.zeros(X.shape[1], dtype=torch.float64)
+    for k in range(0, len(X), 4096):
+        xk = X[k:k + 4096].double()
+        gram += xk.T @ xk
+        xtd += xk.T @ d[k:k + 4096]
     lam = ridge * float(gram.diagonal().mean())
-    w = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), X.T @ d)
+    w = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), xtd)
     head = model.reward_head
     with torch.no_grad():
         head.weight.copy_(w.to(head.weight.dtype).unsqueeze(0))
         head.bias.zero_()
-    pred = (X @ w).numpy()
+    pred = torch.cat([X[k:k + 4096].double() @ w for k in range(0, len(X), 4096)]).numpy()
     dn = d.numpy()
-    r2 = 1.0 - float(((dn - pred) ** 2).sum() / max(((dn - dn.mean()) ** 2).sum(), 1e-300))
+    r2 = 1.0 - float(((dn - pred) ** 2).sum() / max((dn ** 2).sum(), 1e-300))  # against the zero head (r̂ ≡ 0)
     acc, _ = pairwise_agreement(pred, dn)
     logger.info("student head fitted on the frozen policy: %d pairs, R^2 %.3f, agreement with the Oracle %.3f",
                 len(dn), r2, acc)

@@ -53,6 +53,19 @@ def main() -> None:
     gkw = dict(max_new_tokens=scfg.eval_max_new_tokens, max_prompt_length=scfg.max_prompt_length, batch_size=128)
     sft_r = np.asarray(true_reward_of_samples(str(run.sft_model), tok, prompts, data.testbed.true_rewards,
                                               **gkw)["rewards"])
+    # held-out pairs: their log-probs under SFT, to measure how far each student moved log π(y_w) and log π(y_l)
+    from transformers import AutoModelForCausalLM
+
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.study import _pair_logps
+
+    base = run.config(policy.PolicyConfig, "policy")
+    _, held_pairs = data.preference_pairs("D_all")
+    held_tok, _ = tokenize_preference_dataset(held_pairs.select(range(min(args.max_pairs, len(held_pairs)))), tok,
+                                              max_prompt_length=base.max_prompt_length, max_length=base.max_length,
+                                              template=base.template)
+    z_sft = _pair_logps(AutoModelForCausalLM.from_pretrained(run.sft_model, use_safetensors=True), held_tok,
+                        tok.pad_token_id)
     records = []
     for over in json.loads(args.settings):
         over = dict(over)
@@ -63,13 +76,12 @@ def main() -> None:
         if pcfg.student_reward == "head":
             model = CausalLMWithRewardHead.from_pretrained(out / "final")
         else:
-            from transformers import AutoModelForCausalLM
-
             model = AutoModelForCausalLM.from_pretrained(out / "final", use_safetensors=True)
         fit = policy.heldout_reward_fit(run, pcfg, model, tok, "D_all", max_pairs=args.max_pairs)
         pol_r = np.asarray(true_reward_of_samples(getattr(model, "lm", model), tok, prompts,
                                                   data.testbed.true_rewards, **gkw)["rewards"])
         gain = pol_r - sft_r
+        dz = _pair_logps(model, held_tok, tok.pad_token_id) - z_sft
         metrics = read_metrics(out)
         mean = lambda k: float(np.mean([m[k] for m in metrics if k in m])) if any(k in m for m in metrics) \
             else float("nan")  # noqa: E731
@@ -77,20 +89,23 @@ def main() -> None:
         rec = {"setting": over, "oracle_kind": args.oracle_kind or run.section("oracle").get("kind", "trained"),
                "lm_learning_rate": pcfg.learning_rate, **{f"fit_{k}": v for k, v in fit.items()},
                "r_gain": float(gain.mean()), "r_gain_se": float(gain.std(ddof=1) / np.sqrt(len(gain))),
+               "dlogp_w": float(dz[:, 0].mean()), "dlogp_l": float(dz[:, 1].mean()),
+               "per_prompt_r": pol_r.tolist(), "per_pair_dlogp": dz.round(5).tolist(),
                "grad_norm_reward_lm": mean("grad_norm_reward_lm"), "grad_norm_focal_lm": mean("grad_norm_focal_lm"),
                "grad_norm_reward_head": mean("grad_norm_reward_head"), "loss_reward_final": metrics[-1].get("loss_reward"),
                "head_warmup_fit": summary.get("head_fit"), "oracle_scale": summary.get("oracle_scale"),
                "seconds": round(secs, 1)}
         records.append(rec)
-        print(json.dumps(rec), flush=True)
+        print(json.dumps({k: v for k, v in rec.items() if not k.startswith("per_")}), flush=True)
     print()
     print("| setting | head acc vs Oracle | vs r* | vs labels | Pearson vs Oracle | Oracle acc vs r* | r* gain (greedy, "
-          "± se) | ‖∇reward‖ LM | ‖∇focal‖ LM |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "± se) | Δlog π(y_w) | Δlog π(y_l) | ‖∇reward‖ LM | ‖∇focal‖ LM |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
         print(f"| `{json.dumps(r['setting'])}` | {r['fit_acc_oracle']:.3f} | {r['fit_acc_true']:.3f} | "
               f"{r['fit_acc_labels']:.3f} | {r['fit_pearson_oracle']:.3f} | {r['fit_oracle_acc_true']:.3f} | "
-              f"{r['r_gain']:+.3f} ± {r['r_gain_se']:.3f} | {r['grad_norm_reward_lm']:.3g} | "
+              f"{r['r_gain']:+.3f} ± {r['r_gain_se']:.3f} | {r['dlogp_w']:+.3f} | {r['dlogp_l']:+.3f} | "
+              f"{r['grad_norm_reward_lm']:.3g} | "
               f"{r['grad_norm_focal_lm']:.3g} |")
     if args.out:
         with open(args.out, "w") as f:

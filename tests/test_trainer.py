@@ -223,7 +223,8 @@ def test_zero_student_head_gives_exactly_zero_initial_rewards(tok, dataset):
         CausalLMWithRewardHead.from_causal_lm(lm, head_init="ones")
     with pytest.raises(ValueError):
         PolicyConfig(student_head_init="ones")
-    assert PolicyConfig().student_head_init == "zero"  # the default chosen by evidence (README)
+    assert PolicyConfig().student_head_init == "fit"  # the default chosen by evidence (README)
+    assert PolicyConfig().standardize_oracle is True
 
 
 def _term_grad_norms_independently(model, rows, cfg):
@@ -406,5 +407,5 @@ def test_fit_student_head_is_the_ridge_regression_on_frozen_features(tok, datase
     assert float(model.reward_head.bias.detach()) == 0.0
     resid = d - X @ w
     assert res["pairs"] == len(rows)
-    assert res["r2"] == pytest.approx(1 - float((resid ** 2).sum() / ((d - d.mean()) ** 2).sum()), rel=1e-3)
+    assert res["r2"] == pytest.approx(1 - float((resid ** 2).sum() / (d ** 2).sum()), rel=1e-3)
     assert res["r2"] > 0  # better than the zero head it replaces
