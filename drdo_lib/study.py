@@ -122,12 +122,15 @@ SFT_RESTART_STRIDE = 1000
 FLIP_RATE = "flip_rate"
 #: Largest ε a measured flip rate is clipped to (rDPO needs ε < 0.5).
 MAX_FLIP_EPS = 0.49
-#: The study's methods: DRDO with both student-reward variants, DPO, e-DPO, IPO, the α = 0 / γ = 0 ablations of both
+#: The study's methods: DRDO with both student-reward variants (and the reward head as it was before it was fitted
+#: first: zero-initialised, the Oracle unscaled), DPO, e-DPO, IPO, the α = 0 / γ = 0 ablations of both
 #: DRDO students, and the baselines built for noisy labels (cDPO and rDPO with ε = the measured flip rate and with a
 #: fixed, misspecified ε = 0.1; Dr. DPO with β′ = 1, which needs no ε).
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "drdo_head": {"method": "drdo", "student_reward": "head", "label": "DRDO (r̂ head)"},
     "drdo_logprob": {"method": "drdo", "student_reward": "logprob", "label": "DRDO (r̂ = β·z)"},
+    "drdo_head_zero": {"method": "drdo", "student_reward": "head", "student_head_init": "zero",
+                       "standardize_oracle": False, "label": "DRDO (r̂ head from zero, unscaled Oracle)"},
     "dpo": {"method": "dpo", "label": "DPO"},
     "edpo": {"method": "edpo", "label": "e-DPO"},
     "ipo": {"method": "ipo", "label": "IPO"},
