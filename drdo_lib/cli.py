@@ -80,7 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="run one training stage of a profile")
     t.add_argument("--config", required=True, help="profile YAML (configs/<profile>.yaml) or a profile name")
     t.add_argument("--stage", choices=STAGES, default="policy", help="which stage to run (default: policy)")
-    t.add_argument("--method", default=None, help="policy stage: drdo | dpo | ipo | edpo (default: first of policy.methods)")
+    t.add_argument("--method", default=None, help="policy stage: drdo | dpo | ipo | edpo | cdpo | rdpo | drdpo (default: first of policy.methods)")
     t.add_argument("--split", default=None, help="policy stage: data split (default: first of policy.splits)")
     t.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     # The deepspeed launcher passes --local_rank=N; torchrun/accelerate use the LOCAL_RANK env var.

@@ -13,6 +13,9 @@ whatever the input dtype (bfloat16 inputs are upcast; gradients flow back in the
 |---|---|
 | :func:`dpo_loss` | Eq. 3 (Rafailov et al. 2023) |
 | :func:`ipo_loss` | Azar et al. 2023 |
+| :func:`cdpo_loss` | conservative DPO, label smoothing (Mitchell 2023) |
+| :func:`rdpo_loss` | robust DPO (Chowdhury et al., ICML 2024) |
+| :func:`drdpo_loss` | Dr. DPO, distributionally robust DPO (Wu et al., ICLR 2025) |
 | :func:`edpo_loss` | Eq. 4; Fisch et al. (TMLR 2025) pessimistic distillation over a K-member ensemble |
 | :func:`drdo_loss` | Eq. 6 (reward-difference regression + focal log-unlikelihood) |
 | :func:`oracle_loss` | Eq. 5 (BT reward loss + α · SFT NLL, Yang et al. 2024) |
@@ -31,6 +34,9 @@ __all__ = [
     "log1mexp",
     "dpo_loss",
     "ipo_loss",
+    "cdpo_loss",
+    "rdpo_loss",
+    "drdpo_loss",
     "edpo_loss",
     "drdo_loss",
     "oracle_loss",
@@ -188,6 +194,119 @@ def ipo_loss(
         components={"rewards_chosen": beta * (pc - rc), "rewards_rejected": beta * (pr - rr)},
         metrics={"loss": _mean(losses), "reward_accuracy": _mean((h > 0).float()), "margin": _mean(beta * h)},
     )
+
+
+def _check_eps(eps: float, *, upper: float, inclusive: bool, name: str) -> None:
+    ok = 0.0 <= eps <= upper if inclusive else 0.0 <= eps < upper
+    if not ok:
+        raise ValueError(f"{name}: eps (the assumed label flip rate) must be in [0, {upper}{']' if inclusive else ')'}, "
+                         f"got {eps}")
+
+
+def _margin_output(losses, h, beta, pc, pr, rc, rr, extra_components=None, extra_metrics=None) -> LossOutput:
+    """The LossOutput of a loss on the DPO margin h: DPO's metrics beside the loss."""
+    rew_c, rew_r = beta * (pc - rc), beta * (pr - rr)
+    return LossOutput(
+        losses=losses,
+        loss=losses.mean(),
+        components={"rewards_chosen": rew_c, "rewards_rejected": rew_r, **(extra_components or {})},
+        metrics={"loss": _mean(losses), "reward_accuracy": _mean((h > 0).float()), "margin": _mean(beta * h),
+                 "rewards_chosen": _mean(rew_c), "rewards_rejected": _mean(rew_r), **(extra_metrics or {})},
+    )
+
+
+def cdpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+    eps: float = 0.1,
+) -> LossOutput:
+    """Conservative DPO (cDPO; Mitchell 2023, "A note on DPO with noisy preferences"), DPO with label smoothing::
+
+        losses = −(1 − ε) · log σ(βh) − ε · log σ(−βh),   h = (z_w − z_w^ref) − (z_l − z_l^ref)
+
+    the cross-entropy against a label that is right with probability 1 − ε. Its gradient vanishes at
+    βh = log((1 − ε)/ε), so margins stay bounded (ε = 0 is DPO). ``eps`` ∈ [0, 0.5] is the assumed flip rate.
+    (Recent TRL versions ignore ``label_smoothing`` for their ``sigmoid`` loss, so this is tested against the
+    closed form, not TRL.)
+    """
+    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
+    _check_eps(eps, upper=0.5, inclusive=True, name="cDPO")
+    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    h = _implicit_margin(pc, pr, rc, rr)
+    losses = -(1.0 - eps) * F.logsigmoid(beta * h) - eps * F.logsigmoid(-beta * h)
+    return _margin_output(losses, h, beta, pc, pr, rc, rr)
+
+
+def rdpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+    eps: float = 0.1,
+) -> LossOutput:
+    """Robust DPO (rDPO; Chowdhury, Kini, Natarajan, "Provably Robust DPO", ICML 2024)::
+
+        losses = [−(1 − ε) · log σ(βh) + ε · log σ(−βh)] / (1 − 2ε)
+
+    an unbiased estimate of the clean DPO loss when each label is flipped independently with probability ε
+    (averaged over the flip, h ↦ −h, it equals DPO: tested). Equal to TRL's ``DPOTrainer`` ``loss_type="robust"``
+    with ``label_smoothing = ε`` (tested). ``eps`` ∈ [0, 0.5); ε = 0 is DPO. Unlike cDPO the per-example loss is
+    not bounded below for ε > 0 (the ε-weighted term rewards a large margin on either side less than it penalises).
+    """
+    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
+    _check_eps(eps, upper=0.5, inclusive=False, name="rDPO")
+    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    h = _implicit_margin(pc, pr, rc, rr)
+    losses = (-(1.0 - eps) * F.logsigmoid(beta * h) + eps * F.logsigmoid(-beta * h)) / (1.0 - 2.0 * eps)
+    return _margin_output(losses, h, beta, pc, pr, rc, rr)
+
+
+def drdpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+    beta_prime: float = 1.0,
+) -> LossOutput:
+    """Dr. DPO (Wu et al., "Towards Robust Alignment of Language Models: Distributionally Robustifying Direct
+    Preference Optimization", ICLR 2025): a distributionally robust objective over the batch's DPO losses
+    ``ℓ_i = −log σ(βh_i)``::
+
+        loss = −β′ · log( (1/B) Σ_i exp(−ℓ_i / β′) )
+
+    computed stably (``logsumexp``, centred, float64). Its gradient is Σ_i w_i ∇ℓ_i with w = softmax(−ℓ/β′): pairs the policy fits badly
+    (likely flipped labels) get less weight. β′ → ∞ gives DPO's batch mean; by Jensen the objective never exceeds
+    it. ``beta_prime`` > 0 (1 in the paper's example).
+
+    Unlike the other losses, ``.loss`` is **not** the mean of ``.losses``: the objective couples the batch, so there
+    is no per-example loss. ``.losses`` holds the per-pair DPO losses ℓ_i that the objective reweights (what a
+    per-example log or a non-finite check should see); ``components["weight"]`` holds B·w_i (mean 1: the factor by
+    which pair i's DPO gradient is scaled). Metrics: DPO's, plus ``dpo_loss`` (mean ℓ) and ``weight_min``/``max``.
+    """
+    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
+    if not beta_prime > 0:
+        raise ValueError(f"Dr. DPO: beta_prime must be > 0, got {beta_prime}")
+    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    h = _implicit_margin(pc, pr, rc, rr)
+    ell = -F.logsigmoid(beta * h)
+    n = ell.shape[0]
+    # Centred on the batch mean and in float64: for large β′ the log-mean-exp is a small correction to mean ℓ, which
+    # float32 would lose to cancellation against log B.
+    e64 = ell.double()
+    m = e64.mean()
+    objective = (m - beta_prime * (torch.logsumexp(-(e64 - m) / beta_prime, 0) - math.log(max(n, 1)))).float()
+    weight = torch.softmax(-ell.detach() / beta_prime, 0) * n
+    out = _margin_output(ell, h, beta, pc, pr, rc, rr, extra_components={"weight": weight},
+                         extra_metrics={"dpo_loss": _mean(ell), "weight_min": float(weight.min()) if n else math.nan,
+                                        "weight_max": float(weight.max()) if n else math.nan})
+    out.loss = objective
+    out.metrics["loss"] = float(objective.detach())
+    return out
 
 
 def edpo_loss(

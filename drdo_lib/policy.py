@@ -1,5 +1,5 @@
 """The policy stage (notebook 04): :class:`PolicyConfig`, the training pairs with their precomputed columns, and
-:func:`run`, which trains one student (DRDO, DPO, IPO or e-DPO) with :class:`drdo_lib.trainer.PreferenceTrainer`.
+:func:`run`, which trains one student (DRDO, DPO, IPO, e-DPO, cDPO, rDPO or Dr. DPO) with :class:`drdo_lib.trainer.PreferenceTrainer`.
 
 ::
 
@@ -36,10 +36,11 @@ from drdo_lib.trainer import METHODS, PreferenceTrainer
 logger = logging.getLogger(__name__)
 
 __all__ = ["PolicyConfig", "run", "run_grid", "prepare_dataset", "training_args", "model_paths", "order_by_oracle", "load_run",
+           "standardize_oracle_rewards", "fit_student_head", "oracle_pair_rewards", "heldout_reward_fit",
            "final_metrics_table", "true_reward_table", "STUDENT_REWARDS", "LABEL_SOURCES"]
 
 STUDENT_REWARDS = ("head", "logprob")
-STUDENT_HEAD_INITS = ("random", "zero")
+STUDENT_HEAD_INITS = ("random", "zero", "fit")
 LABEL_SOURCES = ("human", "oracle")
 #: Final metrics shown in notebook 04's summary table (metrics.jsonl keys).
 SUMMARY_METRICS = ("loss", "bt_accuracy", "oracle_reward_advantage", "logps_chosen", "logps_rejected", "p_w",
@@ -61,10 +62,20 @@ class PolicyConfig:
     gamma: float = 2.0  # DRDO focal exponent γ (Eq. 6; paper 2, swept {0, 1, 2, 5})
     edpo_reduction: str = "pessimistic"  # e-DPO over K members: pessimistic (Fisch et al.) | min (optimistic) | mean | max
     edpo_kl_coef: float = L.EDPO_KL_COEF  # weight of the forward KL(π_ref‖π) in the pessimistic e-DPO objective (ours)
+    label_noise_eps: float = 0.1  # cDPO / rDPO: assumed label flip rate ε (cDPO [0, 0.5], rDPO [0, 0.5)); the study
+    #   sets it per noise level to the testbed's measured flip rate, or keeps this fixed (misspecified) value
+    drdpo_beta: float = 1.0  # Dr. DPO: β′ of −β′ log mean exp(−ℓ_DPO/β′) (Wu et al.'s example: 1; ∞ is DPO)
     student_reward: str = "head"  # DRDO r̂: "head" (linear reward head on the student) | "logprob" (r̂ = β·z)
     student_head_seed: int = 0  # seed of the student's reward-head initialisation (student_reward="head")
-    student_head_init: str = "zero"  # student reward head: zero (r̂ = 0 at start; the default, chosen by evidence:
-    #   README "Choices made by evidence") | random (N(0, 1/(H+1)), head_seed: its regression swamps the LM at first)
+    student_head_init: str = "fit"  # student reward head: fit (the default, chosen by evidence, README "Choices made
+    #   by evidence": a head warm-up on the frozen initial policy, solved exactly: ridge regression of the Oracle's
+    #   reward differences on the last-token features of the training pairs; fit_student_head) | zero (r̂ = 0 at
+    #   start: the head barely moves at the LM's lr) | random (N(0, 1/(H+1)), head_seed: its regression swamps the LM)
+    head_learning_rate: float | None = None  # peak lr of the student's reward head (its own optimizer param group,
+    #   same schedule); None: learning_rate. The LM keeps learning_rate
+    head_fit_ridge: float = 1e-3  # student_head_init=fit: ridge penalty, relative to the features' mean square
+    standardize_oracle: bool = True  # DRDO: divide the Oracle's rewards by the sd of their pair differences on the
+    #   training pairs (the regression target then has sd 1; signs, orderings and correlations unchanged)
     logp_reduction: str = "sum"  # z = sum (paper notation) | mean of response-token log-probs
     label_source: str = "human"  # which response is y_w: "human" labels | "oracle" (order by precomputed r*)
     template: str = "tldr"  # prompt template used to tokenise pairs (same as the SFT stage): tldr | chat | raw
@@ -107,6 +118,11 @@ class PolicyConfig:
             (self.logp_reduction in L.LOGP_REDUCTIONS, f"logp_reduction must be one of {L.LOGP_REDUCTIONS}"),
             (self.edpo_reduction in L.EDPO_REDUCTIONS, f"edpo_reduction must be one of {L.EDPO_REDUCTIONS}"),
             (self.edpo_kl_coef >= 0, "edpo_kl_coef must be >= 0"),
+            (0.0 <= self.label_noise_eps < 0.5, "label_noise_eps must be in [0, 0.5) (the flip rate cDPO/rDPO assume)"),
+            (self.drdpo_beta > 0, "drdpo_beta must be > 0"),
+            (self.head_learning_rate is None or self.head_learning_rate > 0, "head_learning_rate must be > 0 or null"),
+            (self.head_fit_ridge >= 0, "head_fit_ridge must be >= 0"),
+            (isinstance(self.standardize_oracle, bool), "standardize_oracle must be true or false"),
             (self.student_head_init in STUDENT_HEAD_INITS, f"student_head_init must be one of {STUDENT_HEAD_INITS}"),
             (self.beta > 0, "beta must be > 0"),
             (self.alpha >= 0 and self.gamma >= 0, "alpha and gamma must be >= 0"),
@@ -304,10 +320,133 @@ def prepare_dataset(run, cfg: PolicyConfig, method: str, split: str, tokenizer, 
                 raise FileNotFoundError("e-DPO needs ensemble reward models (runs/<profile>/ensemble/member_*); train "
                                         "them first (notebook 03 / --stage ensemble) or set policy.ensemble_models")
             ds = precompute_rewards(paths["ensemble"], ds, column_prefix="ensemble", **kw)
+    oracle_scale = None
+    if method == "drdo" and cfg.standardize_oracle:
+        ds, oracle_scale = standardize_oracle_rewards(ds)
     if cfg.label_source == "oracle":
         ds = order_by_oracle(ds)
     report = {"split": split, "method": method, "rows": counts, "train_pairs": len(ds), **paths}
+    if oracle_scale is not None:
+        report["oracle_scale"] = oracle_scale
     return ds, report
+
+
+def standardize_oracle_rewards(ds) -> tuple[Any, float]:
+    """``policy.standardize_oracle``: divide ``oracle_chosen_reward`` / ``oracle_rejected_reward`` by ``s``, the
+    standard deviation of their differences over ``ds`` (the training pairs), so DRDO's regression target
+    r*_w − r*_l has sd 1 whatever the Oracle's scale. Returns ``(dataset, s)``; ``s = 1`` when the differences are
+    constant."""
+    import numpy as np
+
+    from drdo_lib.precompute import _set_column
+
+    c = np.asarray(ds["oracle_chosen_reward"], dtype=float)
+    r = np.asarray(ds["oracle_rejected_reward"], dtype=float)
+    sd = float(np.std(c - r))
+    scale = sd if np.isfinite(sd) and sd > 0 else 1.0
+    ds = _set_column(ds, "oracle_chosen_reward", (c / scale).tolist())
+    ds = _set_column(ds, "oracle_rejected_reward", (r / scale).tolist())
+    logger.info("standardize_oracle: Oracle rewards divided by %.4g (sd of their differences on %d training pairs)",
+                scale, len(ds))
+    return ds, scale
+
+
+def fit_student_head(model, ds, pad_token_id: int, *, ridge: float = 1e-3, batch_size: int = 64) -> dict[str, float]:
+    """``student_head_init="fit"``: set the reward head of ``model`` (a ``CausalLMWithRewardHead``) to the ridge
+    regression of the Oracle's reward differences ``d = r_O(y_w) − r_O(y_l)`` on the difference of the frozen
+    model's last-token features ``x = φ(x, y_w) − φ(x, y_l)`` over the pairs of ``ds``: ``w = (XᵀX + λI)⁻¹ Xᵀd``
+    with ``λ = ridge · mean(diag XᵀX)``, bias 0 (it cancels in every difference). This is the limit of a head
+    warm-up on the frozen policy (the LM is not changed). Returns the fit's R² against the zero head
+    (``1 − Σ(d − x·w)² / Σd²``: the share of the regression loss the fitted head removes; the differences need not
+    have mean 0, so this, not the centred R², is the comparison that matters), its pairwise accuracy vs the Oracle on
+    those pairs, and the feature count."""
+    import numpy as np
+    import torch
+
+    from drdo_lib.data.tokenize import collate_preference
+    from drdo_lib.reward_fit import pairwise_agreement
+
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    feats, targets = [], []
+    with torch.no_grad():
+        for i in range(0, len(ds), batch_size):
+            b = collate_preference([ds[j] for j in range(i, min(i + batch_size, len(ds)))], pad_token_id)
+            h = [model(input_ids=b[f"{s}_input_ids"].to(dev), attention_mask=b[f"{s}_attention_mask"].to(dev),
+                       return_logits=False)["hidden_last"].float().cpu() for s in ("chosen", "rejected")]
+            feats.append(h[0] - h[1])
+            targets.append(b["oracle_chosen_reward"].double() - b["oracle_rejected_reward"].double())
+    model.train(was_training)
+    X, d = torch.cat(feats), torch.cat(targets)  # X in float32 (N × H), the normal equations in float64
+    gram = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64)
+    xtd = torch.zeros(X.shape[1], dtype=torch.float64)
+    for k in range(0, len(X), 4096):
+        xk = X[k:k + 4096].double()
+        gram += xk.T @ xk
+        xtd += xk.T @ d[k:k + 4096]
+    lam = ridge * float(gram.diagonal().mean())
+    w = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), xtd)
+    head = model.reward_head
+    with torch.no_grad():
+        head.weight.copy_(w.to(head.weight.dtype).unsqueeze(0))
+        head.bias.zero_()
+    pred = torch.cat([X[k:k + 4096].double() @ w for k in range(0, len(X), 4096)]).numpy()
+    dn = d.numpy()
+    r2 = 1.0 - float(((dn - pred) ** 2).sum() / max((dn ** 2).sum(), 1e-300))  # against the zero head (r̂ ≡ 0)
+    acc, _ = pairwise_agreement(pred, dn)
+    logger.info("student head fitted on the frozen policy: %d pairs, R^2 %.3f, agreement with the Oracle %.3f",
+                len(dn), r2, acc)
+    return {"r2": r2, "acc_oracle": acc, "pairs": int(len(dn)), "features": int(X.shape[1])}
+
+
+def oracle_pair_rewards(run, cfg: PolicyConfig, tok_ds, pad_token_id: int):
+    """``(N, 2)`` array of the Oracle's rewards (chosen, rejected) on tokenised pairs, from the same source a DRDO
+    run distils: the testbed's r* (exact or noisy) for a function Oracle, else the trained Oracle (cached
+    precompute)."""
+    import numpy as np
+
+    from drdo_lib.precompute import precompute_rewards
+
+    ocfg = oracle_config(run)
+    if ocfg.kind != "trained":
+        ds = add_function_rewards(run, ocfg, tok_ds)
+    else:
+        ds = precompute_rewards(model_paths(run, cfg)["oracle"], tok_ds, column_prefix="oracle",
+                                cache_dir=run.stage_dir("precompute"), batch_size=cfg.precompute_batch_size,
+                                pad_token_id=pad_token_id)
+    return np.stack([np.asarray(ds["oracle_chosen_reward"], float), np.asarray(ds["oracle_rejected_reward"], float)], 1)
+
+
+def heldout_reward_fit(run, cfg: PolicyConfig, model, tokenizer, split: str = "D_all", *, rows=None,
+                       student_reward: str | None = None, max_pairs: int | None = None) -> dict[str, float]:
+    """The student's fit as a reward model (:func:`drdo_lib.reward_fit.reward_fit`) on the *held-out* pairs of
+    ``split`` (the data stage's validation rows; ``rows`` replaces them; at most ``max_pairs``): pairwise accuracy of
+    r̂ against the labels, the run's Oracle and, on the synthetic testbed, r*; the Pearson correlation of r̂
+    differences with the Oracle's; the Oracle's own accuracies beside. ``model`` is the trained student
+    (a ``CausalLMWithRewardHead`` for ``student_reward="head"``, default ``cfg.student_reward``)."""
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.data.tokenize import tokenize_preference_dataset
+    from drdo_lib.reward_fit import reward_fit, student_pair_rewards
+
+    data = data_stage.load(run)
+    if rows is None:
+        _, rows = data.preference_pairs(split)
+    if max_pairs is not None and len(rows) > max_pairs:
+        rows = rows.select(range(max_pairs))
+    tok_ds, _ = tokenize_preference_dataset(rows, tokenizer, max_prompt_length=cfg.max_prompt_length,
+                                            max_length=cfg.max_length, template=cfg.template)
+    pad = tokenizer.pad_token_id
+    r_hat = student_pair_rewards(model, tok_ds, pad, student_reward=student_reward or cfg.student_reward,
+                                 beta=cfg.beta, logp_reduction=cfg.logp_reduction,
+                                 batch_size=cfg.precompute_batch_size)
+    r_o = oracle_pair_rewards(run, cfg, tok_ds, pad)
+    true_c = true_r = None
+    if data.testbed is not None:
+        prompts = list(tok_ds["prompt"])
+        true_c = data.testbed.true_rewards(prompts, list(tok_ds["chosen"]))
+        true_r = data.testbed.true_rewards(prompts, list(tok_ds["rejected"]))
+    return reward_fit(r_hat[:, 0], r_hat[:, 1], r_o[:, 0], r_o[:, 1], true_c, true_r)
 
 
 def checkpoint_step(ckpt: str | Path) -> int | None:
@@ -410,8 +549,12 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
         lm.config.use_cache = False
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     use_head = method == "drdo" and cfg.student_reward == "head"
-    model = (CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed, head_init=cfg.student_head_init)
+    head_init = "zero" if cfg.student_head_init == "fit" else cfg.student_head_init
+    model = (CausalLMWithRewardHead.from_causal_lm(lm, head_seed=cfg.student_head_seed, head_init=head_init)
              if use_head else lm)
+    if use_head and cfg.student_head_init == "fit" and not resume:  # a resumed run loads its trained head
+        report["head_fit"] = fit_student_head(model, ds, tokenizer.pad_token_id, ridge=cfg.head_fit_ridge,
+                                              batch_size=cfg.precompute_batch_size)
 
     if resume is None and args.should_save:  # a fresh run: stale checkpoints of an earlier run would be resumed
         for old in out.glob("checkpoint-*"):

@@ -112,10 +112,11 @@ __all__ = ["StudyConfig", "Cell", "run", "expand_grid", "cell_key", "run_cell", 
            "parse_shard",
            "DEFAULT_VARIANTS", "ORACLE_METHODS", "SFT_INVARIANT", "never_preferred", "sft_corpus", "sft_history",
            "sft_check_reward", "gate_failure_message", "run_and_store_cell", "plan",
-           "run_parallel"]
+           "run_parallel", "label_flip_rate", "frontier_point", "training_summary", "TRAIN_KEYS", "FLIP_RATE",
+           "student_oracle_gap", "kl_matched_gain", "frontier"]
 
 #: Bump when what a cell measures (or how) changes: part of every cell key.
-STUDY_VERSION = 1
+STUDY_VERSION = 2
 #: Methods that distil an Oracle (DRDO: the Oracle's rewards; e-DPO: the reward ensemble): they get the oracle axis.
 ORACLE_METHODS = ("drdo", "edpo")
 #: SyntheticConfig fields that only shape the comparison rows (pairs, labels, confidences), never the SFT rows
@@ -124,16 +125,39 @@ SFT_INVARIANT = ("temperature", "tie_fraction", "confidence_noise", "repeat_frac
                  "near_pair_fraction", "ref_pair_fraction", "pair_source", "n_workers")
 #: Init seed of SFT attempt k of a training seed s: s + SFT_RESTART_STRIDE * k (study.sft_min_reward).
 SFT_RESTART_STRIDE = 1000
-#: The issue's methods: DRDO with both student-reward variants, DPO, e-DPO, IPO, DRDO α = 0 and DRDO γ = 0.
+#: ``label_noise_eps`` value of a variant that means "the flip rate measured on this cell's training pairs"
+#: (:func:`label_flip_rate`: share of the pairs r* decides whose label goes against r*): the best case for cDPO/rDPO.
+FLIP_RATE = "flip_rate"
+#: Largest ε a measured flip rate is clipped to (rDPO needs ε < 0.5).
+MAX_FLIP_EPS = 0.49
+#: The study's methods: DRDO with both student-reward variants (and the reward head as it was before it was fitted
+#: first: zero-initialised, the Oracle unscaled), DPO, e-DPO, IPO, the α = 0 / γ = 0 ablations of both
+#: DRDO students, and the baselines built for noisy labels (cDPO and rDPO with ε = the measured flip rate and with a
+#: fixed, misspecified ε = 0.1; Dr. DPO with β′ = 1, which needs no ε).
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "drdo_head": {"method": "drdo", "student_reward": "head", "label": "DRDO (r̂ head)"},
     "drdo_logprob": {"method": "drdo", "student_reward": "logprob", "label": "DRDO (r̂ = β·z)"},
+    "drdo_head_zero": {"method": "drdo", "student_reward": "head", "student_head_init": "zero",
+                       "standardize_oracle": False, "label": "DRDO (r̂ head from zero, unscaled Oracle)"},
     "dpo": {"method": "dpo", "label": "DPO"},
     "edpo": {"method": "edpo", "label": "e-DPO"},
     "ipo": {"method": "ipo", "label": "IPO"},
-    "drdo_alpha0": {"method": "drdo", "alpha": 0.0, "label": "DRDO α=0"},
-    "drdo_gamma0": {"method": "drdo", "gamma": 0.0, "label": "DRDO γ=0"},
+    "drdo_alpha0": {"method": "drdo", "student_reward": "head", "alpha": 0.0, "label": "DRDO (r̂ head) α=0"},
+    "drdo_gamma0": {"method": "drdo", "student_reward": "head", "gamma": 0.0, "label": "DRDO (r̂ head) γ=0"},
+    "drdo_logprob_alpha0": {"method": "drdo", "student_reward": "logprob", "alpha": 0.0,
+                            "label": "DRDO (r̂ = β·z) α=0"},
+    "drdo_logprob_gamma0": {"method": "drdo", "student_reward": "logprob", "gamma": 0.0,
+                            "label": "DRDO (r̂ = β·z) γ=0"},
+    "cdpo": {"method": "cdpo", "label_noise_eps": FLIP_RATE, "label": "cDPO (ε = flip rate)"},
+    "cdpo_fixed": {"method": "cdpo", "label_noise_eps": 0.1, "label": "cDPO (ε = 0.1)"},
+    "rdpo": {"method": "rdpo", "label_noise_eps": FLIP_RATE, "label": "rDPO (ε = flip rate)"},
+    "rdpo_fixed": {"method": "rdpo", "label_noise_eps": 0.1, "label": "rDPO (ε = 0.1)"},
+    "drdpo": {"method": "drdpo", "drdpo_beta": 1.0, "label": "Dr. DPO (β′ = 1)"},
 }
+#: Training metrics (metrics.jsonl keys) a trained cell keeps, final and mean over logging steps (:func:`training_summary`).
+TRAIN_KEYS = ("loss", "loss_reward", "loss_focal", "grad_norm", "grad_norm_reward_lm", "grad_norm_focal_lm",
+              "grad_norm_reward_head", "grad_norm_reward", "grad_norm_focal", "bt_accuracy", "student_reward_accuracy",
+              "oracle_reward_advantage", "p_w", "logps_chosen", "logps_rejected")
 #: Keys of a variant mapping that are not PolicyConfig overrides.
 _VARIANT_META = ("method", "label", "oracle_kinds")
 GATE_MODES = ("require", "record", "off")
@@ -189,6 +213,12 @@ class StudyConfig:
     dropped_seeds: dict = field(default_factory=dict)  # seed -> why it was left out of `seeds` (the reading says so)
     workers: int = 1  # worker processes for the grid (run_parallel); 1: this process, in grid order
     threads_per_worker: int | None = None  # torch threads per worker; None: cores // workers (at least 1)
+    checkpoint_steps: tuple[int, ...] = (10, 20, 40, 80)  # training steps at which r* (greedy and sampled) and
+    #   KL(π‖π_SFT) are measured on checkpoint_prompts held-out prompts (the r*-KL frontier; the final step always is;
+    #   steps past policy.max_steps are skipped). Points of one trajectory (the lr schedule is the full run's)
+    checkpoint_prompts: int = 100  # held-out prompts (the first of the n_prompts; at most n_prompts) measured at each
+    #   checkpoint
+    fit_pairs: int = 500  # held-out pairs on which a DRDO student's reward fit is measured (reward_fit)
     keep_models: bool = False  # keep each cell's trained policy (else deleted once measured)
     key_code: bool = True  # cache keys include a hash of the library code that shapes a result (code_hash());
     #   false: only the settings (an edited trainer then reuses stale cells: bump STUDY_VERSION or clear the cells)
@@ -199,7 +229,7 @@ class StudyConfig:
         from drdo_lib.policy import PolicyConfig
         from drdo_lib.trainer import METHODS
 
-        for name in ("methods", "oracle_kinds", "seeds", "baselines", "p_star_bins", "noise_levels"):
+        for name in ("methods", "oracle_kinds", "seeds", "baselines", "p_star_bins", "noise_levels", "checkpoint_steps"):
             v = getattr(self, name)
             if isinstance(v, (list, str, int)) and not (name == "noise_levels" and isinstance(v, str)):
                 object.__setattr__(self, name, tuple([v] if isinstance(v, (str, int)) else v))
@@ -226,6 +256,10 @@ class StudyConfig:
                                  f"{list(_VARIANT_META)})")
             if any(o not in ORACLE_KINDS for o in v.get("oracle_kinds", ())):
                 raise ValueError(f"StudyConfig.variants[{k!r}].oracle_kinds must be a subset of {ORACLE_KINDS}")
+            eps = v.get("label_noise_eps")
+            if eps is not None and eps != FLIP_RATE and not (isinstance(eps, (int, float)) and 0 <= eps < 0.5):
+                raise ValueError(f"StudyConfig.variants[{k!r}].label_noise_eps must be in [0, 0.5) or "
+                                 f"{FLIP_RATE!r} (the measured flip rate), got {eps!r}")
         names = self.methods if self.methods is not None else tuple(merged)
         bad = [m for m in names if m not in merged]
         if bad or not names:
@@ -254,6 +288,12 @@ class StudyConfig:
             (self.sample_temperature > 0 and 0 < self.top_p <= 1, "sample_temperature > 0, top_p in (0, 1]"),
             (self.max_new_tokens > 0 and self.batch_size > 0, "max_new_tokens and batch_size must be > 0"),
             (self.margin_every > 0 and self.max_tie_pairs > 0, "margin_every and max_tie_pairs must be > 0"),
+            (all(isinstance(k, int) and k > 0 for k in self.checkpoint_steps)
+             and list(self.checkpoint_steps) == sorted(set(self.checkpoint_steps)),
+             "checkpoint_steps must be increasing integers > 0"),
+            (isinstance(self.checkpoint_prompts, int) and self.checkpoint_prompts > 1,
+             "checkpoint_prompts must be an integer > 1"),
+            (isinstance(self.fit_pairs, int) and self.fit_pairs > 1, "fit_pairs must be an integer > 1"),
             (len(self.p_star_bins) >= 2 and list(self.p_star_bins) == sorted(self.p_star_bins)
              and self.p_star_bins[0] <= 0 and self.p_star_bins[-1] >= 1, "p_star_bins: sorted edges covering [0, 1]"),
             (0.5 < self.level < 1 and self.n_bootstrap >= 100, "level in (0.5, 1), n_bootstrap >= 100"),
@@ -463,11 +503,16 @@ def sft_run(run, cfg: StudyConfig, noise: int, seed: int):
     return _sub_run(run, _data_profile(run, cfg, noise, sft_only=True), seed, "sft", sft_key(run, cfg, noise, seed))
 
 
-def _policy_config(run, cfg: StudyConfig, cell: Cell, drun, srun):
+def _policy_config(run, cfg: StudyConfig, cell: Cell, drun, srun, *, flip_rate: float | None = None):
+    """The cell's PolicyConfig. A variant's ``label_noise_eps: flip_rate`` becomes ``flip_rate`` (the cell's
+    measured flip rate, clipped to :data:`MAX_FLIP_EPS`; 0 when not given, as for the cache key, whose data settings
+    determine the flip rate)."""
     from drdo_lib.policy import PolicyConfig
 
     spec = cfg.variants[cell.variant]
     over = {k: v for k, v in spec.items() if k not in _VARIANT_META}
+    if over.get("label_noise_eps") == FLIP_RATE:
+        over["label_noise_eps"] = 0.0 if flip_rate is None else min(float(flip_rate), MAX_FLIP_EPS)
     paths = dict(init_model=str(srun.sft_model))
     if cell.oracle == "trained":
         paths["oracle_model"] = str(drun.oracle_model)
@@ -485,7 +530,7 @@ def _oracle_cfg(run_, **over):
 
 def _measure_settings(cfg: StudyConfig) -> dict:
     keys = ("split", "n_prompts", "n_train_prompts", "sample_temperature", "top_p", "max_new_tokens", "margin_every",
-            "max_tie_pairs", "p_star_bins")
+            "max_tie_pairs", "p_star_bins", "checkpoint_steps", "checkpoint_prompts", "fit_pairs")
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -503,6 +548,8 @@ def cell_settings(run, cfg: StudyConfig, cell: Cell) -> dict:
         pcfg = dataclasses.asdict(_policy_config(run, cfg, cell, drun, srun))
         for k in ("init_model", "oracle_model", "ensemble_models"):  # paths follow from the keys above
             pcfg.pop(k, None)
+        if cfg.variants[cell.variant].get("label_noise_eps") == FLIP_RATE:  # measured from the data keyed above
+            pcfg["label_noise_eps"] = FLIP_RATE
         out["policy"] = pcfg
         out["variant"] = {k: v for k, v in cfg.variants[cell.variant].items() if k != "label"}
         if cell.oracle != "none":
@@ -838,6 +885,99 @@ class _TieMarginCallback:
         return _CB(*a, **k)
 
 
+def label_flip_rate(testbed, rows) -> dict[str, float]:
+    """The labels' flip rate on preference ``rows``: among the pairs r* decides (r*_w ≠ r*_l), the share whose
+    labelled winner has the lower r*. Returns ``{flip_rate, n_decided, n_pairs}`` (flip_rate NaN when none is
+    decided). This is the ε that cDPO / rDPO assume, measured (the ``flip_rate`` variants use it)."""
+    prompts = list(rows["prompt"])
+    rc = np.asarray(testbed.true_rewards(prompts, list(rows["chosen"])), dtype=float)
+    rr = np.asarray(testbed.true_rewards(prompts, list(rows["rejected"])), dtype=float)
+    decided = rc != rr
+    n = int(decided.sum())
+    return {"flip_rate": float((rc[decided] < rr[decided]).mean()) if n else float("nan"), "n_decided": n,
+            "n_pairs": int(len(rc))}
+
+
+def frontier_point(policy_lm, sft_lm, tokenizer, testbed, prompts: Sequence[str], cfg: StudyConfig, *, seed: int,
+                   max_prompt_length: int) -> dict[str, Any]:
+    """One point of the r*-KL frontier on ``prompts`` (held-out): mean r* of the greedy sample and of one sample
+    at ``sample_temperature`` / ``top_p``, and the sampled KL(π‖π_SFT) (one ancestral sample per prompt, as in
+    :func:`measure`), with the per-prompt values. Restores the torch/numpy RNG state it used, so measuring during
+    training leaves training unchanged."""
+    import random
+
+    import torch
+
+    from drdo_lib.generation import generate
+
+    states = (torch.random.get_rng_state(), np.random.get_state(), random.getstate(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    lm = getattr(policy_lm, "lm", policy_lm)
+    was = lm.training
+    try:
+        gkw = dict(max_new_tokens=cfg.max_new_tokens, max_prompt_length=max_prompt_length, batch_size=cfg.batch_size,
+                   progress=False)
+        greedy = [g["response"] for g in generate(lm, tokenizer, prompts, temperature=0.0, seed=seed, **gkw)]
+        sample = [g["response"] for g in generate(lm, tokenizer, prompts, temperature=cfg.sample_temperature,
+                                                  top_p=cfg.top_p, seed=seed, **gkw)]
+        anc = ancestral_samples(lm, sft_lm, tokenizer, prompts, seed=seed + 7, max_new_tokens=cfg.max_new_tokens,
+                                max_prompt_length=max_prompt_length, batch_size=cfg.batch_size)
+    finally:
+        lm.train(was)
+        torch.random.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+    r_g, r_s = testbed.true_rewards(prompts, greedy), testbed.true_rewards(prompts, sample)
+    kl = anc["logp"] - anc["logp_ref"]
+    rnd = lambda a: [round(float(x), 5) for x in a]  # noqa: E731
+    return {"gold_greedy": float(np.mean(r_g)), "gold_sample": float(np.mean(r_s)), "kl": float(np.mean(kl)),
+            "per_prompt": {"r_greedy": rnd(r_g), "r_sample": rnd(r_s), "kl": rnd(kl)}}
+
+
+class _CheckpointCallback:
+    """Measures :func:`frontier_point` at the training steps ``steps`` (those ≤ max_steps) and at the last step."""
+
+    def __new__(cls, *a, **k):  # a transformers.TrainerCallback subclass built lazily (transformers import cost)
+        import transformers
+
+        class _CB(transformers.TrainerCallback):
+            def __init__(self, steps, measure_fn):
+                self.steps, self.measure_fn = set(int(x) for x in steps), measure_fn
+                self.points: list[dict] = []
+
+            def on_step_end(self, args, state, control, model=None, **kw):
+                step = state.global_step
+                if model is not None and (step in self.steps or step >= state.max_steps):
+                    if not self.points or self.points[-1]["step"] != step:
+                        self.points.append({"step": int(step), **self.measure_fn(model)})
+
+        return _CB(*a, **k)
+
+
+def training_summary(run_dir: Path) -> dict[str, Any]:
+    """What a trained cell keeps of its run folder (deleted after measuring): the final and the mean (over logging
+    steps) of each :data:`TRAIN_KEYS` metric and of ``loss_<method>``, the head warm-up's fit and the Oracle's
+    scale when used (``summary.json``)."""
+    from drdo_lib.hf import read_metrics
+
+    logs = [r for r in read_metrics(run_dir) if "loss" in r]
+    keys = [k for k in dict.fromkeys([*TRAIN_KEYS, *(k for r in logs for k in r if k.startswith("loss_"))])
+            if any(k in r for r in logs)]
+    out: dict[str, Any] = {"logged_steps": [int(r.get("step", 0)) for r in logs],
+                           "final": {k: logs[-1].get(k) for k in keys} if logs else {},
+                           "mean": {k: float(np.mean([r[k] for r in logs if k in r])) for k in keys}}
+    try:
+        summ = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        summ = {}
+    for k in ("head_fit", "oracle_scale"):
+        if k in summ:
+            out[k] = summ[k]
+    return out
+
+
 def measure(policy_lm, sft_lm, tokenizer, data, cfg: StudyConfig, *, seed: int, temperature: float,
             max_prompt_length: int, max_length: int, template: str, pairs=None,
             sft_pair_logps: Callable | None = None) -> dict[str, Any]:
@@ -913,7 +1053,14 @@ def measure(policy_lm, sft_lm, tokenizer, data, cfg: StudyConfig, *, seed: int, 
 
 
 def run_cell(run, cfg: StudyConfig, cell: Cell, *, progress: bool = False) -> dict[str, Any]:
-    """Train (unless ``sft``) and measure one cell; returns its result (the runner caches it)."""
+    """Train (unless ``sft``) and measure one cell; returns its result (the runner caches it).
+
+    Beside :func:`measure`'s metrics a record holds ``flip_rate`` (:func:`label_flip_rate` of its training pairs;
+    also in ``metrics``), ``checkpoints`` (:func:`frontier_point` at ``checkpoint_steps``; for the ``sft`` cell the
+    single point at step 0, KL 0), and for a trained cell ``training`` (:func:`training_summary`), ``metrics.eps``
+    (the ε a cDPO / rDPO cell used) and, for DRDO, ``reward_fit`` (the student's fit as a reward model on
+    ``fit_pairs`` held-out pairs, :func:`drdo_lib.policy.heldout_reward_fit`; its values also in ``metrics`` as
+    ``fit_*``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -942,17 +1089,30 @@ def run_cell(run, cfg: StudyConfig, cell: Cell, *, progress: bool = False) -> di
         ds = precompute_ref_logps(str(sft_dir), tok_ds, cache_dir=drun.stage_dir("precompute"),
                                   batch_size=cfg.batch_size, pad_token_id=tok.pad_token_id, device=str(dev))
         return np.stack([np.asarray(ds["ref_chosen_logp"]), np.asarray(ds["ref_rejected_logp"])], 1)
-    pcfg = _policy_config(run, cfg, cell, drun, srun) if cell.variant != "sft" else \
-        drun.config(policy.PolicyConfig, "policy")
+    base_pcfg = drun.config(policy.PolicyConfig, "policy")
+    rows_all = data.split(cfg.split).filter(lambda s: s in set(base_pcfg.row_splits), input_columns="split",
+                                            desc="study: training rows")
+    flips = label_flip_rate(data.testbed, rows_all)
+    pcfg = _policy_config(run, cfg, cell, drun, srun, flip_rate=flips["flip_rate"]) if cell.variant != "sft" else \
+        base_pcfg
+    if tuple(pcfg.row_splits) != tuple(base_pcfg.row_splits):
+        rows_all = data.split(cfg.split).filter(lambda s: s in set(pcfg.row_splits), input_columns="split",
+                                                desc="study: training rows")
+    _, held = data.sft_rows()
+    ck_prompts = list(held["prompt"][: min(cfg.checkpoint_prompts, cfg.n_prompts)])
+
+    def frontier(model):
+        return frontier_point(model, sft_lm, tok, data.testbed, ck_prompts, cfg, seed=cell.seed,
+                              max_prompt_length=pcfg.max_prompt_length)
     torch.manual_seed(cell.seed)
     curve: list = []
     train_seconds = 0.0
     out_dir = None
+    extra: dict[str, Any] = {}
     if cell.variant == "sft":
         lm = sft_lm
+        checkpoints = [{"step": 0, **frontier(sft_lm)}]
     else:
-        rows_all = data.split(cfg.split).filter(lambda s: s in set(pcfg.row_splits), input_columns="split",
-                                                desc="study: training rows")
         # p* = ½ pairs measured during training (their SFT margins once)
         tie_rows = pairs[0].select([i for i, t in enumerate(pairs[4]) if t][: cfg.max_tie_pairs])
         tie_tok, _ = tokenize_preference_dataset(tie_rows, tok, max_prompt_length=pcfg.max_prompt_length,
@@ -960,21 +1120,44 @@ def run_cell(run, cfg: StudyConfig, cell: Cell, *, progress: bool = False) -> di
             if len(tie_rows) else (tie_rows, {})
         ref = sft_logps(tie_tok) if len(tie_rows) else np.zeros((0, 2))
         cb = _TieMarginCallback(tie_tok, ref[:, 0] - ref[:, 1], cfg.margin_every, tok.pad_token_id)
+        ck = _CheckpointCallback(cfg.checkpoint_steps, frontier)
         prof = {**drun.profile, "oracle": {**(drun.profile.get("oracle") or {}),
                                            "kind": cell.oracle if cell.oracle != "none" else "true_reward"}}
         crun = dataclasses.replace(drun, profile=prof)
         key = cell_key(run, cfg, cell)
         t1 = time.perf_counter()
         out_dir = policy.run(crun, pcfg, cell.method, f"study_{cell.variant}_{key[:10]}", rows=rows_all,
-                             callbacks=[cb], progress=progress)
+                             callbacks=[cb, ck], progress=progress)
         train_seconds = time.perf_counter() - t1
         curve = cb.curve
-        lm, _ = load_policy(out_dir / "final", device=str(dev))
+        checkpoints = ck.points
+        extra["training"] = training_summary(out_dir)
+        if cell.method == "drdo":
+            from drdo_lib.models import CausalLMWithRewardHead
+
+            student = CausalLMWithRewardHead.from_pretrained(out_dir / "final").to(dev) \
+                if pcfg.student_reward == "head" else None
+            lm, _ = load_policy(out_dir / "final", device=str(dev))
+            extra["reward_fit"] = policy.heldout_reward_fit(crun, pcfg, student if student is not None else lm, tok,
+                                                            cfg.split, max_pairs=cfg.fit_pairs)
+        else:
+            lm, _ = load_policy(out_dir / "final", device=str(dev))
     t2 = time.perf_counter()
     res = measure(lm, sft_lm, tok, data, cfg, seed=cell.seed, temperature=temperature,
                   max_prompt_length=pcfg.max_prompt_length, max_length=pcfg.max_length, template=pcfg.template,
                   pairs=pairs, sft_pair_logps=sft_logps)
     res["margin_curve"] = curve
+    res["checkpoints"] = checkpoints
+    res["flip_rate"] = flips
+    res.update(extra)
+    res["metrics"]["flip_rate"] = flips["flip_rate"]
+    if cell.method in ("cdpo", "rdpo"):
+        res["metrics"]["eps"] = pcfg.label_noise_eps
+    for k, v in (extra.get("reward_fit") or {}).items():
+        res["metrics"][f"fit_{k}"] = v
+    for k, v in (extra.get("training") or {}).get("final", {}).items():
+        if k.startswith("grad_norm_") and v is not None:
+            res["metrics"][f"train_{k}"] = v
     res["metrics"].update(train_seconds=round(train_seconds, 2), measure_seconds=round(time.perf_counter() - t2, 2),
                           seconds=round(time.perf_counter() - t0, 2))
     if out_dir is not None and not cfg.keep_models:
@@ -1195,6 +1378,70 @@ def results_table(records: Sequence[Mapping], cfg: StudyConfig | None = None):
         row["key"] = r.get("key")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-seed values of the claims on the student's reward fit and on the r*-KL frontier (for the reading)
+# ---------------------------------------------------------------------------------------------------------------
+def student_oracle_gap(records: Sequence[Mapping], variant: str, noise: int, oracle: str = "trained", *,
+                       against: str = "true") -> dict[int, float]:
+    """"The DRDO student is as good a reward model as its Oracle": per seed, the student's held-out pairwise
+    accuracy minus its Oracle's on the same pairs (``against="true"``: vs r*, ``"labels"``: vs the labels), from the
+    cells' ``reward_fit``. 0 is "as good"; the reading chooses the margin. Seeds without a fit are left out."""
+    key = {"true": ("acc_true", "oracle_acc_true"), "labels": ("acc_labels", "oracle_acc_labels")}[against]
+    out = {}
+    for r in records:
+        c = r["cell"]
+        fit = r.get("reward_fit")
+        if (c["variant"], c["noise"], c["oracle"]) == (variant, noise, oracle) and fit:
+            out[int(c["seed"])] = float(fit[key[0]]) - float(fit[key[1]])
+    return dict(sorted(out.items()))
+
+
+def frontier(record: Mapping, sft_record: Mapping | None = None, *, gold: str = "greedy") -> list[tuple[float, float]]:
+    """The (KL, r*) points of one cell along training (``checkpoints``), sorted by step, starting with the SFT
+    point (KL 0) when ``sft_record`` (the ``sft`` cell of the same noise level and seed) is given."""
+    field_ = f"gold_{gold}"
+    pts = [(0.0, float(p[field_])) for p in (sft_record or {}).get("checkpoints", [])[:1]]
+    pts += [(float(p["kl"]), float(p[field_])) for p in sorted(record.get("checkpoints", []), key=lambda p: p["step"])]
+    return pts
+
+
+def _interp_at(points: Sequence[tuple[float, float]], kl: float) -> float:
+    """r* at ``kl`` by linear interpolation along a trajectory's points in step order (the first crossing of ``kl``);
+    NaN when the trajectory never reaches it."""
+    for (k0, r0), (k1, r1) in zip(points, points[1:]):
+        lo, hi = min(k0, k1), max(k0, k1)
+        if lo <= kl <= hi:
+            return r0 if k1 == k0 else r0 + (r1 - r0) * (kl - k0) / (k1 - k0)
+    if points and points[0][0] == kl:
+        return points[0][1]
+    return float("nan")
+
+
+def kl_matched_gain(records: Sequence[Mapping], variant: str, baseline: str, noise: int, *, oracle: str = "trained",
+                    baseline_oracle: str | None = None, kl: float | None = None, gold: str = "greedy"
+                    ) -> dict[int, dict[str, float]]:
+    """"At equal KL, ``variant`` earns more r* than ``baseline``": per seed, both cells' r* interpolated on their
+    own (KL, r*) frontier (:func:`frontier`, from the SFT point) at one KL, and the difference. The KL is ``kl`` or,
+    by default, the largest KL both trajectories reach (the smaller of their largest KLs). ``baseline_oracle``
+    defaults to ``none`` for a method without an Oracle. Returns ``{seed: {kl, r_variant, r_baseline, diff}}``."""
+    idx = _index(records)
+    seeds = sorted({int(r["cell"]["seed"]) for r in records})
+    out = {}
+    for seed in seeds:
+        v = idx.get((variant, noise, oracle, seed))
+        b = None
+        for bo in ([baseline_oracle] if baseline_oracle else ["none", oracle]):
+            b = b or idx.get((baseline, noise, bo, seed))
+        if v is None or b is None or not v.get("checkpoints") or not b.get("checkpoints"):
+            continue
+        sft = idx.get(("sft", noise, "none", seed))
+        fv, fb = frontier(v, sft, gold=gold), frontier(b, sft, gold=gold)
+        at = kl if kl is not None else min(max(k for k, _ in fv), max(k for k, _ in fb))
+        rv, rb = _interp_at(fv, at), _interp_at(fb, at)
+        out[seed] = {"kl": float(at), "r_variant": rv, "r_baseline": rb, "diff": rv - rb}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Preference training of a policy: DRDO (Eq. 6), DPO (Eq. 3), IPO and e-DPO (Eq. 4) on one ``transformers.Trainer``.
+"""Preference training of a policy: DRDO (Eq. 6), DPO (Eq. 3), IPO, e-DPO (Eq. 4) and the noise-robust DPO variants
+(cDPO, rDPO, Dr. DPO) on one ``transformers.Trainer``.
 
 The trainer only *dispatches* to :mod:`drdo_lib.losses`; no loss math lives here. Every method reads precomputed
 dataset columns, so no oracle, ensemble or reference model is in memory while a student trains:
@@ -6,7 +7,7 @@ dataset columns, so no oracle, ensemble or reference model is in memory while a 
 | column (per row)                                   | written by                          | read by              |
 |----------------------------------------------------|-------------------------------------|----------------------|
 | ``chosen_/rejected_input_ids``, ``_attention_mask``, ``_response_mask`` | ``data.tokenize``  | all                  |
-| ``ref_chosen_logp``, ``ref_rejected_logp``         | ``precompute.precompute_ref_logps`` | dpo, ipo, edpo (+ metrics) |
+| ``ref_chosen_logp``, ``ref_rejected_logp``         | ``precompute.precompute_ref_logps`` | dpo, ipo, edpo, cdpo, rdpo, drdpo (+ metrics) |
 | ``oracle_chosen_reward``, ``oracle_rejected_reward`` | ``precompute.precompute_rewards`` | drdo (+ metrics, ``label_source="oracle"``) |
 | ``ensemble_chosen_rewards``, ``ensemble_rejected_rewards`` (K floats) | ``precompute.precompute_rewards`` | edpo |
 
@@ -17,8 +18,10 @@ the paper's Fig. 4): ``loss`` and its components, ``bt_accuracy`` (BT implicit-r
 with ``(z_w − z_w^ref) − (z_l − z_l^ref) > 0``), ``oracle_reward_advantage`` (the precomputed Oracle reward, r* only
 with ``oracle.kind: true_reward``, of the response the student prefers minus that of the other one, averaged over
 training pairs; shown as "implicit-preference oracle margin (training pairs)", not the paper's Fig. 4 quantity), ``logps_chosen`` / ``logps_rejected``, ``p_w`` and
-``grad_norm``; for DRDO also ``grad_norm_reward`` / ``grad_norm_focal`` (the gradient norm of each Eq. 6 term, computed
-on logging steps only; skipped under DeepSpeed), for e-DPO ``edpo_selected_member`` and ``edpo_forward_kl``.
+``grad_norm``; for DRDO also the gradient norm of each Eq. 6 term over the language model's parameters only,
+``grad_norm_reward_lm`` / ``grad_norm_focal_lm``, the reward head's own ``grad_norm_reward_head``, and
+``grad_norm_reward`` / ``grad_norm_focal`` over all trainable parameters (head included) (computed on logging steps
+only; skipped under DeepSpeed; :meth:`PreferenceTrainer._record_term_grad_norms`), for e-DPO ``edpo_selected_member`` and ``edpo_forward_kl``.
 
 The policy stage (:mod:`drdo_lib.policy`) builds the dataset, the student and the arguments; this module is the
 trainer alone.
@@ -40,9 +43,11 @@ from drdo_lib.hf import MetricsJsonlCallback, disable_dropout
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "FLOAT_COLUMNS", "PreferenceCollator", "PreferenceTrainer"]
+__all__ = ["METHODS", "MARGIN_METHODS", "FLOAT_COLUMNS", "PreferenceCollator", "PreferenceTrainer"]
 
-METHODS = ("drdo", "dpo", "ipo", "edpo")
+METHODS = ("drdo", "dpo", "ipo", "edpo", "cdpo", "rdpo", "drdpo")
+#: Methods whose loss is a function of the DPO margin h alone (they read reference log-probs, no Oracle).
+MARGIN_METHODS = ("dpo", "ipo", "cdpo", "rdpo", "drdpo")
 #: Row columns the collator turns into float tensors when present (ensemble columns become (B, K)).
 FLOAT_COLUMNS = (
     "ref_chosen_logp", "ref_rejected_logp", "oracle_chosen_reward", "oracle_rejected_reward",
@@ -73,6 +78,11 @@ class PreferenceCollator:
 # The trainer
 
 
+def is_reward_head_parameter(name: str) -> bool:
+    """True for a parameter of the student's reward head (``reward_head.*``, also under a DDP ``module.`` prefix)."""
+    return "reward_head" in name.split(".")
+
+
 def _unwrap_lm(model: torch.nn.Module) -> transformers.PreTrainedModel:
     """The causal LM inside a student (the model itself, or ``.lm`` of a CausalLMWithRewardHead)."""
     return model if isinstance(model, transformers.PreTrainedModel) else model.lm
@@ -97,8 +107,8 @@ class PreferenceTrainer(transformers.Trainer):
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.policy_config = policy_config
         self.method = method
-        need = {"dpo": ("ref_chosen_logp",), "ipo": ("ref_chosen_logp",),
-                "edpo": ("ref_chosen_logp", "ensemble_chosen_rewards"), "drdo": ("oracle_chosen_reward",)}[method]
+        need = {"edpo": ("ref_chosen_logp", "ensemble_chosen_rewards"), "drdo": ("oracle_chosen_reward",)
+                }.get(method, ("ref_chosen_logp",))
         missing = [c for c in need if c not in train_dataset.column_names]
         if missing:
             raise ValueError(f"{method} needs precomputed column(s) {missing}; dataset has {train_dataset.column_names}")
@@ -111,6 +121,30 @@ class PreferenceTrainer(transformers.Trainer):
         self.model_accepts_loss_kwargs = False  # our loss is a mean over pairs; Trainer divides by GA steps
         self._metric_sums: dict[str, list[float]] = defaultdict(list)
         self.add_callback(MetricsJsonlCallback())
+
+    # ---- optimizer: the student's reward head may have its own learning rate -----------------------------------
+    def create_optimizer(self, model=None):
+        """``transformers.Trainer``'s optimizer; with ``policy.head_learning_rate`` set, the reward head's parameters
+        move to their own param groups (same weight decay split) at that peak lr. The scheduler, built next from
+        each group's lr, applies the same warm-up/decay factor to both."""
+        opt = super().create_optimizer(model)
+        head_lr = getattr(self.policy_config, "head_learning_rate", None)
+        if head_lr is None or self.is_deepspeed_enabled:
+            return opt
+        model = self.model if model is None else model
+        head = {id(p) for n, p in model.named_parameters() if is_reward_head_parameter(n)}
+        if not head:
+            return opt
+        moved = []
+        for g in opt.param_groups:
+            mine = [p for p in g["params"] if id(p) in head]
+            if mine:
+                g["params"] = [p for p in g["params"] if id(p) not in head]
+                moved.append({**{k: v for k, v in g.items() if k != "params"}, "params": mine, "lr": head_lr})
+        opt.param_groups[:] = [g for g in opt.param_groups if g["params"]]
+        for g in moved:
+            opt.add_param_group(g)
+        return opt
 
     # ---- forward -------------------------------------------------------------------------------------------
     def concatenated_forward(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -160,6 +194,12 @@ class PreferenceTrainer(transformers.Trainer):
             return L.dpo_loss(zw, zl, *ref, beta=c.beta)
         if self.method == "ipo":
             return L.ipo_loss(zw, zl, *ref, beta=c.beta)
+        if self.method == "cdpo":
+            return L.cdpo_loss(zw, zl, *ref, beta=c.beta, eps=c.label_noise_eps)
+        if self.method == "rdpo":
+            return L.rdpo_loss(zw, zl, *ref, beta=c.beta, eps=c.label_noise_eps)
+        if self.method == "drdpo":
+            return L.drdpo_loss(zw, zl, *ref, beta=c.beta, beta_prime=c.drdpo_beta)
         return L.edpo_loss(zw, zl, *ref, batch["ensemble_chosen_rewards"].T, batch["ensemble_rejected_rewards"].T,
                            beta=c.beta, reduction=c.edpo_reduction, kl_coef=c.edpo_kl_coef)
 
@@ -204,23 +244,44 @@ class PreferenceTrainer(transformers.Trainer):
         return step % int(every) == 0 or (self.args.logging_first_step and step == 1)
 
     def _record_term_grad_norms(self, model, out: L.LossOutput) -> None:
-        """``grad_norm_reward`` / ``grad_norm_focal``: the L2 norm over the trainable parameters of the gradient of
-        the batch mean of each DRDO term (Eq. 6: the reward-difference regression, and the focal term α(1 − p_w)^γ
-        log(π_w/(1 − π_l)) that the loss subtracts), on this micro-batch, before clipping and not divided by
-        ``gradient_accumulation_steps``. Two extra ``torch.autograd.grad`` calls (``retain_graph``) on logging steps
-        only; ``.grad`` is untouched, so training is unchanged. With gradient accumulation the logged value is the
-        mean of the logging step's micro-batch norms, an upper bound on the norm of the term's accumulated gradient
-        (norm is convex). With one micro-batch per step the logged ``grad_norm`` (of reward − focal) lies between
-        their difference and their sum."""
-        params = [p for p in model.parameters() if p.requires_grad]
+        """The gradient norm of each DRDO term (Eq. 6: the reward-difference regression, and the focal term
+        α(1 − p_w)^γ log(π_w/(1 − π_l)) that the loss subtracts), of the term's batch mean on this micro-batch, before
+        clipping and not divided by ``gradient_accumulation_steps``:
+
+        - ``grad_norm_reward_lm`` / ``grad_norm_focal_lm``: L2 norm over the **language model's** parameters only
+          (the student's reward head excluded): how hard each term pulls the policy;
+        - ``grad_norm_reward_head``: the L2 norm over the reward head's own parameters (``student_reward="head"``
+          only; the focal term does not reach the head, so this is the head's whole gradient);
+        - ``grad_norm_reward`` / ``grad_norm_focal``: over every trainable parameter (LM and head together;
+          ``grad_norm_reward² = grad_norm_reward_lm² + grad_norm_reward_head²``). With a head these mostly measure
+          the head; kept for continuity with earlier runs.
+
+        Two extra ``torch.autograd.grad`` calls (``retain_graph``) on logging steps only; ``.grad`` is untouched, so
+        training is unchanged. With gradient accumulation the logged value is the mean of the logging step's
+        micro-batch norms, an upper bound on the norm of the term's accumulated gradient (norm is convex). With one
+        micro-batch per step the logged ``grad_norm`` (of reward − focal, all parameters) lies between
+        ``|grad_norm_reward − grad_norm_focal|`` and their sum."""
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
+        in_head = [is_reward_head_parameter(n) for n, _ in named]
+        has_head = any(in_head)
         for name in ("reward", "focal"):
             term = out.components[name].mean()
-            if not term.requires_grad:
-                self._metric_sums[f"grad_norm_{name}"].append(0.0)
-                continue
-            grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-            sq = sum(float(g.detach().float().pow(2).sum()) for g in grads if g is not None)
-            self._metric_sums[f"grad_norm_{name}"].append(math.sqrt(sq))
+            sq_lm = sq_head = 0.0
+            if term.requires_grad:
+                grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+                for g, h in zip(grads, in_head):
+                    if g is None:
+                        continue
+                    v = float(g.detach().float().pow(2).sum())
+                    if h:
+                        sq_head += v
+                    else:
+                        sq_lm += v
+            self._metric_sums[f"grad_norm_{name}"].append(math.sqrt(sq_lm + sq_head))
+            self._metric_sums[f"grad_norm_{name}_lm"].append(math.sqrt(sq_lm))
+            if has_head and name == "reward":
+                self._metric_sums["grad_norm_reward_head"].append(math.sqrt(sq_head))
 
     # ---- metrics -------------------------------------------------------------------------------------------
     def _record_metrics(self, fw, out: L.LossOutput, batch) -> None:

@@ -114,6 +114,28 @@ display(Image(str(run.figures / "study_gold_vs_noise.png")))
 display(Image(str(run.figures / "study_frontier.png")))
 
 # %% [markdown]
+# ### Along training, and the student as a reward model
+# r\* (greedy) and KL(π‖π_SFT) on the first `checkpoint_prompts` held-out prompts at each of `checkpoint_steps`
+# (mean over seeds): each method's own frontier, on which methods are also compared at equal KL
+# (`study.kl_matched_gain`). Then each DRDO student's fit as a reward model on `fit_pairs` held-out pairs: pairwise
+# accuracy of r̂ against the labels, its Oracle and r\*, with the Oracle's own accuracies beside
+# (`study.student_oracle_gap`: the per-seed gap to the Oracle against r\*).
+
+# %%
+records, _ = study_lib.load_cells(run, cfg)
+ck = pd.DataFrame([{"label": cfg.label(r["cell"]["variant"]), "noise": cfg.noise_name(r["cell"]["noise"]),
+                    "oracle": r["cell"]["oracle"], "seed": r["cell"]["seed"], "step": p["step"], "kl": p["kl"],
+                    "r_greedy": p["gold_greedy"]} for r in records for p in r.get("checkpoints", [])])
+if len(ck):
+    display(ck.groupby(["label", "noise", "oracle", "step"])[["kl", "r_greedy"]].mean().unstack("step").round(3))
+fits = pd.DataFrame([{"label": cfg.label(r["cell"]["variant"]), "noise": cfg.noise_name(r["cell"]["noise"]),
+                      "oracle": r["cell"]["oracle"], "seed": r["cell"]["seed"], **r["reward_fit"]}
+                     for r in records if r.get("reward_fit")])
+if len(fits):
+    cols = ["acc_labels", "acc_oracle", "acc_true", "pearson_oracle", "oracle_acc_labels", "oracle_acc_true"]
+    display(fits.groupby(["label", "noise", "oracle"])[cols].mean().round(3))
+
+# %% [markdown]
 # ### π(y_l) collapse vs p\* (Lemma 1c)
 # Change of log π(y_l) (solid) and log π(y_w) (dashed) from SFT on training pairs, by the pair's p\* (p\* < ½: the
 # label went against r\*). Lemma 1 predicts DPO lowers π(y_l) whatever p\*, including p\* = ½.

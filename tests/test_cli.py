@@ -73,6 +73,26 @@ def test_cli_subprocess_trains_a_policy(tmp_path):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.parametrize("method", ["cdpo", "rdpo", "drdpo"])
+def test_cli_trains_the_noise_robust_baselines(tmp_path, method):
+    cfg = write_profile(tmp_path, policy={"max_steps": 2, "save_steps": 10})
+    assert main(["train", "--config", str(cfg), "--stage", "policy", "--method", method, "--split", "D_all",
+                 "label_noise_eps=0.2", "drdpo_beta=0.5"]) == 0
+    out = tmp_path / "runs" / PROFILE / "policy" / f"{method}_D_all"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == method and summary["steps"] == 2
+    assert json.loads((out / "config.json").read_text())["label_noise_eps"] == 0.2
+    import math
+
+    assert math.isfinite(summary["final"][f"loss_{method}"])
+
+
+def test_cli_rejects_an_impossible_flip_rate(tmp_path, capsys):
+    cfg = write_profile(tmp_path)
+    assert main(["train", "--config", str(cfg), "--method", "rdpo", "label_noise_eps=0.5"]) == 2
+    assert "label_noise_eps" in capsys.readouterr().err
+
+
 def test_cli_sft_stage_passes_the_profile_name(tmp_path, monkeypatch):
     import yaml
 

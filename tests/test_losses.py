@@ -8,12 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from drdo_lib.losses import (
+    cdpo_loss,
     dpo_loss,
+    drdpo_loss,
     drdo_loss,
     edpo_loss,
     ipo_loss,
     log1mexp,
     oracle_loss,
+    rdpo_loss,
     sequence_logps,
 )
 
@@ -283,7 +286,122 @@ def test_sequence_logps_matches_loop():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# dpo_loss equals TRL's DPOTrainer loss on the same batch and tiny model (built from a config, local tokenizer)
+# Baselines built for noisy labels: cDPO, rDPO, Dr. DPO, each against its closed form written out in float64
+# ---------------------------------------------------------------------------------------------------------------
+def _log_sigmoid_by_hand(x: float) -> float:
+    """log σ(x) = −log(1 + e^{−x}), written with math (no torch), stable for both signs."""
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+
+
+def _batch(gen, b=9):
+    return [_rand_logps(b, gen, lo=-20.0, hi=-1.0) for _ in range(4)]
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.05, 0.2, 0.5])
+def test_cdpo_closed_form(eps):
+    gen = torch.Generator().manual_seed(11)
+    pc, pr, rc, rr = _batch(gen)
+    beta = 0.3
+    out = cdpo_loss(pc, pr, rc, rr, beta=beta, eps=eps)
+    for i in range(len(pc)):
+        h = float((pc[i] - rc[i]) - (pr[i] - rr[i]))
+        want = -(1 - eps) * _log_sigmoid_by_hand(beta * h) - eps * _log_sigmoid_by_hand(-beta * h)
+        assert float(out.losses[i]) == pytest.approx(want, rel=1e-6, abs=ATOL)  # float32 losses
+    assert float(out.loss) == pytest.approx(float(out.losses.mean()), abs=1e-7)
+    if eps == 0.0:  # no smoothing: DPO itself
+        torch.testing.assert_close(out.losses, dpo_loss(pc, pr, rc, rr, beta=beta).losses)
+
+
+def test_cdpo_gradient_vanishes_at_the_bounded_margin():
+    eps, beta = 0.1, 0.5
+    h = torch.tensor([math.log((1 - eps) / eps) / beta], dtype=torch.float64, requires_grad=True)
+    zero = torch.zeros(1, dtype=torch.float64)
+    (g,) = torch.autograd.grad(cdpo_loss(h, zero, zero, zero, beta=beta, eps=eps).loss, [h])
+    (g0,) = torch.autograd.grad(cdpo_loss(h * 0.5, zero, zero, zero, beta=beta, eps=eps).loss, [h])
+    assert abs(float(g)) < 1e-6 < abs(float(g0))  # losses are computed in float32
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3, 0.45])
+def test_rdpo_closed_form(eps):
+    gen = torch.Generator().manual_seed(12)
+    pc, pr, rc, rr = _batch(gen)
+    beta = 0.2
+    out = rdpo_loss(pc, pr, rc, rr, beta=beta, eps=eps)
+    for i in range(len(pc)):
+        h = float((pc[i] - rc[i]) - (pr[i] - rr[i]))
+        want = (-(1 - eps) * _log_sigmoid_by_hand(beta * h) + eps * _log_sigmoid_by_hand(-beta * h)) / (1 - 2 * eps)
+        assert float(out.losses[i]) == pytest.approx(want, rel=1e-6, abs=ATOL)  # float32 losses
+    if eps == 0.0:
+        torch.testing.assert_close(out.losses, dpo_loss(pc, pr, rc, rr, beta=beta).losses)
+
+
+def test_rdpo_is_unbiased_under_known_flips():
+    """Chowdhury et al.'s property: averaged over the label flip (probability ε), rDPO's loss is the clean DPO
+    loss. Flipping a pair swaps chosen and rejected, i.e. h -> −h."""
+    gen = torch.Generator().manual_seed(13)
+    pc, pr, rc, rr = _batch(gen)
+    eps, beta = 0.3, 0.4
+    clean = rdpo_loss(pc, pr, rc, rr, beta=beta, eps=eps).losses
+    flipped = rdpo_loss(pr, pc, rr, rc, beta=beta, eps=eps).losses
+    torch.testing.assert_close((1 - eps) * clean + eps * flipped, dpo_loss(pc, pr, rc, rr, beta=beta).losses)
+
+
+def test_drdpo_closed_form_and_limits():
+    gen = torch.Generator().manual_seed(14)
+    pc, pr, rc, rr = _batch(gen)
+    beta = 0.1
+    dpo = dpo_loss(pc, pr, rc, rr, beta=beta).losses.tolist()
+    for bp in (0.5, 1.0, 3.0):
+        out = drdpo_loss(pc, pr, rc, rr, beta=beta, beta_prime=bp)
+        want = -bp * math.log(sum(math.exp(-x / bp) for x in dpo) / len(dpo))
+        assert float(out.loss) == pytest.approx(want, rel=1e-6, abs=ATOL)
+        torch.testing.assert_close(out.losses, torch.tensor(dpo, dtype=out.losses.dtype))  # the per-pair DPO losses
+        w = out.components["weight"]
+        want_w = [math.exp(-x / bp) / sum(math.exp(-y / bp) for y in dpo) * len(dpo) for x in dpo]
+        torch.testing.assert_close(w, torch.tensor(want_w, dtype=w.dtype))
+    # β′ -> ∞: the batch mean of DPO (Jensen: the objective is never above it)
+    big = drdpo_loss(pc, pr, rc, rr, beta=beta, beta_prime=1e6)
+    assert float(big.loss) == pytest.approx(sum(dpo) / len(dpo), abs=1e-5)
+    assert float(drdpo_loss(pc, pr, rc, rr, beta=beta, beta_prime=1.0).loss) <= sum(dpo) / len(dpo) + 1e-12
+
+
+def test_drdpo_gradient_is_the_weighted_dpo_gradient():
+    """∇ of −β′ log mean exp(−ℓ/β′) is Σ_i softmax(−ℓ/β′)_i ∇ℓ_i: high-loss pairs get less weight."""
+    gen = torch.Generator().manual_seed(15)
+    pc, pr, rc, rr = _batch(gen)
+    pc = pc.clone().requires_grad_(True)
+    out = drdpo_loss(pc, pr, rc, rr, beta=0.5, beta_prime=0.7)
+    (g,) = torch.autograd.grad(out.loss, [pc])
+    lp = pc.detach().clone().requires_grad_(True)
+    ell = dpo_loss(lp, pr, rc, rr, beta=0.5).losses
+    w = torch.softmax(-ell.detach() / 0.7, 0)
+    (g_want,) = torch.autograd.grad((w * ell).sum(), [lp])
+    torch.testing.assert_close(g, g_want)
+
+
+def test_noise_robust_settings_are_validated():
+    x = torch.zeros(4)
+    for bad in (-0.1, 0.51):
+        with pytest.raises(ValueError, match="eps"):
+            cdpo_loss(x, x, x, x, eps=bad)
+    for bad in (-0.1, 0.5, 0.7):
+        with pytest.raises(ValueError, match="eps"):
+            rdpo_loss(x, x, x, x, eps=bad)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="beta_prime"):
+            drdpo_loss(x, x, x, x, beta_prime=bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_noise_robust_losses_finite_at_extremes(dtype):
+    v = torch.tensor([0.0, -1e4, -1e-8, -1e4], dtype=dtype)
+    w = torch.tensor([-1e4, 0.0, -1e4, -1e-8], dtype=dtype)
+    for out in (cdpo_loss(v, w, w, v, eps=0.2), rdpo_loss(v, w, w, v, eps=0.2), drdpo_loss(v, w, w, v)):
+        assert torch.isfinite(out.losses).all() and torch.isfinite(out.loss)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dpo_loss (and rdpo_loss) equal TRL's DPOTrainer loss on the same batch and tiny model (built from a config, local tokenizer)
 # ---------------------------------------------------------------------------------------------------------------
 def _local_word_tokenizer(words):
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -295,7 +413,9 @@ def _local_word_tokenizer(words):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
 
 
-def test_dpo_loss_equals_trl_dpotrainer(tmp_path):
+@pytest.mark.parametrize("loss_type,eps", [("sigmoid", 0.0), ("robust", 0.2), ("robust", 0.37)])
+def test_dpo_loss_equals_trl_dpotrainer(tmp_path, loss_type, eps):
+    """DPO = TRL ``sigmoid``; rDPO = TRL ``robust`` with ``label_smoothing`` = ε (TRL's own code computes it)."""
     trl = pytest.importorskip("trl")
     from datasets import Dataset
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -317,7 +437,8 @@ def test_dpo_loss_equals_trl_dpotrainer(tmp_path):
     ds = Dataset.from_dict(rows)
     beta = 0.1
     args = trl.DPOConfig(output_dir=str(tmp_path), beta=beta, per_device_train_batch_size=4, report_to=[],
-                         use_cpu=True, max_length=None, logging_steps=1, save_strategy="no")
+                         use_cpu=True, max_length=None, logging_steps=1, save_strategy="no", loss_type=[loss_type],
+                         label_smoothing=eps)
     trainer = trl.DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=ds, processing_class=tok)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     policy.eval()
@@ -329,6 +450,8 @@ def test_dpo_loss_equals_trl_dpotrainer(tmp_path):
         z_ref = sequence_logps(ref(input_ids=ids, attention_mask=attn).logits, ids, comp.bool(), "sum")
     zc, zr = z.chunk(2)
     rc, rr = z_ref.chunk(2)
-    ours = dpo_loss(zc, zr, rc, rr, beta=beta)
+    ours = dpo_loss(zc, zr, rc, rr, beta=beta) if loss_type == "sigmoid" else rdpo_loss(zc, zr, rc, rr, beta=beta, eps=eps)
     assert abs((zc - rc).abs().sum().item()) > 1e-3  # the check is not vacuous
+    if loss_type == "robust":  # ... and rDPO differs from DPO on this batch by more than the tolerance
+        assert abs(ours.loss.item() - dpo_loss(zc, zr, rc, rr, beta=beta).loss.item()) > 1e-3
     assert ours.loss.item() == pytest.approx(float(trl_loss), abs=1e-6)

@@ -40,8 +40,12 @@ def test_default_grid_has_the_issue_methods():
     methods = {(cfg.variants[v]["method"], cfg.variants[v].get("student_reward"), cfg.variants[v].get("alpha"),
                 cfg.variants[v].get("gamma")) for v in cfg.selected}
     assert ("drdo", "head", None, None) in methods and ("drdo", "logprob", None, None) in methods
-    assert ("drdo", None, 0.0, None) in methods and ("drdo", None, None, 0.0) in methods
-    assert {m[0] for m in methods} == {"drdo", "dpo", "edpo", "ipo"}
+    for student in ("head", "logprob"):  # the α = 0 and γ = 0 ablations of both student rewards
+        assert ("drdo", student, 0.0, None) in methods and ("drdo", student, None, 0.0) in methods
+    assert {m[0] for m in methods} == {"drdo", "dpo", "edpo", "ipo", "cdpo", "rdpo", "drdpo"}
+    eps = {v: cfg.variants[v].get("label_noise_eps") for v in cfg.selected if cfg.variants[v]["method"] in ("cdpo", "rdpo")}
+    for m in ("cdpo", "rdpo"):  # each with the measured flip rate and with a fixed (misspecified) ε, separately
+        assert {e for v, e in eps.items() if cfg.variants[v]["method"] == m} == {study.FLIP_RATE, 0.1}
     assert len(cfg.noise_levels) >= 3 and len(cfg.seeds) >= 3
 
 
@@ -49,6 +53,9 @@ def test_default_grid_has_the_issue_methods():
     {"methods": ["nope"]}, {"variants": {"x": {"method": "nope"}}}, {"variants": {"x": {"method": "dpo", "bogus": 1}}},
     {"noise_levels": [{"temprature": 1.0}]}, {"noise_levels": [{"temperature": -1}]}, {"oracle_kinds": ["gold"]},
     {"gate": "maybe"}, {"seeds": [0, 0]}, {"p_star_bins": [0.2, 1.0]},
+    {"variants": {"x": {"method": "rdpo", "label_noise_eps": 0.5}}},
+    {"variants": {"x": {"method": "cdpo", "label_noise_eps": "measured"}}}, {"checkpoint_steps": [20, 10]},
+    {"checkpoint_steps": [0, 10]}, {"checkpoint_prompts": 1}, {"fit_pairs": 0},
 ])
 def test_bad_settings_fail_naming_them(bad):
     with pytest.raises(ValueError):
@@ -194,6 +201,101 @@ def test_ancestral_kl_of_a_model_against_itself_is_zero_and_positive_against_ano
     # the same seed draws the same samples; the log-prob is that of the drawn tokens (EOS included)
     again = study.ancestral_samples(a, b, tok, prompts, max_new_tokens=5, max_prompt_length=32, batch_size=16, seed=0)
     assert again["texts"] == diff["texts"]
+
+
+# -------------------------------------------------------------- flip rate, frontier points, the new claims' values
+class _FakeTestbed:
+    """r*(x, y) = the number of words of y (a reward anyone can compute by hand)."""
+
+    def true_rewards(self, prompts, summaries):
+        return np.array([float(len(s.split())) for s in summaries])
+
+
+def test_label_flip_rate_on_a_hand_made_case():
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"prompt": ["p"] * 5, "chosen": ["a b", "a", "a b c", "a", "a b"],
+                                       "rejected": ["a", "a b", "a", "b", "a b c d"]})
+    # r* differences: +1, -1, +2, 0 (tie: not decided), -2  -> 2 flips among 4 decided pairs
+    res = study.label_flip_rate(_FakeTestbed(), rows)
+    assert res == {"flip_rate": 0.5, "n_decided": 4, "n_pairs": 5}
+
+
+def test_flip_rate_variants_get_the_measured_epsilon(tmp_path):
+    run = _run(tmp_path)
+    cfg = _cfg(methods=["cdpo", "rdpo_fixed"], seeds=[0], noise_levels=[{"temperature": 1.0}])
+    cell = next(c for c in study.expand_grid(cfg) if c.variant == "cdpo")
+    drun, srun = study.data_run(run, cfg, 0, 0), study.sft_run(run, cfg, 0, 0)
+    assert study._policy_config(run, cfg, cell, drun, srun, flip_rate=0.23).label_noise_eps == 0.23
+    assert study._policy_config(run, cfg, cell, drun, srun, flip_rate=0.7).label_noise_eps == study.MAX_FLIP_EPS
+    assert study.cell_settings(run, cfg, cell)["policy"]["label_noise_eps"] == study.FLIP_RATE
+    fixed = next(c for c in study.expand_grid(cfg) if c.variant == "rdpo_fixed")
+    assert study._policy_config(run, cfg, fixed, drun, srun, flip_rate=0.23).label_noise_eps == 0.1
+    assert fixed.oracle == "none" and cell.oracle == "none"
+
+
+def test_frontier_point_leaves_the_random_state_alone():
+    import torch
+
+    from drdo_lib.models import build_causal_lm, build_tokenizer
+
+    corpus = ["SUBREDDIT: r/pets TITLE: dog POST: my dog barks TL;DR: dog barks", "cat fur vet leash treats"]
+    tok = build_tokenizer("tiny-gpt2", corpus)
+    size = {"n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 64}
+    lm = build_causal_lm("tiny-gpt2", tok, seed=1, size=size)
+    cfg = _cfg(max_new_tokens=4, batch_size=4)
+    prompts = ["SUBREDDIT: r/pets TITLE: dog POST: my dog barks TL;DR:"] * 3
+    torch.manual_seed(5)
+    np.random.seed(5)
+    lm.train()
+    pt = study.frontier_point(lm, lm, tok, _FakeTestbed(), prompts, cfg, seed=0, max_prompt_length=32)
+    after = (torch.rand(3), np.random.rand(3))
+    torch.manual_seed(5)
+    np.random.seed(5)
+    assert torch.equal(after[0], torch.rand(3)) and np.array_equal(after[1], np.random.rand(3))
+    assert lm.training  # the training mode is restored
+    assert pt["kl"] == pytest.approx(0.0, abs=1e-5)  # the policy against itself
+    assert len(pt["per_prompt"]["r_greedy"]) == 3 and pt["gold_greedy"] == pytest.approx(np.mean(pt["per_prompt"]["r_greedy"]))
+
+
+def _ck_record(variant, seed, points, oracle="none", noise=0, fit=None):
+    rec = {"cell": {"variant": variant, "method": variant, "noise": noise, "oracle": oracle, "seed": seed},
+           "checkpoints": [{"step": 10 * (i + 1), "kl": k, "gold_greedy": r, "gold_sample": r - 1}
+                           for i, (k, r) in enumerate(points)]}
+    if variant == "sft":
+        rec["checkpoints"] = [{"step": 0, "kl": 0.0, "gold_greedy": points[0][1], "gold_sample": points[0][1] - 1}]
+    if fit is not None:
+        rec["reward_fit"] = fit
+    return rec
+
+
+def test_kl_matched_gain_interpolates_each_seeds_frontier():
+    recs = [_ck_record("sft", 0, [(0.0, 1.0)]), _ck_record("sft", 1, [(0.0, 1.0)]),
+            # seed 0: DRDO reaches KL 0.4, DPO KL 1.0 -> compared at KL 0.4
+            _ck_record("drdo_head", 0, [(0.2, 1.4), (0.4, 1.6)], oracle="trained"),
+            _ck_record("dpo", 0, [(0.5, 1.5), (1.0, 1.2)]),
+            # seed 1: compared at a given KL 0.25
+            _ck_record("drdo_head", 1, [(0.5, 2.0)], oracle="trained"),
+            _ck_record("dpo", 1, [(0.5, 1.0)])]
+    got = study.kl_matched_gain(recs, "drdo_head", "dpo", 0, oracle="trained")
+    # DRDO at 0.4: 1.6; DPO from the SFT point (0, 1.0) to (0.5, 1.5) at 0.4: 1.4
+    assert got[0]["kl"] == pytest.approx(0.4) and got[0]["diff"] == pytest.approx(0.2)
+    assert got[1]["kl"] == pytest.approx(0.5) and got[1]["diff"] == pytest.approx(1.0)
+    at = study.kl_matched_gain(recs, "drdo_head", "dpo", 0, oracle="trained", kl=0.25)
+    assert at[1]["r_variant"] == pytest.approx(1.5) and at[1]["r_baseline"] == pytest.approx(1.0)
+    assert np.isnan(study.kl_matched_gain(recs, "drdo_head", "dpo", 0, oracle="trained", kl=5.0)[0]["diff"])
+    assert study.frontier(recs[2], recs[0], gold="sample") == [(0.0, 0.0), (0.2, pytest.approx(0.4)), (0.4, pytest.approx(0.6))]
+
+
+def test_student_oracle_gap_per_seed():
+    fit = lambda a, o: {"acc_true": a, "oracle_acc_true": o, "acc_labels": a - 0.1, "oracle_acc_labels": o}  # noqa
+    recs = [_ck_record("drdo_head", 0, [], oracle="trained", fit=fit(0.70, 0.72)),
+            _ck_record("drdo_head", 1, [], oracle="trained", fit=fit(0.66, 0.60)),
+            _ck_record("drdo_head", 1, [], oracle="true_reward", fit=fit(0.9, 1.0)),
+            _ck_record("dpo", 0, [])]
+    got = study.student_oracle_gap(recs, "drdo_head", 0, "trained")
+    assert got == {0: pytest.approx(-0.02), 1: pytest.approx(0.06)}
+    assert study.student_oracle_gap(recs, "drdo_head", 0, "trained", against="labels")[0] == pytest.approx(-0.12)
 
 
 # ------------------------------------------------------------------------------------------------------ reading
@@ -379,7 +481,8 @@ def test_real_tiny_grid_end_to_end(tmp_path):
     run = _run(tmp_path)
     cfg = _cfg(seeds=[0], methods=["drdo_logprob", "dpo"], oracle_kinds=["true_reward"], noise_levels=[
         {"temperature": 1.0, "tie_fraction": 0.3}], n_prompts=4, n_train_prompts=4, max_tie_pairs=8, margin_every=1,
-        reading_oracle="true_reward", student="drdo_logprob", baselines=["dpo"], n_bootstrap=200)
+        reading_oracle="true_reward", student="drdo_logprob", baselines=["dpo"], n_bootstrap=200,
+        checkpoint_steps=[1], checkpoint_prompts=3, fit_pairs=6)
     df = study.run(run, cfg, progress=False)
     assert set(df.variant) == {"sft", "drdo_logprob", "dpo"}
     sft = df[df.variant == "sft"].iloc[0]
@@ -389,6 +492,19 @@ def test_real_tiny_grid_end_to_end(tmp_path):
     dpo = next(r for r in recs if r["cell"]["variant"] == "dpo")
     assert [s for s, _ in dpo["margin_curve"]] == [0, 1, 2] and dpo["margin_curve"][0][1] == pytest.approx(0, abs=1e-4)
     assert len(dpo["per_prompt"]["r_greedy"]) == 4 and dpo["metrics"]["n_tie_pairs"] >= 1
+    # the r*-KL frontier: steps 1 and 2 (the last) on 3 prompts; the SFT cell's single point is KL 0
+    assert [p["step"] for p in dpo["checkpoints"]] == [1, 2] and len(dpo["checkpoints"][0]["per_prompt"]["kl"]) == 3
+    sft_rec = next(r for r in recs if r["cell"]["variant"] == "sft")
+    assert sft_rec["checkpoints"][0]["step"] == 0 and sft_rec["checkpoints"][0]["kl"] == pytest.approx(0, abs=1e-5)
+    assert sft_rec["checkpoints"][0]["gold_greedy"] == pytest.approx(np.mean(sft_rec["per_prompt"]["r_greedy"][:3]))
+    # every cell records its training pairs' flip rate; a trained cell its training summary; DRDO its reward fit
+    assert all(0 <= r["flip_rate"]["flip_rate"] <= 1 and r["metrics"]["flip_rate"] == r["flip_rate"]["flip_rate"]
+               for r in recs)
+    assert dpo["training"]["logged_steps"] == [1, 2] and "grad_norm" in dpo["training"]["final"]
+    drdo = next(r for r in recs if r["cell"]["variant"] == "drdo_logprob")
+    assert drdo["training"]["mean"]["grad_norm_focal_lm"] > 0 and "grad_norm_reward_head" not in drdo["training"]["mean"]
+    assert drdo["reward_fit"]["n_pairs"] == 6 and drdo["reward_fit"]["oracle_acc_true"] == 1.0  # the Oracle is r*
+    assert drdo["metrics"]["fit_acc_true"] == drdo["reward_fit"]["acc_true"]
     mtimes = {p: p.stat().st_mtime_ns for p in study.cells_dir(run).glob("*.json")}
     study.run(run, cfg, progress=False)
     assert {p: p.stat().st_mtime_ns for p in study.cells_dir(run).glob("*.json")} == mtimes
@@ -437,6 +553,9 @@ def test_real_tiny_grid_with_trained_oracle_and_ensemble(tmp_path):
                max_tie_pairs=8, margin_every=1, n_bootstrap=200)
     df = study.run(run, cfg, progress=False)
     assert sorted(df.variant) == ["drdo_head", "edpo", "sft"] and set(df.oracle) == {"trained", "none"}
+    drdo = next(r for r in study.load_cells(run, cfg)[0] if r["cell"]["variant"] == "drdo_head")
+    assert drdo["training"]["final"]["grad_norm_reward_head"] > 0  # the head's own norm, beside the LM's
+    assert set(drdo["reward_fit"]) >= {"acc_labels", "acc_oracle", "acc_true", "pearson_oracle", "oracle_acc_true"}
     drun = study.data_run(run, cfg, 0, 0)
     assert (drun.oracle_model / "config.json").exists()
     assert [p.name for p in drun.ensemble_members()] == ["member_0", "member_1", "member_2"]

@@ -65,11 +65,11 @@ def _independent_logps(model, rows, side, reduction):
 
 @pytest.mark.parametrize("method,student_reward,reduction", [
     ("drdo", "head", "sum"), ("drdo", "logprob", "mean"), ("dpo", "head", "sum"), ("ipo", "head", "mean"),
-    ("edpo", "head", "sum"),
+    ("edpo", "head", "sum"), ("cdpo", "head", "sum"), ("rdpo", "head", "mean"), ("drdpo", "head", "sum"),
 ])
 def test_trainer_loss_equals_losses_module(tok, dataset, tmp_path, method, student_reward, reduction):
     tr = _trainer(tok, dataset, method, tmp_path, student_reward=student_reward, logp_reduction=reduction,
-                  beta=0.3, alpha=0.5, gamma=1.0, edpo_kl_coef=0.37)
+                  beta=0.3, alpha=0.5, gamma=1.0, edpo_kl_coef=0.37, label_noise_eps=0.23, drdpo_beta=0.6)
     rows = [dataset[i] for i in range(6)]
     batch = PreferenceCollator(tok.pad_token_id)(rows)
     model = tr.model.eval()
@@ -91,6 +91,11 @@ def test_trainer_loss_equals_losses_module(tok, dataset, tmp_path, method, stude
     elif method == "edpo":
         want = L.edpo_loss(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), f("ensemble_chosen_rewards").T,
                            f("ensemble_rejected_rewards").T, beta=0.3, reduction="pessimistic", kl_coef=0.37)
+    elif method in ("cdpo", "rdpo"):
+        fn = L.cdpo_loss if method == "cdpo" else L.rdpo_loss
+        want = fn(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3, eps=0.23)
+    elif method == "drdpo":
+        want = L.drdpo_loss(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3, beta_prime=0.6)
     else:
         fn = L.dpo_loss if method == "dpo" else L.ipo_loss
         want = fn(zw, zl, f("ref_chosen_logp"), f("ref_rejected_logp"), beta=0.3)
@@ -168,7 +173,8 @@ def test_order_by_oracle_swaps_pairs_the_oracle_prefers_the_other_way(dataset):
 @pytest.mark.parametrize("bad", [
     {"methods": ["drdo", "ppo"]}, {"student_reward": "value"}, {"label_source": "judge"}, {"logp_reduction": "max"},
     {"edpo_reduction": "median"}, {"beta": 0.0}, {"alpha": -1.0}, {"max_prompt_length": 2048}, {"max_steps": 0},
-    {"bf16": "yes"}, {"per_device_train_batch_size": 0},
+    {"bf16": "yes"}, {"per_device_train_batch_size": 0}, {"label_noise_eps": 0.5}, {"label_noise_eps": -0.01},
+    {"drdpo_beta": 0.0},
 ])
 def test_policy_config_validation(bad):
     with pytest.raises(ValueError):
@@ -217,12 +223,14 @@ def test_zero_student_head_gives_exactly_zero_initial_rewards(tok, dataset):
         CausalLMWithRewardHead.from_causal_lm(lm, head_init="ones")
     with pytest.raises(ValueError):
         PolicyConfig(student_head_init="ones")
-    assert PolicyConfig().student_head_init == "zero"  # the default chosen by evidence (README)
+    assert PolicyConfig().student_head_init == "fit"  # the default chosen by evidence (README)
+    assert PolicyConfig().standardize_oracle is True
 
 
 def _term_grad_norms_independently(model, rows, cfg):
-    """‖∇ mean(reward term)‖ and ‖∇ mean(focal term)‖ over the trainable parameters, from separate full-logit
-    forwards of each side (no trainer code)."""
+    """Norms of ∇ mean(reward term) and ∇ mean(focal term) from separate full-logit forwards of each side (no
+    trainer code): over every trainable parameter, over the LM's alone and over the head's alone (the head's
+    parameters found by identity, not by name)."""
     zw, rw = _independent_logps(model, rows, "chosen", cfg.logp_reduction)
     zl, rl = _independent_logps(model, rows, "rejected", cfg.logp_reduction)
     f = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float32)  # noqa: E731
@@ -231,10 +239,16 @@ def _term_grad_norms_independently(model, rows, cfg):
     out = L.drdo_loss(zw, zl, rw, rl, f("oracle_chosen_reward"), f("oracle_rejected_reward"), alpha=cfg.alpha,
                       gamma=cfg.gamma)
     params = [p for p in model.parameters() if p.requires_grad]
-    norms = []
+    head_ids = {id(p) for p in model.reward_head.parameters()} if hasattr(model, "reward_head") else set()
+    norms = {}
     for name in ("reward", "focal"):
         gs = torch.autograd.grad(out.components[name].mean(), params, retain_graph=True, allow_unused=True)
-        norms.append(math.sqrt(sum(float((g.double() ** 2).sum()) for g in gs if g is not None)))
+        sq = {"all": 0.0, "lm": 0.0, "head": 0.0}
+        for p, g in zip(params, gs):
+            v = 0.0 if g is None else float((g.double() ** 2).sum())
+            sq["all"] += v
+            sq["head" if id(p) in head_ids else "lm"] += v
+        norms[name] = {k: math.sqrt(v) for k, v in sq.items()}
     return norms
 
 
@@ -250,23 +264,29 @@ def test_logged_term_grad_norms_equal_an_independent_autograd(tok, dataset, tmp_
     batch = PreferenceCollator(tok.pad_token_id)(rows)
     tr.state.global_step = 0  # the coming step is 1: not a logging step (every 2): nothing extra is computed
     tr.compute_loss(model, batch)
-    assert "grad_norm_reward" not in tr._metric_sums and "grad_norm_focal" not in tr._metric_sums
+    assert not any(k.startswith("grad_norm_") for k in tr._metric_sums)
     assert all(p.grad is None for p in model.parameters())
     tr.state.global_step = 1  # the coming step is 2: a logging step
     tr.compute_loss(model, batch)
     assert all(p.grad is None for p in model.parameters())  # the extra autograd.grad calls leave .grad alone
-    want_reward, want_focal = _term_grad_norms_independently(model, rows, tr.policy_config)
-    assert tr._metric_sums["grad_norm_reward"] == [pytest.approx(want_reward, rel=1e-4, abs=1e-7)]
-    assert tr._metric_sums["grad_norm_focal"] == [pytest.approx(want_focal, rel=1e-4, abs=1e-7)]
-    assert want_focal > 0
-    if head_init == "zero":  # head weight 0: the regression's gradient reaches the head only, not the LM
-        zw, rw = _independent_logps(model, rows, "chosen", "sum")
-        zl, rl = _independent_logps(model, rows, "rejected", "sum")
-        f = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float32)  # noqa: E731
-        reg = L.drdo_loss(zw, zl, rw, rl, f("oracle_chosen_reward"), f("oracle_rejected_reward")).components["reward"]
-        lm_only = [p for n, p in model.named_parameters() if "reward_head" not in n]
-        gs = torch.autograd.grad(reg.mean(), lm_only, allow_unused=True)
-        assert want_reward > 0 and all(g is None or not g.any() for g in gs)
+    want = _term_grad_norms_independently(model, rows, tr.policy_config)
+    got = tr._metric_sums
+    approx = lambda v: [pytest.approx(v, rel=1e-4, abs=1e-7)]  # noqa: E731
+    assert got["grad_norm_reward"] == approx(want["reward"]["all"])
+    assert got["grad_norm_focal"] == approx(want["focal"]["all"])
+    assert got["grad_norm_reward_lm"] == approx(want["reward"]["lm"])
+    assert got["grad_norm_focal_lm"] == approx(want["focal"]["lm"])
+    assert want["focal"]["lm"] > 0 and want["focal"]["head"] == 0  # the focal term never reaches the head
+    if student_reward == "head":
+        assert got["grad_norm_reward_head"] == approx(want["reward"]["head"])
+        assert want["reward"]["head"] > 0
+        if head_init == "random":  # the head's own norm is a real part of the all-parameter norm (not vacuous)
+            assert want["reward"]["lm"] > 0 and want["reward"]["all"] > want["reward"]["lm"] * (1 + 1e-3)
+    else:
+        assert "grad_norm_reward_head" not in got
+        assert want["reward"]["all"] == pytest.approx(want["reward"]["lm"])
+    if head_init == "zero" and student_reward == "head":  # head weight 0: the regression reaches the head only
+        assert got["grad_norm_reward_lm"] == [0.0]
 
 
 def test_term_grad_norms_are_logged_on_logging_steps_and_bound_the_total(tok, dataset, tmp_path):
@@ -277,10 +297,14 @@ def test_term_grad_norms_are_logged_on_logging_steps_and_bound_the_total(tok, da
     for r in rows:  # with one micro-batch per step the total gradient is ∇reward − ∇focal: triangle inequality
         assert abs(r["grad_norm_reward"] - r["grad_norm_focal"]) - 1e-4 <= r["grad_norm"]
         assert r["grad_norm"] <= r["grad_norm_reward"] + r["grad_norm_focal"] + 1e-4
+        # the all-parameter norm splits into the LM's and the head's (the focal term has no head part)
+        assert r["grad_norm_reward"] ** 2 == pytest.approx(r["grad_norm_reward_lm"] ** 2 + r["grad_norm_reward_head"] ** 2,
+                                                           rel=1e-3, abs=1e-8)
+        assert r["grad_norm_focal"] == pytest.approx(r["grad_norm_focal_lm"], rel=1e-5)
     for method in ("dpo",):  # only DRDO has the two terms
         tr = _trainer(tok, dataset, method, tmp_path, max_steps=1)
         tr.train()
-        assert "grad_norm_reward" not in read_metrics(tmp_path / method)[0]
+        assert not any(k.startswith("grad_norm_reward") for k in read_metrics(tmp_path / method)[0])
 
 
 def test_mean_reduction_with_a_pretrained_initial_policy_warns_once(tmp_path, caplog):
@@ -320,3 +344,68 @@ def test_mean_reduction_with_a_pretrained_initial_policy_warns_once(tmp_path, ca
         assert not policy.warn_if_mean_meets_pretrained(FakeRun(tmp_path / "y", {}), mean, "dpo", cfg.init_model)
     warnings = [r for r in caplog.records if "logp_reduction='mean'" in r.getMessage()]
     assert len(warnings) == 3 and all(r.levelno == logging.WARNING for r in warnings)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The student's reward head: its own learning rate, standardised Oracle rewards, a head fitted on the frozen policy
+# ---------------------------------------------------------------------------------------------------------------
+def test_head_learning_rate_moves_the_head_at_its_own_rate(tok, dataset, tmp_path):
+    tr = _trainer(tok, dataset, "drdo", tmp_path, max_steps=1, learning_rate=1e-4, head_learning_rate=0.25,
+                  lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1e9)
+    tr.model = tr.model_wrapped = CausalLMWithRewardHead.from_causal_lm(
+        build_causal_lm("tiny-gpt2", tok, seed=1, size="micro"), head_seed=3, head_init="random")
+    opt = tr.create_optimizer()
+    head_ids = {id(p) for p in tr.model.reward_head.parameters()}
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in tr.model.parameters() if p.requires_grad)  # each exactly once
+    for g in opt.param_groups:
+        kinds = {id(p) in head_ids for p in g["params"]}
+        assert len(kinds) == 1 and g["lr"] == (0.25 if kinds == {True} else 1e-4)
+    before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
+    tr.train()
+    # Adam's first step moves every weight with a non-zero gradient by ~lr (|m/√v| = 1): the head by 0.25
+    step = {n: (p.detach() - before[n]).abs().max().item() for n, p in tr.model.named_parameters()}
+    assert step["reward_head.weight"] == pytest.approx(0.25, rel=1e-3)
+    assert max(v for n, v in step.items() if "reward_head" not in n) == pytest.approx(1e-4, rel=1e-2)
+
+
+def test_standardized_oracle_rewards_have_unit_difference_sd(dataset):
+    from drdo_lib.policy import standardize_oracle_rewards
+
+    ds, s = standardize_oracle_rewards(dataset)
+    d0 = [c - r for c, r in zip(dataset["oracle_chosen_reward"], dataset["oracle_rejected_reward"])]
+    d1 = [c - r for c, r in zip(ds["oracle_chosen_reward"], ds["oracle_rejected_reward"])]
+    m0 = sum(d0) / len(d0)
+    assert s == pytest.approx(math.sqrt(sum((x - m0) ** 2 for x in d0) / len(d0)))
+    assert all(b == pytest.approx(a / s) for a, b in zip(d0, d1))
+    m1 = sum(d1) / len(d1)
+    assert math.sqrt(sum((x - m1) ** 2 for x in d1) / len(d1)) == pytest.approx(1.0)
+    assert ds["chosen_input_ids"] == dataset["chosen_input_ids"]  # nothing else changes
+
+
+def test_fit_student_head_is_the_ridge_regression_on_frozen_features(tok, dataset):
+    from drdo_lib.policy import fit_student_head
+
+    model = CausalLMWithRewardHead.from_causal_lm(build_causal_lm("tiny-gpt2", tok, seed=1, size="micro"),
+                                                  head_init="zero")
+    lm_before = {n: p.detach().clone() for n, p in model.lm.named_parameters()}
+    res = fit_student_head(model, dataset, tok.pad_token_id, ridge=1e-3, batch_size=5)
+    assert all(torch.equal(p, lm_before[n]) for n, p in model.lm.named_parameters())  # the LM is frozen
+    rows = [dataset[i] for i in range(len(dataset))]
+    feats = []
+    with torch.no_grad():  # one row at a time: the head's input is the last real token's hidden state
+        for r in rows:
+            h = [model(input_ids=torch.tensor([r[f"{s}_input_ids"]]))["hidden_last"][0].double()
+                 for s in ("chosen", "rejected")]
+            feats.append(h[0] - h[1])
+    X = torch.stack(feats)
+    d = torch.tensor([r["oracle_chosen_reward"] - r["oracle_rejected_reward"] for r in rows], dtype=torch.float64)
+    lam = 1e-3 * float((X ** 2).sum(0).mean())
+    w = torch.linalg.lstsq(torch.cat([X, math.sqrt(lam) * torch.eye(X.shape[1], dtype=X.dtype)]),
+                           torch.cat([d, torch.zeros(X.shape[1], dtype=X.dtype)])).solution  # augmented least squares
+    torch.testing.assert_close(model.reward_head.weight[0].double(), w, rtol=1e-3, atol=1e-5)
+    assert float(model.reward_head.bias.detach()) == 0.0
+    resid = d - X @ w
+    assert res["pairs"] == len(rows)
+    assert res["r2"] == pytest.approx(1 - float((resid ** 2).sum() / (d ** 2).sum()), rel=1e-3)
+    assert res["r2"] > 0  # better than the zero head it replaces
