@@ -186,8 +186,82 @@ def _robustness(cfg) -> list[Claim]:
     return out
 
 
+def _students(cfg) -> list[str]:
+    return [st for st in ([cfg.student] if isinstance(cfg.student, str) else list(cfg.student)) if st in cfg.selected]
+
+
+def _per_seed(fn) -> Callable[[Mapping, "StudyConfig"], dict[int, np.ndarray]]:
+    """Claim values from a function of the records returning ``{seed: [value per noise level]}``: one value per
+    seed (the mean over the levels it has), so the interval is a seed-level one."""
+
+    def values(idx: Mapping, cfg) -> dict[int, np.ndarray]:
+        per = fn(list(idx.values()), cfg)
+        return {s: np.asarray([np.nanmean(v)]) for s, v in sorted(per.items())
+                if len(v) and np.isfinite(v).any()}
+
+    return values
+
+
+def _student_reward_model(cfg) -> list[Claim]:
+    """The paper's title claim, measured: each DRDO student (with the trained Oracle) is as good a reward model as
+    its Oracle — held-out pairwise accuracy against r*, student minus Oracle, on the same pairs (positive = the
+    student orders pairs like r* more often than its Oracle; a narrow interval around 0 reads "as good")."""
+    from drdo_lib.study import student_oracle_gap
+
+    if "trained" not in cfg.oracle_kinds:
+        return []
+    out = []
+    for st in _students(cfg):
+        if cfg.variants[st]["method"] != "drdo":
+            continue
+
+        def gaps(records, cfg, st=st):
+            per: dict[int, list[float]] = {}
+            for n in _noises(cfg):
+                for seed, g in student_oracle_gap(records, st, n, "trained").items():
+                    per.setdefault(seed, []).append(g)
+            return per
+
+        lab = cfg.label(st)
+        out.append(Claim(f"Title claim ({lab} is as good a reward model as its Oracle)",
+                         "student − Oracle pairwise accuracy vs r*",
+                         f"{lab}'s held-out pairwise accuracy against r* minus its trained Oracle's on the same pairs, "
+                         "mean over the noise levels", +1, _per_seed(gaps), "seed"))
+    return out
+
+
+def _kl_matched(cfg) -> list[Claim]:
+    """Each student against each baseline at equal KL(π‖π_SFT), at the most noisy level: both cells' r* read off
+    their own r*–KL trajectory (checkpoints along training, from the SFT point) at the largest KL both reach."""
+    from drdo_lib.study import ORACLE_METHODS, kl_matched_gain
+
+    ns = _noises(cfg)
+    if not ns:
+        return []
+    hi = ns[-1]
+    out = []
+    for st in _students(cfg):
+        for b in cfg.baselines:
+            if b not in cfg.selected:
+                continue
+            so = cfg.reading_oracle
+            bo = so if cfg.variants[b]["method"] in ORACLE_METHODS else "none"
+
+            def diffs(records, cfg, st=st, b=b, so=so, bo=bo):
+                got = kl_matched_gain(records, st, b, hi, oracle=so, baseline_oracle=bo, gold=cfg.gold)
+                return {seed: [d["diff"]] for seed, d in got.items()}
+
+            S, B = cfg.label(st), cfg.label(b)
+            out.append(Claim(f"At equal KL ({S} vs {B}, most noisy level)", f"r* difference at equal KL, "
+                             f"{cfg.noise_name(hi)}", f"r* ({cfg.gold}) of {S} ({so}) minus {B} at the same "
+                             f"KL(π‖π_SFT) (the largest both reach, per seed) at {cfg.noise_name(hi)}", +1,
+                             _per_seed(diffs), "seed"))
+    return out
+
+
 #: The reading's claims, family by family (each ``cfg -> [Claim]``); append a function to add claims.
-CLAIM_FAMILIES: list[Callable[["StudyConfig"], list[Claim]]] = [_dpo_lemma1, _edpo_lemma2, _robustness]
+CLAIM_FAMILIES: list[Callable[["StudyConfig"], list[Claim]]] = [_dpo_lemma1, _edpo_lemma2, _robustness,
+                                                                 _student_reward_model, _kl_matched]
 
 
 def claims(cfg) -> list[Claim]:

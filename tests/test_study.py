@@ -351,7 +351,9 @@ def test_reading_supports_when_the_numbers_do():
     assert v2["Sec. 5 (DRDO (r̂ head) earns more r* than DPO)"] == "supports"
     assert v2["Sec. 5 (DRDO (r̂ = β·z) earns more r* than DPO)"] == "cannot tell"  # the same effects as DPO's
     sentences = study.reading_sentences(_records(cfg, eff), cfg)
-    assert all("[" in s and "interval" in s for s in sentences)
+    # these records carry no reward fits or checkpoints: those two claims say so, every other one has its interval
+    assert all("no finished cells" in s for s in sentences if s.startswith(("Title claim", "At equal KL")))
+    assert all("[" in s and "interval" in s for s in sentences if not s.startswith(("Title claim", "At equal KL")))
 
 
 def test_reading_contradicts_when_the_numbers_do():
