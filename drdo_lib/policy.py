@@ -17,7 +17,6 @@ line per logging step), ``summary.json``, ``config.json`` and checkpoints.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from typing import Any, Callable, Sequence
 import transformers
 
 from drdo_lib import losses as L
-from drdo_lib.config import save_config
+from drdo_lib.config import ConfigError, save_config
+from drdo_lib.data.splits import SPLIT_NAMES
 from drdo_lib.hf import read_metrics, training_arguments, training_checks
 from drdo_lib.run import MissingStageOutput
 from drdo_lib.trainer import METHODS, PreferenceTrainer
@@ -116,7 +116,7 @@ class PolicyConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"PolicyConfig: {msg} (got {dataclasses.asdict(self)})")
+                raise ValueError(f"PolicyConfig: {msg}")
 
     @property
     def needs_ref_logps(self) -> bool:
@@ -365,7 +365,9 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
     method = method or cfg.methods[0]
     split = split or cfg.splits[0]
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ConfigError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
+    if rows is None and split not in SPLIT_NAMES:  # checked before any folder is named after it
+        raise ConfigError(f"unknown split {split!r}: one of {', '.join(SPLIT_NAMES)}")
     seed = run.seed
     paths = model_paths(run, cfg)
     # Every input is checked before anything is computed or a folder created (a missing stage is one clear error).

@@ -14,7 +14,6 @@ every later stage reads it from ``runs/<profile>/sft/final``. Outputs under ``ru
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -73,7 +72,7 @@ class SFTConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"SFTConfig: {msg} (got {dataclasses.asdict(self)})")
+                raise ValueError(f"SFTConfig: {msg}")
 
 
 def _texts(ds, columns: Sequence[str]) -> list[str]:
