@@ -124,8 +124,6 @@ class Run:
     def _checked(self, name: str, build):
         try:
             return build()
-        except ConfigError:
-            raise
         except (ValueError, TypeError) as e:  # a __post_init__ rule, or a comparison a wrong type trips over
             raise ConfigError(f"profile {self.name!r}, section {name!r}: {e}") from None
 

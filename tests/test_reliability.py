@@ -119,3 +119,132 @@ def test_a_server_that_keeps_answering_without_choices_is_named(tmp_path):
             judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
                         cache_dir=tmp_path, **{**FAST, "max_retries": 2})
         assert len(srv.state.requests) == 3  # the first try and two retries
+
+
+# ------------------------------------------------------------------------------------------------ data files
+@pytest.mark.parametrize("depth", [100_000, 5_000])
+def test_deeply_nested_json_rows_are_dropped_as_invalid_json(tmp_path, depth):
+    from drdo_lib.data.loaders import BadRowError, dropped_counts, load_tldr_comparisons
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_data_loaders import comparison, write_jsonl
+
+    deep = '{"info": ' + "[" * depth + "]" * depth + "}"
+    f = write_jsonl(tmp_path / "deep.jsonl", [comparison(), deep, comparison(pid="t3_b")])
+    ds = load_tldr_comparisons(f)
+    assert len(ds) == 2 and dropped_counts(ds) == {"invalid_json": 1}
+    with pytest.raises(BadRowError, match=r"deep\.jsonl: row 2: not valid JSON"):
+        load_tldr_comparisons(f, strict=True)
+    arr = tmp_path / "deep.json"  # a JSON-array file nested too deeply: one error naming the file
+    arr.write_text("[" * depth + "]" * depth)
+    with pytest.raises(ValueError, match=r"deep\.json: not usable JSON|deep\.json: not valid JSON"):
+        load_tldr_comparisons(arr)
+
+
+# ------------------------------------------------------------------------------------------------ settings
+def test_duplicate_yaml_keys_are_rejected_naming_the_key_and_the_file(tmp_path):
+    from drdo_lib.cli import main
+    from drdo_lib.config import ConfigError, load_profile
+
+    f = tmp_path / "dup.yaml"
+    f.write_text("profile: dup\npolicy:\n  beta: 0.1\n  max_steps: 5\ndata:\n  n_train: 10\npolicy:\n  beta: 0.2\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: line 7: duplicate key 'policy' \(first at line 2\)"):
+        load_profile(f)
+    f.write_text("profile: dup\npolicy:\n  beta: 0.1\n  beta: 0.2\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: line 4: duplicate key 'beta'"):
+        load_profile(f)
+    assert main(["train", "--config", str(f), "--stage", "data"]) == 2
+
+
+def test_an_empty_profile_is_an_error(tmp_path):
+    from drdo_lib.config import ConfigError, load_profile
+
+    f = tmp_path / "empty.yaml"
+    f.write_text("# nothing\n")
+    with pytest.raises(ConfigError, match=r"empty\.yaml: the profile file is empty"):
+        load_profile(f)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("policy.beta=inf", r"PolicyConfig\.beta must be a finite number, got inf"),
+    ("policy.learning_rate=.nan", r"PolicyConfig\.learning_rate must be a finite number, got nan"),
+    ("policy.max_steps=2.5", r"PolicyConfig\.max_steps must be an integer, got 2\.5"),
+    ("policy.max_steps=abc", r"PolicyConfig\.max_steps must be an integer, got 'abc'"),
+    ("policy.disable_dropout=3", r"PolicyConfig\.disable_dropout must be true or false, got 3"),
+    ("policy.methods=[dpo, 3]", r"PolicyConfig\.methods must be a list of a string"),
+    ("data.n_train=1e400", r"n_train must be an integer, got inf"),
+    ("policy.beta=-1", r"PolicyConfig: beta must be > 0"),
+])
+def test_bad_values_are_one_line_naming_only_the_field(tmp_path, capsys, override, match):
+    import re
+
+    from drdo_lib.cli import main
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(yaml.safe_dump({"profile": "p", "runs_dir": str(tmp_path / "runs"), "policy": {"beta": 0.1}}))
+    assert main(["train", "--config", str(prof), "--stage", "policy", override]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err), err
+    assert err.count("\n") == 1 and "gradient_accumulation_steps" not in err  # not the whole config
+    assert not (tmp_path / "runs").exists()
+
+
+def test_integral_floats_are_accepted_as_ints_and_strings_as_floats():
+    from drdo_lib.config import build_config
+    from drdo_lib.policy import PolicyConfig
+
+    cfg = build_config(PolicyConfig, {"max_steps": 1e3, "learning_rate": "3e-5", "save_total_limit": None})
+    assert cfg.max_steps == 1000 and isinstance(cfg.max_steps, int) and cfg.learning_rate == 3e-5
+
+
+def test_a_study_own_section_overrides_and_variants_are_validated_up_front():
+    from drdo_lib.config import ConfigError, load_profile
+    from drdo_lib.run import Run
+
+    base = load_profile("study")
+    for where, over, match in [("sft", {"max_stepz": 3}, r"study\.sft.*unknown setting.*max_stepz"),
+                               ("policy", {"beta": float("inf")}, r"study\.policy.*beta must be a finite"),
+                               ("data", {"n_train": 2.5}, r"study\.data.*n_train must be an integer")]:
+        prof = {**base, "study": {**base["study"], where: over}}
+        with pytest.raises(ConfigError, match=match):
+            Run.create(prof).validate()
+    prof = {**base, "study": {**base["study"], "variants": {"dpo": {"method": "dpo", "beta": "x"}}}}
+    with pytest.raises(ConfigError, match=r"study\.variants\.dpo.*beta must be a finite number"):
+        Run.create(prof).validate()
+
+
+# ------------------------------------------------------------------------------------------------ names and paths
+@pytest.mark.parametrize("args,match", [
+    (["--split", "../../../../escape_split"], r"unknown --split '\.\./\.\./\.\./\.\./escape_split'"),
+    (["--split", "D_nope"], r"unknown --split 'D_nope': one of D_all, D_hc_he, D_lc_le"),
+    (["--method", "../../x"], r"unknown --method '\.\./\.\./x'"),
+    (["profile=../../x"], r"profile name .* got '\.\./\.\./x'"),
+    (["profile=a/b"], r"profile name"),
+])
+def test_bad_names_fail_before_any_folder_is_created(tmp_path, capsys, args, match):
+    import re
+
+    from drdo_lib.cli import main
+
+    root = tmp_path / "a" / "b" / "c" / "d"
+    root.mkdir(parents=True)
+    prof = root / "p.yaml"
+    prof.write_text(yaml.safe_dump({"profile": "p", "runs_dir": str(root / "runs")}))
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["train", "--config", str(prof), "--stage", "policy", *args]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing created, inside runs_dir or outside it
+
+
+def test_policy_run_checks_method_and_split_names_itself(tmp_path):
+    from drdo_lib import policy
+    from drdo_lib.config import ConfigError
+    from drdo_lib.run import Run
+
+    run = Run.create({"profile": "p", "runs_dir": str(tmp_path / "runs")})
+    for kw in ({"method": "../x"}, {"method": "dpo", "split": "../../y"}, {"method": "dpo", "split": "D_nope"}):
+        with pytest.raises(ConfigError):
+            policy.run(run, **kw)
+    with pytest.raises(ConfigError):
+        run.policy_dir("dpo", "../../z")
+    assert not (tmp_path / "runs").exists()

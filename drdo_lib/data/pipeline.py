@@ -45,6 +45,7 @@ from drdo_lib.config import REPO_ROOT
 from drdo_lib.data.loaders import (
     DATA_SUFFIXES,
     EDIT_DISTANCE_UNITS,
+    DataNotFound,
     load_cnn_dailymail,
     load_tldr_comparisons,
     load_tldr_sft,
@@ -249,7 +250,7 @@ def load_sources(cfg: DataConfig, *, seed: int, synthetic_dir: str | Path | None
     else:
         folder = resolve_data_dir(cfg.data_dir)
         if not folder.is_dir():
-            raise FileNotFoundError(f"data folder {folder} does not exist (set data.data_dir in the profile or the "
+            raise DataNotFound(f"data folder {folder} does not exist (set data.data_dir in the profile or the "
                                     "DRDO_DATA_DIR environment variable to a folder laid out like ../shared/data)")
     ood_dir = folder / LOCAL_LAYOUT["ood"]
     return ProfileData(
@@ -386,7 +387,7 @@ def _load_ultrafeedback(cfg: DataConfig, kw: dict) -> ProfileData:
         folder = resolve_data_dir(cfg.data_dir)
         source = folder / LOCAL_LAYOUT["ultrafeedback"]
         if not _has_data(source):
-            raise FileNotFoundError(f"no UltraFeedback files under {source} (data.task is 'ultrafeedback'; set "
+            raise DataNotFound(f"no UltraFeedback files under {source} (data.task is 'ultrafeedback'; set "
                                     "data.data_dir or DRDO_DATA_DIR to a folder with an ultrafeedback/ sub-folder)")
     prefs = load_ultrafeedback(source, **kw)
     if cfg.test_fraction > 0:
