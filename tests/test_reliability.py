@@ -248,3 +248,148 @@ def test_policy_run_checks_method_and_split_names_itself(tmp_path):
     with pytest.raises(ConfigError):
         run.policy_dir("dpo", "../../z")
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------------------ user errors
+def _tiny_profile(tmp_path: Path, **top) -> Path:
+    prof = {"profile": "p", "runs_dir": str(tmp_path / "runs"),
+            "data": {"source": "synthetic", "n_train": 40, "n_valid": 8, "n_sft": 8, "n_sft_test": 4, "n_ood": 4},
+            **top}
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(prof))
+    return f
+
+
+def test_missing_data_dir_and_a_folder_without_usable_rows_are_one_line(tmp_path):
+    f = _tiny_profile(tmp_path, data={"source": "local", "data_dir": str(tmp_path / "nope")})
+    line = _one_line_exit_2(_cli("train", "--config", str(f), "--stage", "data"))
+    assert "data folder" in line and "nope" in line and "does not exist" in line
+    bad = tmp_path / "bad"
+    (bad / "summarize_from_feedback_comparisons").mkdir(parents=True)
+    (bad / "openai_summarize_tldr").mkdir(parents=True)
+    (bad / "summarize_from_feedback_comparisons" / "x.jsonl").write_text("{oops\n" * 3)
+    (bad / "openai_summarize_tldr" / "x.jsonl").write_text("{oops\n")
+    f = _tiny_profile(tmp_path, data={"source": "local", "data_dir": str(bad)})
+    line = _one_line_exit_2(_cli("train", "--config", str(f), "--stage", "data"))
+    assert "no usable rows" in line and "invalid_json" in line
+
+
+def test_a_runs_dir_that_is_a_file_or_read_only_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    f = _tiny_profile(tmp_path, runs_dir=str(tmp_path / "afile"))
+    for stage in ("data", "policy"):
+        line = _one_line_exit_2(_cli("train", "--config", str(f), "--stage", stage))
+        assert "afile is a file, not a folder" in line and "sft stage first" not in line
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = ro / "runs"
+    else:  # root writes through permission bits: a read-only file system instead
+        target = Path("/sys/drdo_runs_test")
+    f = _tiny_profile(tmp_path, runs_dir=str(target))
+    line = _one_line_exit_2(_cli("train", "--config", str(f), "--stage", "data"))
+    assert "cannot be written" in line
+
+
+def test_a_truncated_model_safetensors_is_named_before_training(tmp_path):
+    from policy_helpers import PROFILE, write_profile
+
+    from drdo_lib.config import safetensors_problem
+
+    cfg = write_profile(tmp_path)
+    w = tmp_path / "runs" / PROFILE / "sft" / "final" / "model.safetensors"
+    assert safetensors_problem(w) is None
+    data = w.read_bytes()
+    w.write_bytes(data[: len(data) // 2])
+    assert "truncated" in safetensors_problem(w)
+    line = _one_line_exit_2(_cli("train", "--config", str(cfg), "--stage", "policy", "--method", "dpo"))
+    assert str(w) in line and "truncated" in line and "run the sft" in line
+    assert not (tmp_path / "runs" / PROFILE / "policy").exists()
+    w.write_bytes(b"")
+    assert "too short" in safetensors_problem(w)
+
+
+def _die_or_sleep(kind: str, args: tuple):
+    """A task of the worker-death test (module level: spawned workers import it)."""
+    import signal
+    import time
+
+    if kind == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return args
+
+
+def test_a_killed_worker_is_one_error_naming_the_task():
+    from drdo_lib.errors import UserError
+    from drdo_lib.taskgraph import Task, WorkerDied, run_graph
+
+    tasks = {"ok": Task("ok", "ok", (1,)), "cell dpo/trained/seed 0": Task("cell dpo/trained/seed 0", "die", (2,)),
+             "after": Task("after", "ok", (3,), deps={"ok", "cell dpo/trained/seed 0"})}
+    with pytest.raises(WorkerDied, match=r"worker process died.*cell dpo/trained/seed 0.*run again to resume") as e:
+        run_graph(tasks, _die_or_sleep, workers=2)
+    assert isinstance(e.value, UserError)
+
+
+# ------------------------------------------------------------------------------------------------ study cells
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_corrupt_study_cell_file_is_named_moved_aside_and_recomputed(tmp_path, monkeypatch, caplog, workers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_study import _cfg, _run
+
+    from drdo_lib import study
+
+    run = _run(tmp_path)
+    cfg = _cfg(seeds=[0], methods=["dpo", "ipo", "drdo_head"], oracle_kinds=["true_reward"], workers=workers)
+    calls = []
+
+    def fake_cell(run_, cfg_, cell, **kw):
+        calls.append(cell)
+        return {"metrics": {"gold_greedy": 1.0}, "per_prompt": {}, "p_star_bins": [], "margin_curve": []}
+
+    monkeypatch.setattr(study, "run_cell", fake_cell)
+    cells = study.expand_grid(cfg)
+    assert len(cells) >= 4
+    run_grid = (lambda: study.run(run, cfg, progress=False)) if workers == 1 else None
+    if workers == 2:
+        monkeypatch.setattr(study, "ensure_sft", lambda *a, **k: None)
+
+        def run_grid():
+            with ThreadPoolExecutor(2) as ex:
+                return study.run_parallel(run, cfg, cells, progress=False, executor=ex)
+    run_grid()
+    paths = [study.cells_dir(run) / f"{study.cell_key(run, cfg, c)}.json" for c in cells[:4]]
+    texts = [p.read_text() for p in paths]
+    paths[0].write_text(texts[0][:40])  # truncated
+    paths[1].write_text("")  # empty
+    paths[2].write_text("[1, 2]")  # a list
+    paths[3].write_text(texts[0])  # another cell's record
+    calls.clear()
+    caplog.set_level(logging.WARNING)
+    run_grid()
+    assert sorted(map(str, calls)) == sorted(map(str, cells[:4]))  # these four recomputed, no traceback
+    for p in paths:
+        assert json.loads(p.read_text())["key"] == p.stem
+        aside = list(p.parent.glob(f"{p.name}.corrupt-*"))
+        assert len(aside) == 1 and aside[0].name in caplog.text and str(p) in caplog.text
+    recs, missing = study.load_cells(run, cfg)
+    assert len(recs) == len(cells) and not missing and len({r["key"] for r in recs}) == len(cells)
+    calls.clear()
+    run_grid()
+    assert calls == []
+
+
+def test_a_corrupt_cache_marker_is_moved_aside_and_rebuilt(tmp_path):
+    from drdo_lib import study
+
+    marker = tmp_path / "study_key.json"
+    built = []
+    assert study._cached(marker, "k1", lambda: built.append(1) or 5) == 5
+    assert study._cached(marker, "k1", lambda: built.append(1) or 6) == 5 and built == [1]
+    assert study._cached(marker, "k2", lambda: built.append(2) or 7) == 7  # stale: rebuilt, no file moved aside
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    marker.write_text("[]")
+    assert study._cached(marker, "k2", lambda: built.append(3) or 8) == 8
+    assert len(list(tmp_path.glob("study_key.json.corrupt-*"))) == 1
