@@ -393,3 +393,55 @@ def test_a_corrupt_cache_marker_is_moved_aside_and_rebuilt(tmp_path):
     marker.write_text("[]")
     assert study._cached(marker, "k2", lambda: built.append(3) or 8) == 8
     assert len(list(tmp_path.glob("study_key.json.corrupt-*"))) == 1
+
+
+# ------------------------------------------------------------------------------------------------ concurrent stages
+def test_a_synthetic_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    from drdo_lib.data import synthetic
+    from drdo_lib.data.synthetic import SyntheticConfig, SyntheticTestbed
+
+    tb = SyntheticTestbed(SyntheticConfig(seed=0))
+    files = tb.write(tmp_path, n_train=300, n_valid=10, n_sft=10, n_sft_test=4, n_ood=4)
+    train = files["comparisons_train"]
+    before = train.read_text()
+    calls = [0]
+    real_dumps = synthetic.json.dumps
+
+    def failing_dumps(obj, *a, **k):  # a process dying part-way through the rewrite
+        calls[0] += 1
+        if calls[0] == 150:
+            raise KeyboardInterrupt
+        return real_dumps(obj, *a, **k)
+
+    monkeypatch.setattr(synthetic.json, "dumps", failing_dumps)
+    with pytest.raises(KeyboardInterrupt):
+        tb.write(tmp_path, n_train=300, n_valid=10, n_sft=10, n_sft_test=4, n_ood=4)
+    monkeypatch.undo()
+    assert train.read_text() == before  # the old file, whole
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_concurrent_data_stages_build_from_whole_files(tmp_path):
+    """Three data stages on one runs folder, started 0.4 s apart: each builds from every row, none fails."""
+    import time
+
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"profile": "p", "runs_dir": str(tmp_path / "runs"),
+                                 "data": {"source": "synthetic", "n_train": 20000, "n_valid": 8, "n_sft": 8,
+                                          "n_sft_test": 4, "n_ood": 4}}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DRDO_PROGRESS": "0"}
+    procs = []
+    for _ in range(3):
+        procs.append(subprocess.Popen([sys.executable, "-m", "drdo_lib", "train", "--config", str(f), "--stage",
+                                       "data"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                      cwd=REPO))
+        time.sleep(0.4)
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert "'preferences': 20008" in err and "invalid_json" not in err and "dropped" not in err, err[-3000:]
+    manifest = json.loads((tmp_path / "runs" / "p" / "data" / "stage" / "manifest.json").read_text())
+    assert manifest["rows"]["preferences"] == 20008
+    assert not list((tmp_path / "runs" / "p" / "data").glob(".stage.tmp*"))
+    assert not [p for p in (tmp_path / "runs").rglob("*.tmp")]
