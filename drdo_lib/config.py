@@ -271,6 +271,45 @@ def safetensors_problem(path: str | Path) -> str | None:
     return None
 
 
+#: The folder inside a stage folder where a new attempt at a finished run trains (see :func:`promote_attempt`).
+ATTEMPT_DIR = ".attempt"
+
+
+def fresh_attempt_dir(out: str | Path, *, clear: bool = True) -> Path:
+    """``out/.attempt/``: where a new attempt at a finished run writes everything (checkpoints, metrics, config,
+    final model) so the finished record stays whole until the attempt completes. A leftover of an attempt that
+    was killed is removed first (``clear``; the process that saves does it)."""
+    import shutil
+
+    work = Path(out) / ATTEMPT_DIR
+    if clear and work.exists():
+        shutil.rmtree(work)
+    return work
+
+
+def promote_attempt(work: str | Path, out: str | Path) -> None:
+    """Move every entry of a completed attempt ``work`` into ``out``, each replacing the entry of the same name
+    (a folder by two renames, so it is never half old and half new); the old run's ``checkpoint-*`` folders that
+    the attempt did not write go too. Then ``work`` is removed."""
+    import shutil
+
+    work, out = Path(work), Path(out)
+    names = {p.name for p in work.iterdir()}
+    for old in out.glob("checkpoint-*"):
+        if old.name not in names:
+            shutil.rmtree(old, ignore_errors=True)
+    for src in sorted(work.iterdir()):
+        dst = out / src.name
+        if src.is_dir() and dst.exists():
+            aside = out / f".{src.name}.replaced-{os.getpid()}"
+            os.replace(dst, aside)
+            os.replace(src, dst)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(src, dst)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path`` (this process's own name) and rename it into place, so
     a reader sees the old file or the new one, never a part."""

@@ -445,3 +445,90 @@ def test_concurrent_data_stages_build_from_whole_files(tmp_path):
     assert manifest["rows"]["preferences"] == 20008
     assert not list((tmp_path / "runs" / "p" / "data").glob(".stage.tmp*"))
     assert not [p for p in (tmp_path / "runs").rglob("*.tmp")]
+
+
+# ------------------------------------------------------------------------------------------------ finished runs
+def _record(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*"))
+            if p.is_file() and "checkpoint-" not in str(p)}
+
+
+class _FailAtStep:
+    """A callback that raises at a given step (a rerun that fails part-way)."""
+
+    def __new__(cls, step: int):
+        import transformers
+
+        class _CB(transformers.TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step >= step:
+                    raise FloatingPointError(f"scripted failure at step {state.global_step}")
+
+        return _CB()
+
+
+def test_a_failed_rerun_leaves_the_finished_policy_run_as_it_was(tmp_path):
+    from policy_helpers import PROFILE, write_profile
+
+    from drdo_lib import policy
+    from drdo_lib.config import load_profile
+    from drdo_lib.hf import read_metrics
+    from drdo_lib.run import Run
+
+    prof = load_profile(write_profile(tmp_path, policy={"max_steps": 2, "save_steps": 1}))
+    run = Run.create(prof)
+    out = policy.run(run, method="dpo", progress=False)
+    before = _record(out)
+    assert len(read_metrics(out)) == 2 and "final/model.safetensors" in before
+    other = Run.create(prof, sections={"policy": {"learning_rate": 5e-3, "max_steps": 3}})
+    with pytest.raises(FloatingPointError, match="scripted failure"):
+        policy.run(other, method="dpo", progress=False, callbacks=[_FailAtStep(2)])
+    assert _record(out) == before  # metrics, config, summary and final/ untouched
+    assert not (out / ".attempt").exists()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    policy.run(other, method="dpo", progress=False)  # a rerun that completes replaces the record
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+    assert json.loads((out / "config.json").read_text())["learning_rate"] == 5e-3
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    ckpts = sorted(out.glob("checkpoint-*"))  # the new run's (save_total_limit 2), none of the old run's
+    assert [p.name for p in ckpts] == ["checkpoint-2", "checkpoint-3"]
+    assert all(json.loads((p / "trainer_state.json").read_text())["max_steps"] == 3 for p in ckpts)
+    assert not (out / ".attempt").exists() and not list(out.glob(".*replaced*"))
+    assert (tmp_path / "runs" / PROFILE / "policy" / "dpo_D_all") == out
+
+
+def test_a_rerun_with_an_infinite_setting_is_refused_before_touching_the_run(tmp_path):
+    from policy_helpers import PROFILE, write_profile
+
+    cfg = write_profile(tmp_path, policy={"max_steps": 2, "save_steps": 10})
+    assert _cli("train", "--config", str(cfg), "--stage", "policy", "--method", "dpo").returncode == 0
+    out = tmp_path / "runs" / PROFILE / "policy" / "dpo_D_all"
+    before = _record(out)
+    for bad in ("policy.beta=inf", "policy.learning_rate=inf", "max_steps=1e400"):
+        line = _one_line_exit_2(_cli("train", "--config", str(cfg), "--stage", "policy", "--method", "dpo", bad))
+        assert "must be" in line
+    assert _record(out) == before
+
+
+def test_a_failed_sft_rerun_leaves_the_finished_sft_policy(tmp_path, monkeypatch):
+    from test_study import _run
+
+    from drdo_lib import sft
+    from drdo_lib.run import Run
+
+    run = Run.create(dict(_run(tmp_path).profile), sections={"sft": {"logging_steps": 1}})
+    final = sft.run(run, progress=False)
+    stage = final.parent
+    before = _record(stage)
+    assert "final/model.safetensors" in before and "metrics.jsonl" in before
+    real = sft.build_sft_trainer
+
+    def failing(*a, **k):
+        tr = real(*a, **k)
+        tr.add_callback(_FailAtStep(1))
+        return tr
+
+    monkeypatch.setattr(sft, "build_sft_trainer", failing)
+    with pytest.raises(FloatingPointError):
+        sft.run(run, progress=False)
+    assert _record(stage) == before and not (stage / ".attempt").exists()
