@@ -183,8 +183,8 @@ class Run:
     # ---- paths ----------------------------------------------------------------------------------------------
     @property
     def dir(self) -> Path:
-        """``runs/<profile>/``."""
-        return self.runs_root / self.name
+        """``runs/<profile>/`` (the profile name must be a plain folder name: it never reaches outside runs_dir)."""
+        return self.runs_root / check_name(self.name, "the profile name (its folder under runs_dir)")
 
     def stage_dir(self, stage: str, create: bool = True) -> Path:
         """``runs/<profile>/<stage>/`` (created unless ``create=False``)."""
@@ -196,7 +196,7 @@ class Run:
     @property
     def figures(self) -> Path:
         """``figures/<profile>/`` (created): where every figure and table of the run is written."""
-        d = self.figures_root / self.name
+        d = self.figures_root / check_name(self.name, "the profile name (its folder under figures_dir)")
         d.mkdir(parents=True, exist_ok=True)
         return d
 

