@@ -159,6 +159,11 @@ class Run:
             raise UserError(f"runs_dir {self.runs_root} cannot be written ({e.strerror or e})") from None
         return self
 
+    def __repr__(self) -> str:  # the profile may hold a URL with a password (eval.judge_base_url)
+        from drdo_lib.errors import redacted_repr
+
+        return redacted_repr(self)
+
     def with_seed(self, seed: int) -> "Run":
         """The same run with another seed (same paths: a multi-seed study gives each seed its own ``runs_dir``)."""
         return dataclasses.replace(self, seed=int(seed), profile={**self.profile, "seed": int(seed)})
