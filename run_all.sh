@@ -35,6 +35,14 @@ if [ $setup -eq 1 ]; then
   ./scripts/setup_env.sh
   . .venv/bin/activate
 fi
+# The notebooks' kernel is the interpreter running this script (the .venv above, or the active conda/module
+# environment with --no-setup): a kernelspec named `drdo` is written for it under .cache/ and put first on
+# JUPYTER_PATH, so no globally registered kernel is needed and a stale one (another environment's) is never used.
+py="$(command -v python || command -v python3)"
+kernels="$root/.cache/jupyter"
+"$py" -m ipykernel install --prefix "$kernels" --name drdo --display-name "Python (drdo)" >/dev/null 2>&1 \
+  || { echo "run_all.sh: cannot register a Jupyter kernel for $py (is ipykernel installed? pip install -e '.[dev]')" >&2; exit 2; }
+export JUPYTER_PATH="$kernels/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0 DRDO_STATIC=1 DRDO_PROGRESS=0  # static widgets, no live trainer progress displays in executed notebooks
 if [ "$profile" = "mini" ] || [ "$profile" = "sample" ] || [ "$profile" = "smol" ] || [ "$profile" = "study" ]; then
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -48,12 +56,23 @@ start_all=$(date +%s)
 for nb in "${nbs[@]}"; do
   name=$(basename "$nb")
   if [ -n "$only" ] && [ "${name:0:2}" != "$only" ]; then continue; fi
+  if [ "${name:0:2}" = "07" ]; then  # the robustness study needs the synthetic testbed (it measures r*)
+    rc=0
+    why=$("$py" -c 'import sys; from drdo_lib.study import profile_problem
+why = profile_problem(sys.argv[1]); print(why or ""); sys.exit(3 if why else 0)' "$config") || rc=$?
+    if [ $rc -eq 3 ]; then
+      echo "=== [$profile] $name skipped: $why"
+      summary+=("$(printf '%-36s %s' "$name" "skipped (no synthetic testbed)")")
+      continue
+    elif [ $rc -ne 0 ]; then echo "run_all.sh: cannot read $config" >&2; exit 1; fi
+  fi
   echo "=== [$profile] $name"
   t0=$(date +%s)
   out="$nb"  # mini: in place (the committed notebooks are the mini run, which nbval re-executes in CI)
   if [ "$profile" != "mini" ]; then mkdir -p "figures/$profile/notebooks"; out="figures/$profile/notebooks/$name"; fi
-  python -m papermill "$nb" "$out" -f "$config" -p profile "$profile" -k drdo --cwd notebooks --progress-bar \
+  "$py" -m papermill "$nb" "$out" -f "$config" -p profile "$profile" -k drdo --cwd notebooks --progress-bar \
     || { echo "run_all.sh: $name failed (profile $profile); see the executed notebook $out for the error" >&2; exit 1; }
+  "$py" -m drdo_lib.notebook_outputs "$out"  # stored outputs without progress widgets, log dicts or absolute paths
   summary+=("$(printf '%-36s %5ss' "$name" "$(( $(date +%s) - t0 ))")")
 done
 echo

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from drdo_lib import provenance
 from drdo_lib.generation import GenerationConfig
 from drdo_lib.paper_numbers import METHOD_NAMES, PAPER_TEMPERATURES
 from drdo_lib.scoring import RewardScorer
@@ -668,7 +669,8 @@ def run(run, cfg: EvalConfig | None = None, *, data=None, progress: bool = True)
     summary = {"profile": run.name, "policies": sorted(policies), "rewards": sorted(scorers),
                "n_prompts": {k: len(v) for k, v in sets.items()}, "judge_model": cfg.judge_model,
                "alpaca_judge_model": cfg.alpaca_judge_model, "alpaca_prompts": cfg.alpaca_prompts,
-               "temperatures": list(cfg.temperatures), "seeds": list(cfg.seeds)}
+               "temperatures": list(cfg.temperatures), "seeds": list(cfg.seeds),
+               "provenance": provenance.record()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     res["summary"], res["dir"] = summary, out
     return res

@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["METRICS_FILE", "MetricsJsonlCallback", "read_metrics", "resolve_optim", "resolve_bf16",
            "resolve_deepspeed", "resolve_device", "resolve_dtype", "training_arguments", "training_checks",
-           "disable_dropout", "model_fingerprint", "progress_disabled_by_env", "quiet_batch_progress"]
+           "disable_dropout", "model_fingerprint", "progress_disabled_by_env", "quiet_batch_progress",
+           "drop_printed_logs"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -42,6 +43,14 @@ def quiet_batch_progress() -> None:
 
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
+
+
+def drop_printed_logs(trainer) -> None:
+    """Without a progress bar (``disable_tqdm``: ``progress=False`` or ``DRDO_PROGRESS=0``) transformers prints every
+    training log as a dict on stdout (its ``PrinterCallback``); the same logs are in ``metrics.jsonl``, so a quiet
+    run drops the printer and an executed notebook keeps only the stage's own summary lines."""
+    if trainer.args.disable_tqdm:
+        trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
 
 
 # ---------------------------------------------------------------------------------------------- metrics.jsonl

@@ -28,9 +28,10 @@ from typing import Any
 import torch
 import transformers
 
+from drdo_lib import provenance
 from drdo_lib import losses as L
 from drdo_lib.config import save_config
-from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_checks
+from drdo_lib.hf import MetricsJsonlCallback, drop_printed_logs, training_arguments, training_checks
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ def train_reward_model(
         model=model, args=args, train_dataset=train_ds, alpha=alpha,
         data_collator=lambda b: collate_preference(b, pad, "right"), callbacks=[MetricsJsonlCallback()],
     )
+    drop_printed_logs(trainer)
     t0 = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - t0
@@ -229,6 +231,7 @@ def train_reward_model(
         "train_loss": float(result.training_loss), "train_seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / steps, 4), "device": str(args.device), "bf16": bool(args.bf16),
         "heldout_before": before, "heldout": after, "train_subset": train_acc,
+        "provenance": provenance.record(),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     logger.info("reward model (alpha=%s, head_seed=%d): held-out accuracy %.3f -> %.3f in %.1fs; saved to %s",

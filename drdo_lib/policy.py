@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import transformers
 
+from drdo_lib import provenance
 from drdo_lib import losses as L
 from drdo_lib.config import ConfigError, fresh_attempt_dir, promote_attempt, save_config, write_text_atomic
 from drdo_lib.data.splits import SPLIT_NAMES
@@ -474,6 +475,7 @@ def _train(run, cfg: PolicyConfig, method: str, split: str, seed: int, paths: di
             "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / steps_run, 4),
             "world_size": args.world_size, "device": str(args.device), "bf16": bool(args.bf16),
             "parameters": count_parameters(model), "final": logs[-1] if logs else {}, **report,
+            "provenance": provenance.record(),
         }
         write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
 

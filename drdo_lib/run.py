@@ -22,6 +22,7 @@ Nothing else in the library resolves a profile, a seed or a run path. The layout
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -86,8 +87,10 @@ class Run:
         """Resolve a profile once.
 
         ``profile`` is a name (``configs/<name>.yaml``), a YAML path or an already-loaded mapping. ``seed``,
-        ``runs_dir`` and ``figures_dir`` default to the profile's top-level values (else 0, ``runs/``,
-        ``figures/``); relative roots are resolved against the working directory. ``sections`` maps a stage name to
+        ``runs_dir`` and ``figures_dir`` default to the environment variables ``DRDO_RUNS_DIR`` /
+        ``DRDO_FIGURES_DIR``, then the profile's top-level values (else 0, ``runs/``, ``figures/``): the variables
+        send a whole notebook run somewhere else without editing a profile. Relative roots are resolved against the
+        working directory. ``sections`` maps a stage name to
         values that take precedence over the profile's section (papermill-injected notebook parameters, CLI
         overrides); an empty or ``None`` mapping leaves the profile's section as it is.
         """
@@ -102,8 +105,11 @@ class Run:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         prof["seed"] = seed
-        runs_root = _root(runs_dir if runs_dir is not None else prof.get("runs_dir"), "runs")
-        figures_root = _root(figures_dir if figures_dir is not None else prof.get("figures_dir"), "figures")
+        runs_dir = runs_dir if runs_dir is not None else os.environ.get("DRDO_RUNS_DIR") or prof.get("runs_dir")
+        figures_dir = (figures_dir if figures_dir is not None
+                       else os.environ.get("DRDO_FIGURES_DIR") or prof.get("figures_dir"))
+        runs_root = _root(runs_dir, "runs")
+        figures_root = _root(figures_dir, "figures")
         return cls(profile=prof, seed=seed, runs_root=runs_root, figures_root=figures_root)
 
     def validate(self) -> "Run":

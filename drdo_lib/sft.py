@@ -23,8 +23,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from drdo_lib import provenance
 from drdo_lib.config import fresh_attempt_dir, promote_attempt, save_config
-from drdo_lib.hf import MetricsJsonlCallback, training_arguments, training_checks
+from drdo_lib.hf import MetricsJsonlCallback, drop_printed_logs, training_arguments, training_checks
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,10 @@ def build_sft_trainer(cfg: SFTConfig, model, tokenizer, tokenized_ds, output_dir
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
     )
-    return SFTTrainer(model=model, args=args, train_dataset=tokenized_ds, processing_class=tokenizer,
-                      callbacks=[MetricsJsonlCallback()])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=tokenized_ds, processing_class=tokenizer,
+                         callbacks=[MetricsJsonlCallback()])
+    drop_printed_logs(trainer)
+    return trainer
 
 
 def run(
@@ -186,6 +189,7 @@ def _train(run, cfg: SFTConfig, seed: int, train_rows, corpus, out_dir: Path, pr
         "seconds_per_step": round(seconds / steps, 4), "device": str(trainer.args.device),
         "bf16": bool(args.bf16),
         "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r],
+        "provenance": provenance.record(),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     logger.info("SFT done: %d steps in %.1fs", metrics["steps"], seconds)

@@ -16,9 +16,10 @@ The grid
 --------
 ``methods`` (named variants of :data:`DEFAULT_VARIANTS`: a training method plus :class:`~drdo_lib.policy.PolicyConfig`
 overrides, e.g. DRDO with ``student_reward: logprob`` or ``alpha: 0``) × ``noise_levels`` (each a mapping of
-:class:`~drdo_lib.data.synthetic.SyntheticConfig` overrides: the Bradley-Terry ``temperature`` and / or the share of
-p* = ½ pairs ``tie_fraction``) × ``oracle_kinds`` (``trained`` | ``true_reward``, for the methods that distil an
-Oracle: DRDO and e-DPO; DPO and IPO get oracle ``none``) × ``seeds`` (training seeds; unless ``data_seed`` is set
+:class:`~drdo_lib.data.synthetic.SyntheticConfig` overrides: the Bradley-Terry ``temperature`` and / or
+``tie_fraction``, the share of pairs the generator *builds* with equal r*; more pairs tie by chance, the reading
+measures the share) × ``oracle_kinds`` (``trained`` | ``true_reward``, for the methods that distil an Oracle: DRDO
+and e-DPO; DPO and IPO get oracle ``none``) × ``seeds`` (training seeds; unless ``data_seed`` is set
 the testbed is redrawn per seed too, so intervals include data-sampling variance). Every (noise level, seed) also
 gets an ``sft`` cell: the SFT policy measured exactly like a trained one, the baseline every gain is paired with.
 
@@ -72,12 +73,16 @@ p* = ½ training pair:
 
 Intervals and the reading
 -------------------------
-Every interval is :func:`drdo_lib.winrates.bootstrap_ci` (the one bootstrap) over (seed, prompt) units (or
-(seed, pair) units for pair metrics): values are paired with the SFT cell of the same seed and noise level (or, for
-the robustness claim, form a difference of differences per seed and prompt). A unit is resampled as a whole; the
-spread of training seeds is shown beside the interval, and :func:`verdict` says "supports" or "contradicts" only
-when the interval excludes 0 *and* every seed's estimate has the same sign, else "cannot tell". :func:`reading`
-returns one sentence per claim, computed from the numbers; nothing is hard-coded.
+Training seeds are the unit of replication (:mod:`drdo_lib.stats`): values are first paired per seed and prompt
+(or pair) — with the SFT cell of the same seed and noise level, with another method, or as a difference of
+differences between noise levels — and every interval then resamples seeds as the outer level (the wider of a
+seed-level t interval and a hierarchical bootstrap: seeds, then prompts inside each drawn seed); each seed's
+estimate is shown beside the pooled one. :func:`reading` (:mod:`drdo_lib.study_reading`, a table of claims)
+returns one row per claim with its p-value, the Holm–Bonferroni-adjusted p over all claims, the raw and adjusted
+verdicts ("supports" / "contradicts" only when p < 1 − level and the interval excludes 0) and the interval's
+half-width (the smallest effect the design could have detected); :func:`report` adds the testbed facts measured
+from the generated data (share of exactly tied pairs, flip rate, label ceiling) and each seed's SFT attempts.
+Nothing is hard-coded.
 """
 from __future__ import annotations
 
@@ -97,11 +102,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from drdo_lib.config import file_lock
+from drdo_lib.stats import INTERVALS, seed_effect, verdict
+from drdo_lib.study_reading import reading, reading_sentences
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["StudyConfig", "Cell", "run", "expand_grid", "cell_key", "run_cell", "measure", "load_cells",
-           "results_table", "summary_table", "reading", "reading_sentences", "verdict", "report", "parse_shard",
+           "results_table", "summary_table", "reading", "reading_sentences", "verdict", "effect", "report",
+           "parse_shard",
            "DEFAULT_VARIANTS", "ORACLE_METHODS", "SFT_INVARIANT", "never_preferred", "sft_corpus", "sft_history",
            "sft_check_reward", "gate_failure_message", "run_and_store_cell", "plan",
            "run_parallel"]
@@ -173,9 +181,12 @@ class StudyConfig:
     student: str | tuple = "drdo_head"  # the DRDO variant(s) the robustness and Sec. 5 readings test
     baselines: tuple[str, ...] = ("dpo", "edpo")  # what the student is compared with
     reading_oracle: str = "trained"  # oracle kind of the student (and e-DPO) in the robustness reading
-    min_seeds: int = 3  # a verdict other than "cannot tell" needs at least this many seeds (DESIGN.md: >= 3)
-    level: float = 0.95  # interval level
-    n_bootstrap: int = 2000  # bootstrap resamples
+    min_seeds: int = 3  # a verdict other than "cannot tell" needs at least this many seeds
+    level: float = 0.95  # interval level (a verdict needs p < 1 - level)
+    n_bootstrap: int = 2000  # hierarchical-bootstrap resamples (its smallest two-sided p is 2 / (n + 1))
+    interval: str = "wider"  # the reading's interval: wider (of the seed-level t and the hierarchical bootstrap)
+    #   | t | bootstrap (drdo_lib.stats.seed_effect)
+    dropped_seeds: dict = field(default_factory=dict)  # seed -> why it was left out of `seeds` (the reading says so)
     workers: int = 1  # worker processes for the grid (run_parallel); 1: this process, in grid order
     threads_per_worker: int | None = None  # torch threads per worker; None: cores // workers (at least 1)
     keep_models: bool = False  # keep each cell's trained policy (else deleted once measured)
@@ -246,6 +257,10 @@ class StudyConfig:
             (len(self.p_star_bins) >= 2 and list(self.p_star_bins) == sorted(self.p_star_bins)
              and self.p_star_bins[0] <= 0 and self.p_star_bins[-1] >= 1, "p_star_bins: sorted edges covering [0, 1]"),
             (0.5 < self.level < 1 and self.n_bootstrap >= 100, "level in (0.5, 1), n_bootstrap >= 100"),
+            (self.interval in INTERVALS, f"interval must be one of {INTERVALS}"),
+            (isinstance(self.dropped_seeds, Mapping) and all(isinstance(k, int) and k not in self.seeds
+                                                              for k in self.dropped_seeds),
+             "dropped_seeds must map integer seeds that are not in seeds to a reason"),
             (isinstance(self.min_seeds, int) and self.min_seeds >= 1, "min_seeds must be an integer >= 1"),
             (self.sft_min_reward is None or isinstance(self.sft_min_reward, (int, float)),
              "sft_min_reward must be a number or null"),
@@ -279,7 +294,7 @@ class StudyConfig:
         lvl = self.noise_levels[i]
         if lvl.get("name"):
             return str(lvl["name"])
-        short = {"temperature": "T", "tie_fraction": "ties"}
+        short = {"temperature": "T"}  # tie_fraction stays spelled out: a generator setting, not the tied share
         return ", ".join(f"{short.get(k, k)}={v}" for k, v in lvl.items()) or "profile"
 
 
@@ -361,6 +376,21 @@ def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+#: Why the study cannot run on a profile whose data is not the synthetic testbed.
+NEEDS_TESTBED = ("the robustness study needs the synthetic testbed (data.source: synthetic): it measures the true "
+                 "reward r*, which real data does not have")
+
+
+def profile_problem(profile) -> str | None:
+    """Why the robustness study cannot run on ``profile`` (a name, YAML path or mapping), or ``None`` when it can:
+    the study needs the synthetic testbed (its data source after the study's own ``data`` overrides)."""
+    from drdo_lib.config import load_profile
+
+    prof = load_profile(profile)
+    data = {**(prof.get("data") or {}), **((prof.get("study") or {}).get("data") or {})}
+    return None if data.get("source", "synthetic") == "synthetic" else NEEDS_TESTBED
+
+
 def _base_profile(run, cfg: StudyConfig) -> dict:
     """The run's profile with the study's section overrides applied (data, sft, oracle, policy)."""
     prof = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in run.profile.items()}
@@ -369,7 +399,7 @@ def _base_profile(run, cfg: StudyConfig) -> dict:
     data = prof["data"]
     data["synthetic"] = dict(data.get("synthetic") or {})
     if data.get("source", "synthetic") != "synthetic":
-        raise ValueError("the robustness study needs the synthetic testbed (data.source: synthetic): it measures r*")
+        raise ValueError(NEEDS_TESTBED)
     if cfg.data_seed is not None:
         data["synthetic"]["seed"] = cfg.data_seed
     return prof
@@ -1202,203 +1232,37 @@ def results_table(records: Sequence[Mapping], cfg: StudyConfig | None = None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Statistics and the reading
+# Statistics and the reading (drdo_lib.stats, drdo_lib.study_reading)
 # ---------------------------------------------------------------------------------------------------------------
 def _index(records: Sequence[Mapping]) -> dict[tuple, Mapping]:
     return {(r["cell"]["variant"], r["cell"]["noise"], r["cell"]["oracle"], r["cell"]["seed"]): r for r in records}
 
 
 def effect(values_by_seed: Mapping[int, Sequence[float]], *, level: float = 0.95, n_boot: int = 2000,
-           seed: int = 0) -> dict[str, Any]:
-    """Mean of per-(seed, unit) values with :func:`drdo_lib.winrates.bootstrap_ci` over (seed, unit) clusters, plus
-    each seed's mean. ``values_by_seed``: seed -> values (one per prompt or pair)."""
-    from drdo_lib.winrates import bootstrap_ci
-
-    vals, groups, per_seed = [], [], {}
-    for s, v in values_by_seed.items():
-        v = np.asarray(v, dtype=float)
-        v = v[np.isfinite(v)]
-        if len(v) == 0:
-            continue
-        vals.append(v)
-        groups.extend(f"{s}:{i}" for i in range(len(v)))
-        per_seed[int(s)] = float(v.mean())
-    if not vals:
-        return {"effect": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "per_seed": {}}
-    allv = np.concatenate(vals)
-    lo, hi = bootstrap_ci(allv, groups=groups, n_boot=n_boot, level=level, seed=seed)
-    return {"effect": float(allv.mean()), "ci_low": lo, "ci_high": hi, "n": int(len(allv)), "per_seed": per_seed}
-
-
-def verdict(est: Mapping[str, Any], predicted_sign: int = 1, *, min_seeds: int = 1) -> tuple[str, str]:
-    """``(verdict, why)`` for an effect whose predicted sign is ``predicted_sign``: ``supports`` when the interval
-    lies on the predicted side of 0 and every seed agrees, ``contradicts`` when it lies on the other side and every
-    seed agrees, else ``cannot tell`` (why says which)."""
-    lo, hi = est.get("ci_low", float("nan")), est.get("ci_high", float("nan"))
-    seeds = list(est.get("per_seed", {}).values())
-    if not (np.isfinite(lo) and np.isfinite(hi)) or not seeds:
-        return "cannot tell", "no data"
-    if len(seeds) < min_seeds:
-        return "cannot tell", f"{len(seeds)} seed(s), fewer than {min_seeds}"
-    s = 1 if predicted_sign >= 0 else -1
-    lo_s, hi_s = sorted((s * lo, s * hi))
-    seeds_s = [s * x for x in seeds]
-    if lo_s > 0:
-        return ("supports", "interval excludes 0, every seed agrees") if all(x > 0 for x in seeds_s) else \
-            ("cannot tell", "interval excludes 0 but the seeds disagree")
-    if hi_s < 0:
-        return ("contradicts", "interval excludes 0 on the other side, every seed agrees") if all(
-            x < 0 for x in seeds_s) else ("cannot tell", "interval excludes 0 but the seeds disagree")
-    return "cannot tell", "interval includes 0"
+           seed: int = 0, interval: str = "wider") -> dict[str, Any]:
+    """Mean of per-(seed, unit) values with seeds as the unit of replication: :func:`drdo_lib.stats.seed_effect`
+    (the wider of a seed-level t interval and a hierarchical bootstrap by default), plus each seed's mean."""
+    return seed_effect(values_by_seed, level=level, n_boot=n_boot, seed=seed, interval=interval)
 
 
 def _paired(idx, cfg, variant, oracle, noise, field_, sub=None, *, kind="per_prompt"):
     """seed -> values of ``field_`` of (variant, oracle, noise) minus the SFT cell's (per prompt), or raw when
     ``sub`` is False."""
-    out = {}
-    for s in cfg.seeds:
-        r = idx.get((variant, noise, oracle, s))
-        if r is None:
-            continue
-        v = np.asarray(r[kind][field_], dtype=float)
-        if sub is not False:
-            base = idx.get(("sft", noise, "none", s))
-            if base is None:
-                continue
-            v = v - np.asarray(base[kind][field_], dtype=float)
-        out[s] = v
-    return out
+    from drdo_lib.study_reading import contrast
 
-
-def _pool(dicts: Sequence[Mapping[int, np.ndarray]]) -> dict[int, np.ndarray]:
-    out: dict[int, list] = {}
-    for d in dicts:
-        for s, v in d.items():
-            out.setdefault(s, []).append(np.asarray(v, dtype=float))
-    return {s: np.concatenate(v) for s, v in out.items()}
-
-
-def _fmt(est: Mapping[str, Any], unit: str = "") -> str:
-    seeds = ", ".join(f"{v:+.3f}" for _, v in sorted(est.get("per_seed", {}).items()))
-    return (f"{est['effect']:+.3f}{unit} [{est['ci_low']:+.3f}, {est['ci_high']:+.3f}] "
-            f"(n = {est['n']} seed×unit values; per seed: {seeds or '—'})")
-
-
-def reading(records: Sequence[Mapping], cfg: StudyConfig, *, gate_results: Sequence[Mapping] | None = None
-            ) -> list[dict[str, Any]]:
-    """One row per claim: ``claim, test, effect, ci_low, ci_high, per_seed, verdict, why, sentence``, computed from
-    the cell records (pure: no model is loaded). A failed sanity gate turns every verdict into ``cannot tell``."""
-    idx = _index(records)
-    lvl = f"{cfg.level:.0%}"
-    kw = dict(level=cfg.level, n_boot=cfg.n_bootstrap)
-    noises = list(range(len(cfg.noise_levels)))
-    rows: list[dict[str, Any]] = []
-    gate_failed = [g for g in (gate_results or []) if g and g.get("status") == "failed"]
-
-    def add(claim, test, est, sign, what):
-        v, why = verdict(est, sign, min_seeds=cfg.min_seeds)
-        if gate_failed:
-            v, why = "cannot tell", f"the sanity gate failed for {len(gate_failed)} seed(s): the testbed cannot " \
-                                    "show an improvement over SFT"
-        sentence = (f"{claim}: {v} — {what} = {_fmt(est)} ({lvl} interval, bootstrap over (seed, unit)); {why}."
-                    if est["n"] else f"{claim}: cannot tell — {what}: no finished cells in the grid.")
-        rows.append({"claim": claim, "test": what, "effect": est["effect"], "ci_low": est["ci_low"],
-                     "ci_high": est["ci_high"], "per_seed": est.get("per_seed", {}), "verdict": v if est["n"] else
-                     "cannot tell", "why": why, "sentence": sentence})
-
-    def variants_of(method):
-        return [v for v in cfg.selected if cfg.variants[v]["method"] == method]
-
-    # Lemma 1 (b): DPO's margin on p* = ½ pairs grows without bound.
-    for v in variants_of("dpo")[:1]:
-        est = effect(_pool([_paired(idx, cfg, v, "none", n, "tie_margin_growth", False, kind="per_pair")
-                            for n in noises]), **kw)
-        add("Lemma 1b (DPO's margin on p* = ½ pairs grows)", f"{cfg.label(v)} margin growth on p* = ½ pairs",
-            est, +1, f"{cfg.label(v)}'s margin growth on p* = ½ pairs, nats, all noise levels")
-        # Lemma 1 (c): π(y_l) → 0 and mass moves to responses never seen as preferred.
-        est = effect(_pool([_paired(idx, cfg, v, "none", n, "dlogp_l", False, kind="per_pair") for n in noises]),
-                     **kw)
-        add("Lemma 1c (DPO drives π(y_l) down)", f"{cfg.label(v)} Δlog π(y_l) vs SFT", est, -1,
-            f"{cfg.label(v)}'s change of log π(y_l) from SFT on training pairs, nats")
-        est = effect(_pool([_paired(idx, cfg, v, "none", n, "log_preferred_mass") for n in noises]), **kw)
-        add("Lemma 1c (DPO moves mass off the preferred responses)", f"{cfg.label(v)} Δlog π(W(x)) vs SFT",
-            est, -1, f"{cfg.label(v)}'s change from SFT of log π(W(x)), the exact mass on the responses ever seen as "
-                     "preferred (a fall is a rise of the mass on never-preferred responses), training prompts")
-    # Lemma 2: e-DPO (reward models learnt from the labels) also grows the margin on p* = ½ pairs.
-    for v in variants_of("edpo")[:1]:
-        for kind in [k for k in cfg.oracle_kinds if k == "trained"][:1]:
-            est = effect(_pool([_paired(idx, cfg, v, kind, n, "tie_margin_growth", False, kind="per_pair")
-                                for n in noises]), **kw)
-            add("Lemma 2 (e-DPO's margin on p* = ½ pairs grows)",
-                f"{cfg.label(v)} ({kind} ensemble) margin growth on p* = ½ pairs", est, +1,
-                f"{cfg.label(v)} ({kind} ensemble)'s margin growth on p* = ½ pairs, nats")
-            est = effect(_pool([_paired(idx, cfg, v, kind, n, "log_preferred_mass") for n in noises]), **kw)
-            add("Lemma 2 (e-DPO moves mass off the preferred responses)",
-                f"{cfg.label(v)} ({kind}) Δlog π(W(x)) vs SFT", est, -1,
-                f"{cfg.label(v)} ({kind} ensemble)'s change from SFT of log π(W(x)), the mass on the responses "
-                "ever seen as preferred")
-    # "DRDO is more robust to noisy preference signals": r* lost from the least to the most noisy level.
-    field_ = "r_greedy" if cfg.gold == "greedy" else "r_sample"
-    lo_n, hi_n = noises[0], noises[-1]
-    for st in [cfg.student] if isinstance(cfg.student, str) else list(cfg.student):
-        if st not in cfg.selected or len(noises) < 2:
-            continue
-        so = cfg.reading_oracle
-        for b in cfg.baselines:
-            if b not in cfg.selected:
-                continue
-            bo = so if cfg.variants[b]["method"] in ORACLE_METHODS else "none"
-            did = {}
-            for s in cfg.seeds:
-                keys = [(st, hi_n, so, s), (st, lo_n, so, s), (b, hi_n, bo, s), (b, lo_n, bo, s)]
-                same_prompts = len({idx[k]["metrics"].get("heldout_prompts") for k in keys if k in idx}) == 1
-                if all(k in idx for k in keys) and same_prompts:  # paired per prompt only on the same prompts
-                    a = [np.asarray(idx[k]["per_prompt"][field_], dtype=float) for k in keys]
-                    did[s] = (a[0] - a[1]) - (a[2] - a[3])
-            est = effect(did, **kw)
-            add(f"Robustness ({cfg.label(st)} vs {cfg.label(b)})",
-                f"difference in r* change from {cfg.noise_name(lo_n)} to {cfg.noise_name(hi_n)}", est, +1,
-                f"[{cfg.label(st)} ({so}) − {cfg.label(b)}] in r* ({cfg.gold}) change from the least to the most "
-                f"noisy level ({cfg.noise_name(lo_n)} → {cfg.noise_name(hi_n)}), "
-                f"positive = {cfg.label(st)} loses less")
-            diff = {}
-            for s in cfg.seeds:
-                ka, kb = (st, hi_n, so, s), (b, hi_n, bo, s)
-                if ka in idx and kb in idx:
-                    diff[s] = (np.asarray(idx[ka]["per_prompt"][field_], float)
-                               - np.asarray(idx[kb]["per_prompt"][field_], float))
-            est = effect(diff, **kw)
-            add(f"Robustness ({cfg.label(st)} vs {cfg.label(b)}, most noisy level)",
-                f"r* difference at {cfg.noise_name(hi_n)}", est, +1,
-                f"r* ({cfg.gold}) of {cfg.label(st)} ({so}) minus {cfg.label(b)} at {cfg.noise_name(hi_n)}")
-            # Sec. 5's headline: DRDO's policies earn more reward than the baseline's (here r*, every noise level).
-            pooled = {}
-            for s in cfg.seeds:
-                parts = [np.asarray(idx[(st, n, so, s)]["per_prompt"][field_], float)
-                         - np.asarray(idx[(b, n, bo, s)]["per_prompt"][field_], float)
-                         for n in noises if (st, n, so, s) in idx and (b, n, bo, s) in idx]
-                if parts:
-                    pooled[s] = np.concatenate(parts)
-            est = effect(pooled, **kw)
-            add(f"Sec. 5 ({cfg.label(st)} earns more r* than {cfg.label(b)})", "r* difference, every noise level",
-                est, +1, f"r* ({cfg.gold}) of {cfg.label(st)} ({so}) minus {cfg.label(b)}, pooled over the "
-                         f"{len(noises)} noise levels (units: seed × level × prompt)")
-    return rows
-
-
-def reading_sentences(records: Sequence[Mapping], cfg: StudyConfig, **kw) -> list[str]:
-    """The reading as sentences (one per claim), computed from the numbers."""
-    return [r["sentence"] for r in reading(records, cfg, **kw)]
+    terms = [(variant, oracle, noise, 1.0)] + ([] if sub is False else [("sft", "none", noise, -1.0)])
+    return contrast([terms], field_, kind)(idx, cfg)
 
 
 def summary_table(records: Sequence[Mapping], cfg: StudyConfig):
-    """Per (variant, oracle, noise level): r* gain over SFT (greedy and sample) with intervals over (seed, prompt),
-    KL, entropy, never-preferred share minus SFT, tie-pair margin growth, Δlog π(y_l); seeds = cells found; the
-    ``_seeds_*`` columns hold each seed's estimate (for the figures, not the tables)."""
+    """Per (variant, oracle, noise level): r* gain over SFT (greedy and sample) with seed-level intervals
+    (:func:`effect`: seeds are the unit of replication) and every seed's greedy gain, KL, entropy, never-preferred
+    share minus SFT, tie-pair margin growth, Δlog π(y_l); seeds = cells found; the ``_seeds_*`` columns hold each
+    seed's estimate (for the figures, not the tables)."""
     import pandas as pd
 
     idx = _index(records)
-    kw = dict(level=cfg.level, n_boot=cfg.n_bootstrap)
+    kw = dict(level=cfg.level, n_boot=cfg.n_bootstrap, interval=cfg.interval)
     order = [*cfg.selected, "sft"]
     combos = sorted({(r["cell"]["variant"], r["cell"]["oracle"]) for r in records},
                     key=lambda t: (order.index(t[0]) if t[0] in order else 99, t[1]))
@@ -1417,6 +1281,7 @@ def summary_table(records: Sequence[Mapping], cfg: StudyConfig):
                          "seeds": len(found), "r*_greedy": m("gold_greedy"),
                          "Δr*_greedy vs SFT": g["effect"], "Δ greedy low": g["ci_low"],
                          "Δ greedy high": g["ci_high"],
+                         "Δ greedy per seed": " / ".join(f"{x:+.3f}" for _, x in sorted(g["per_seed"].items())),
                          "Δr*_sample vs SFT": smp["effect"], "Δ sample low": smp["ci_low"],
                          "Δ sample high": smp["ci_high"], "KL(π‖SFT)": m("kl"), "entropy": m("entropy"),
                          "never-preferred − SFT": nev["effect"], "Δlog π(W(x))": lpm["effect"],
@@ -1441,10 +1306,11 @@ def pstar_table(records: Sequence[Mapping], cfg: StudyConfig):
 
 
 def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] | None = None) -> dict[str, Any]:
-    """Figures and tables of the finished cells under ``figures/<profile>/`` (``study_*``) and the reading
-    (``study_reading.md``); returns ``{"summary", "reading", "missing", "files"}``."""
-    import pandas as pd
-
+    """Figures and tables of the finished cells under ``figures/<profile>/`` (``study_*``), the testbed facts
+    measured from each (noise level, seed)'s data (``study_testbed``: :func:`drdo_lib.study_reading.testbed_facts`)
+    and the reading (``study_reading.md``, ``study_reading_table``); returns ``{"summary", "reading", "missing",
+    "files", "gates", "testbed"}``."""
+    from drdo_lib import study_reading
     from drdo_lib.plots import study as study_plots
     from drdo_lib.tables import write_table
 
@@ -1452,12 +1318,12 @@ def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] |
     missing: list[Cell] = []
     if records is None:
         records, missing = load_cells(run_, cfg)
-    gates = []
+    gates: dict[int, dict] = {}
     if cfg.gate != "off":
         for s in cfg.seeds:
             marker = sft_run(run_, cfg, 0, s).dir / "gate" / "study_key.json"
             if marker.exists():
-                gates.append(json.loads(marker.read_text()).get("value") or {})
+                gates[s] = json.loads(marker.read_text()).get("value") or {}
     fig_dir = run_.figures
     files: list[Path] = []
     summ = summary_table(records, cfg)
@@ -1466,27 +1332,19 @@ def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] |
     files += write_table(results_table(records, cfg).drop(columns=["key"], errors="ignore"), fig_dir / "study_cells",
                          index=False)
     files += write_table(pstar_table(records, cfg), fig_dir / "study_pstar_bins", index=False)
-    rd = reading(records, cfg, gate_results=gates)
-    rd_df = pd.DataFrame([{k: r[k] for k in ("claim", "verdict", "effect", "ci_low", "ci_high", "why")} for r in rd])
-    files += write_table(rd_df, fig_dir / "study_reading_table", index=False)
-    text = ["# Does DRDO's claim hold? (the robustness study's reading)", "",
-            f"Profile `{run_.name}`: {len(records)} finished cells" + (f", {len(missing)} missing" if missing else "")
-            + f"; seeds {list(cfg.seeds)}; noise levels " + "; ".join(cfg.noise_name(i) for i in
-                                                                        range(len(cfg.noise_levels))) + ".", ""]
-    for s in cfg.seeds:
-        att = sft_history(run_, cfg, s)
-        if att:
-            tried = "; ".join(f"init seed {a['init_seed']}: loss {a.get('train_loss_last') or float('nan'):.2f}"
-                              + (f", r* {a['train_prompt_reward']:.2f} on training prompts"
-                                 + ("" if a.get("accepted") else " (below study.sft_min_reward)")
-                                 if "train_prompt_reward" in a else "") for a in att)
-            text.append(f"- SFT policy of seed {s}: {len(att)} attempt(s) ({tried}).")
-    for g in gates:
-        text.append(f"- Sanity gate: {g.get('status')} (DPO on clean labels minus SFT on r*: "
-                    f"{g.get('advantage', float('nan')):+.3f} [{g.get('ci_low', float('nan')):+.3f}, "
-                    f"{g.get('ci_high', float('nan')):+.3f}]).")
-    text += [""] + [f"- {r['sentence']}" for r in rd]
-    (fig_dir / "study_reading.md").write_text("\n".join(text) + "\n")
+    facts = study_reading.testbed_facts(run_, cfg)
+    files += write_table(facts, fig_dir / "study_testbed", index=False)
+    rd = reading(records, cfg, gate_results=list(gates.values()))
+    files += write_table(study_reading.reading_table(rd), fig_dir / "study_reading_table", index=False)
+    header = (f"Profile `{run_.name}`: {len(records)} finished cells" + (f", {len(missing)} missing" if missing
+                                                                         else "")
+              + f"; seeds {list(cfg.seeds)}; noise levels (generator settings) "
+              + "; ".join(cfg.noise_name(i) for i in range(len(cfg.noise_levels))) + ".")
+    seed_lines = study_reading.seed_notes(cfg, {s: sft_history(run_, cfg, s) for s in cfg.seeds}, gates, records)
+    (fig_dir / "study_reading.md").write_text(study_reading.reading_markdown(
+        "Does DRDO's claim hold? (the robustness study's reading)", header, rd, cfg, seed_lines=seed_lines,
+        facts=facts))
     files.append(fig_dir / "study_reading.md")
     files += study_plots.plot_all(records, cfg, fig_dir, summary=summ)
-    return {"summary": summ, "reading": rd, "missing": missing, "files": files, "gates": gates}
+    return {"summary": summ, "reading": rd, "missing": missing, "files": files, "gates": list(gates.values()),
+            "testbed": facts}

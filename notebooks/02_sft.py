@@ -89,7 +89,7 @@ curve = [json.loads(x) for x in (final_dir.parent / "metrics.jsonl").read_text()
 fig = plot_metric_curves({"SFT": curve}, ["loss", "mean_token_accuracy", "grad_norm", "learning_rate"],
                          titles={"loss": "completion NLL (nats/token)", "mean_token_accuracy": "token accuracy"},
                          suptitle=f"SFT training ({profile})")
-save_figure(fig, figdir / "sft_training")
+_ = save_figure(fig, figdir / "sft_training")
 
 # %% [markdown]
 # ## Did the policy learn the task?

@@ -150,12 +150,21 @@ for split in pcfg.splits:
                 "seconds": round(time.perf_counter() - t0, 1)})
 display(pd.DataFrame(pre).set_index("split"))
 
+# %% [markdown]
+# The check below is compared by nbval on any machine, so its thresholds leave room for the arithmetic: under one
+# thread instead of two the held-out accuracies of the Oracle and the ensemble members moved by up to 0.03 (500
+# pairs; see the README's "Which numbers are exact"). Each threshold sits at least that far below the recorded value.
+
+# %%
+print("held-out accuracy (this machine's arithmetic): oracle", round(_metrics(oracle_dir.parent)["heldout"]["accuracy"], 3),
+      "| members", [round(_metrics(d)["heldout"]["accuracy"], 3) for d in member_dirs])
+
 # %%
 # NBVAL_CHECK_OUTPUT
 m = _metrics(oracle_dir.parent)
 print(f"profile={profile} oracle: alpha={m['alpha']} train_pairs={m['train_rows']['rows_kept']} "
       f"heldout_pairs={m['heldout']['pairs']}")
-print(f"oracle held-out accuracy clearly above 0.5: {m['heldout']['accuracy'] > 0.55}")
+print(f"oracle held-out accuracy clearly above 0.5: {m['heldout']['accuracy'] > 0.53}")
 print(f"ensemble members: {len(member_dirs)}; all above chance (0.5): "
       f"{all(_metrics(d)['heldout']['accuracy'] > 0.5 for d in member_dirs)}")
 if true_fn is not None:

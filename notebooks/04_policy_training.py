@@ -56,6 +56,7 @@ sft = {}  # the `sft:` section (read for the evaluation prompts' generation leng
 # %%
 import logging
 
+import numpy as np
 import pandas as pd
 from IPython.display import display
 
@@ -111,7 +112,7 @@ pd.DataFrame([{"method": r["method"], "split": r["split"], "pairs": r["summary"]
 curves = {(r["method"], r["split"]): r["metrics"] for r in runs}
 fig = plot_fig4_training_curves(curves, methods=methods, splits=splits,
                                 suptitle=f"Preference training ({profile}): Fig. 4 panels")
-save_figure(fig, figdir / "fig4_training_curves")
+_ = save_figure(fig, figdir / "fig4_training_curves")
 
 # %% [markdown]
 # ## Final metrics
@@ -145,6 +146,20 @@ if loaded.testbed is not None:
 else:
     print("no true reward r* for this profile's data: skipped (see notebook 05 for oracle and judge win rates)")
 
+# %% [markdown]
+# ## What the regression check tests, and what it only shows
+# The cell below is compared by nbval against the committed notebook on any machine, so it prints only what holds
+# under any arithmetic: the grid's structure, finiteness, and the sanity gate's decision (its interval clears zero
+# by a wide margin). How many students beat SFT on 64 prompts, and by how much, is one seed's noise: another thread
+# count or CPU reorders floating-point sums, training ends at slightly different weights and those counts move
+# (measured: see the README's "Which numbers are exact"). They are shown here, not checked.
+
+# %%
+if rstar is not None:
+    better = rstar.drop(index="sft")
+    print("students with mean r* above SFT (this machine's arithmetic):", int((better["reward_minus_sft"] > 0).sum()),
+          "of", len(better), "| mean gain over the students:", round(float(better["reward_minus_sft"].mean()), 3))
+
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"profile={profile} runs={len(runs)} methods={methods} splits={splits}")
@@ -154,5 +169,5 @@ print("metrics logged (Fig. 4 panels):", all(all(k in r["metrics"][-1] for k in
       ("bt_accuracy", "oracle_reward_advantage", "logps_chosen", "logps_rejected", "p_w", "grad_norm")) for r in runs))
 print("all final losses finite:", bool(final["loss"].notna().all()))
 if rstar is not None:
-    better = rstar.drop(index="sft")
-    print("students with mean r* above SFT:", int((better["reward_minus_sft"] > 0).sum()), "of", len(better))
+    print("r* table: one row per student and SFT, all finite:", len(rstar) == len(runs) + 1,
+          bool(np.isfinite(rstar["reward_minus_sft"]).all()))

@@ -57,6 +57,7 @@ import pandas as pd
 from IPython.display import Image, Markdown, display
 
 from drdo_lib import study as study_lib
+from drdo_lib import study_reading
 from drdo_lib.run import Run
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -83,9 +84,12 @@ df[["label", "noise_name", "oracle", "seed", "gold_greedy", "gold_sample", "kl",
 
 # %% [markdown]
 # ## Figures, tables and the reading
-# Written under `figures/<profile>/` as `study_*` (PNG + PDF, CSV + Markdown). Intervals: `drdo_lib.winrates.
-# bootstrap_ci` over (seed, prompt) units (or (seed, pair) units), paired with the SFT cell of the same seed and
-# noise level; a verdict is "supports" / "contradicts" only when the interval excludes 0 and every seed agrees.
+# Written under `figures/<profile>/` as `study_*` (PNG + PDF, CSV + Markdown). Training seeds are the unit of
+# replication (`drdo_lib.stats`): values are paired per seed and prompt (with the SFT cell of the same seed and noise
+# level, or another method), and each interval is the wider of a seed-level t interval and a hierarchical bootstrap
+# (seeds, then prompts or pairs inside each drawn seed). `study_testbed` holds the testbed facts measured from the
+# generated pairs (share of exactly tied pairs, flip rate on decided pairs, label ceiling): `tie_fraction` is a
+# generator setting, not the share of tied pairs.
 
 # %%
 out = study_lib.report(run, cfg)
@@ -95,7 +99,7 @@ out["summary"].round(3)
 
 # %% [markdown]
 # ### Gold r\* vs noise level (the headline figure)
-# r\* gain over SFT on held-out prompts, per method, with the interval over seed × prompt (dots: each seed's mean).
+# r\* gain over SFT on held-out prompts, per method, with the seed-level interval (dots: each seed's mean).
 # The paper's robustness claim predicts DRDO's curve falls less than DPO's and e-DPO's as the noise grows.
 
 # %%
@@ -127,11 +131,17 @@ display(Image(str(run.figures / "study_tie_margin.png")))
 
 # %% [markdown]
 # ### The reading
-# One sentence per claim, computed from the numbers above (`drdo_lib.study.reading`).
+# One row per claim, computed from the numbers above (`drdo_lib.study.reading`, a table of claims in
+# `drdo_lib.study_reading`): the effect and every seed's estimate, the interval and the smallest effect it could
+# detect (its half-width), the p-value and its Holm–Bonferroni adjustment over all claims, and the raw and the
+# adjusted verdict side by side ("supports" / "contradicts" only when p < 0.05 and the interval excludes 0; fewer
+# than `study.min_seeds` seeds: "cannot tell"). Then the training seeds (SFT attempts, gates, seeds left out) and
+# the measured testbed facts, as `study_reading.md` writes them.
 
 # %%
 display(Markdown("\n".join(f"- {r['sentence']}" for r in out["reading"])))
-pd.DataFrame(out["reading"])[["claim", "verdict", "effect", "ci_low", "ci_high", "why"]].round(3)
+display(Markdown((run.figures / "study_reading.md").read_text().split("## Claims")[0]))
+study_reading.reading_table(out["reading"]).round(3)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -140,5 +150,8 @@ print("variants:", sorted(set(df["variant"])), "oracle kinds:", sorted(set(df["o
 print("claims:", [r["claim"] for r in out["reading"]])
 print("verdicts in {supports, contradicts, cannot tell}:",
       all(r["verdict"] in ("supports", "contradicts", "cannot tell") for r in out["reading"]))
+print("Holm verdicts never stronger than raw:",
+      all(r["verdict_holm"] in (r["verdict"], "cannot tell") for r in out["reading"]))
+print("testbed facts per noise level and seed:", len(out["testbed"]) == len(cfg.noise_levels) * len(cfg.seeds))
 print("figures written:", all((run.figures / f"{n}.png").exists() for n in
       ("study_gold_vs_noise", "study_frontier", "study_pyl_collapse", "study_tie_margin")))

@@ -36,6 +36,7 @@ def test_sft_oracle_precompute_drdo(name, tmp_path):
                               eval_rows=preference_rows(32, split="valid1"), progress=False)
     m = json.loads((oracle.parent / "metrics.json").read_text())
     assert m["steps"] == 8 and 0.0 <= m["heldout"]["accuracy"] <= 1.0
+    assert m["provenance"]["device"]["torch_threads"] >= 1
     assert isinstance(CausalLMWithRewardHead.from_pretrained(oracle).lm, type(lm))
 
     tok = AutoTokenizer.from_pretrained(sft)

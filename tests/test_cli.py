@@ -66,6 +66,7 @@ def test_cli_subprocess_trains_a_policy(tmp_path):
     out = tmp_path / "runs" / PROFILE / "policy" / "drdo_D_all"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["method"] == "drdo" and summary["world_size"] == 1
+    assert summary["provenance"]["packages"]["torch"] and "torch_threads" in summary["provenance"]["device"]
     saved = json.loads((out / "config.json").read_text())
     assert saved["alpha"] == 0.5 and saved["student_reward"] == "logprob"
     assert (out / "final" / "model.safetensors").exists() and not (out / "final" / "reward_head.safetensors").exists()

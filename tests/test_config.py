@@ -199,3 +199,16 @@ def test_require_model_passes_hub_ids_and_names_missing_local_models(tmp_path):
         run.require_model(run.sft_model, "the SFT policy", "sft")
     with pytest.raises(MissingStageOutput):
         run.require_model("no/such/run/sft/final", "the SFT policy", "sft")
+
+
+def test_environment_sends_runs_and_figures_elsewhere(tmp_path, monkeypatch):
+    from drdo_lib.run import Run
+
+    monkeypatch.setenv("DRDO_RUNS_DIR", str(tmp_path / "env_runs"))
+    monkeypatch.setenv("DRDO_FIGURES_DIR", str(tmp_path / "env_figs"))
+    run = Run.create("mini")
+    assert run.runs_root == tmp_path / "env_runs" and run.figures_root == tmp_path / "env_figs"
+    assert Run.create({"profile": "x", "runs_dir": str(tmp_path / "prof")}).runs_root == tmp_path / "env_runs"
+    assert Run.create("mini", runs_dir=tmp_path / "arg").runs_root == tmp_path / "arg"  # an explicit value wins
+    monkeypatch.delenv("DRDO_RUNS_DIR")
+    assert Run.create({"profile": "x", "runs_dir": str(tmp_path / "prof")}).runs_root == tmp_path / "prof"

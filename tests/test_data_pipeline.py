@@ -2,6 +2,7 @@
 artefact is written once, read back without reloading, and rebuilt when a setting changes."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def test_stage_artefact_is_read_back_not_rebuilt(tmp_path, monkeypatch):
                                                   "n_ood": 5}}, seed=3, runs_dir=tmp_path)
     written = data_stage.run(run)
     assert (tmp_path / "mini" / "data" / "stage" / "manifest.json").exists()
+    manifest = json.loads((tmp_path / "mini" / "data" / "stage" / "manifest.json").read_text())
+    assert manifest["provenance"]["packages"]["numpy"] and "commit" in manifest["provenance"]["git"]
     # the later stages read the artefact: no source is loaded again
     monkeypatch.setattr(data_stage, "load_sources", lambda *a, **k: pytest.fail("sources reloaded"))
     read = data_stage.load(run)

@@ -56,10 +56,12 @@ def test_trainer_loss_equals_eq5_on_a_batch(init_dir, alpha, tmp_path):
     assert torch.allclose(got, oracle_loss(oc["rewards"], orj["rewards"], nll, alpha).loss, atol=1e-5)
 
 
-def test_run_oracle_learns_heldout_pairs(init_dir, tmp_path):
+def test_run_oracle_learns_heldout_pairs(init_dir, tmp_path, capsys):
     cfg = OracleConfig(**FAST, init_model=str(init_dir), max_steps=30, ensemble_size=0, ensemble_head_seeds=())
     final = run(Run.create({"profile": "unit"}, runs_dir=tmp_path), cfg, train_rows=preference_rows(480),
                 eval_rows=preference_rows(128, split="valid1"), progress=False)
+    printed = capsys.readouterr().out
+    assert "{'loss'" not in printed and "'train_runtime'" not in printed  # the logs are in metrics.jsonl only
     assert final == tmp_path / "unit" / "oracle" / "final"
     m = json.loads((tmp_path / "unit" / "oracle" / "metrics.json").read_text())
     assert m["alpha"] == 0.01 and m["steps"] == 30 and m["heldout"]["pairs"] == 128

@@ -43,11 +43,24 @@ def test_completion_only_labels_mask_the_prompt(tmp_path):
         assert not bool(scored[: last - 2].any())
 
 
-def test_run_sft_learns_and_writes_outputs(tmp_path):
+def test_quiet_trainer_prints_no_log_dicts(tmp_path):
+    from transformers.trainer_callback import PrinterCallback
+
+    tok = build_tokenizer("tiny-gpt2", corpus())
+    ds, _ = tokenize_sft_dataset(sft_rows(8), tok, max_length=48)
+    model = build_causal_lm("tiny-gpt2", tok, size="micro")
+    trainer = build_sft_trainer(SFTConfig(**FAST, max_steps=1), model, tok, ds, tmp_path, seed=0, progress=False)
+    assert trainer.args.disable_tqdm
+    assert not any(isinstance(cb, PrinterCallback) for cb in trainer.callback_handler.callbacks)
+
+
+def test_run_sft_learns_and_writes_outputs(tmp_path, capsys):
     rows = sft_rows(256)
     cfg = SFTConfig(**FAST, max_steps=40)
     final = run_sft(Run.create({"profile": "unit"}, seed=0, runs_dir=tmp_path), cfg, train_rows=rows, corpus=corpus(),
                     progress=False)
+    printed = capsys.readouterr().out
+    assert "{'loss'" not in printed and "'train_runtime'" not in printed  # the logs are in metrics.jsonl only
     assert final == tmp_path / "unit" / "sft" / "final"
     assert (final / "model.safetensors").exists() and (final / "tokenizer.json").exists()
     metrics = json.loads((tmp_path / "unit" / "sft" / "metrics.json").read_text())

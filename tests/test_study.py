@@ -277,11 +277,12 @@ def test_reading_cannot_tell_on_null_effects_missing_cells_or_a_failed_gate():
     assert {r["verdict"] for r in rows} == {"cannot tell"} and all("gate" in r["why"] for r in rows)
 
 
-def test_verdict_needs_every_seed_to_agree():
-    est = {"effect": 0.1, "ci_low": 0.01, "ci_high": 0.2, "n": 10, "per_seed": {0: 0.2, 1: 0.15, 2: -0.05}}
-    assert study.verdict(est)[0] == "cannot tell"
-    est["per_seed"] = {0: 0.2, 1: 0.15, 2: 0.05}
-    assert study.verdict(est) [0] == "supports" and study.verdict(est, -1)[0] == "contradicts"
+def test_verdict_needs_the_p_value_and_the_interval():
+    est = {"effect": 0.1, "ci_low": 0.01, "ci_high": 0.2, "p": 0.01, "n": 10, "n_seeds": 3, "level": 0.95,
+           "per_seed": {0: 0.2, 1: 0.15, 2: -0.05}}
+    assert study.verdict(est)[0] == "supports" and study.verdict(est, -1)[0] == "contradicts"
+    assert study.verdict(est, p=0.2)[0] == "cannot tell"  # e.g. a Holm-adjusted p above 0.05
+    assert study.verdict({**est, "ci_low": -0.01})[0] == "cannot tell"  # the interval includes 0
     assert study.verdict(est, min_seeds=4) == ("cannot tell", "3 seed(s), fewer than 4")
 
 
@@ -393,6 +394,8 @@ def test_real_tiny_grid_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in study.cells_dir(run).glob("*.json")} == mtimes
     out = study.report(run, cfg)
     assert (run.figures / "study_reading.md").exists() and len(out["reading"]) >= 3
+    assert len(out["testbed"]) == 1 and (run.figures / "study_testbed.csv").exists()  # measured per level x seed
+    assert "## The testbed, measured" in (run.figures / "study_reading.md").read_text()
 
 
 def test_gate_is_run_once_per_seed_recorded_or_required(tmp_path, monkeypatch):

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drdo_lib import provenance
 from drdo_lib.config import REPO_ROOT
 from drdo_lib.data.loaders import (
     DATA_SUFFIXES,
@@ -347,7 +348,8 @@ def _build(run, cfg: DataConfig, root: Path) -> ProfileData:
         manifest = {"key": artefact_key(cfg, run.seed), "seed": run.seed, "config": dataclasses.asdict(cfg),
                     "data_dir": str(data.data_dir) if data.data_dir else None,
                     "rows": {n: len(getattr(data, n)) for n in ("preferences", "sft", "ood")
-                             if getattr(data, n) is not None}}
+                             if getattr(data, n) is not None},
+                    "provenance": provenance.record()}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         old = root / f".stage.tmp-{os.getpid()}-old"
         if out.exists():

@@ -1,7 +1,7 @@
 """Figures of the robustness study (notebook 07, :mod:`drdo_lib.study`), each from the cell records alone.
 
 * :func:`plot_gold_vs_noise`: gold r* gain over SFT vs noise level per method (one panel per oracle kind; methods
-  without an Oracle appear in every panel), the interval over (seed, prompt) and each seed's mean as dots;
+  without an Oracle appear in every panel), the seed-level interval and each seed's mean as dots;
 * :func:`plot_frontier`: the r*–KL(π‖π_SFT) frontier, one point per cell (colour = method, marker = noise level);
 * :func:`plot_pyl_collapse`: change of log π(y_l) (solid) and log π(y_w) (dashed) from SFT vs p*, one panel per
   noise level;
@@ -77,7 +77,7 @@ def plot_gold_vs_noise(summary, cfg, *, which: str = "greedy"):
         ax.set_xlabel("noise level (least → most noisy)")
     axes[0][0].set_ylabel(f"r* ({which}) − SFT, held-out prompts")
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"Gold reward vs label noise ({cfg.level:.0%} interval over seed × prompt; dots: seeds)", fontsize=11)
+    fig.suptitle(f"Gold reward vs label noise ({cfg.level:.0%} seed-level interval; dots: seeds)", fontsize=11)
     fig.tight_layout()
     return fig
 
