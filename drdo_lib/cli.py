@@ -17,6 +17,9 @@ Trailing ``key=value`` arguments override the profile: a bare key sets a field o
 (``max_steps=20``), ``section.key=value`` any section (``data.n_train=100``), ``seed=1`` the run seed. Values are
 parsed as YAML (``true``, ``3e-5``, ``[a, b]``, ``null``). Every section is validated before anything runs: an
 unknown section or key, or a bad value, fails naming it (exit status 2).
+
+A user error (:class:`drdo_lib.errors.UserError`: a bad setting, a missing or unusable input, an unwritable
+``runs_dir``, a study worker that died) is caught in one place, :func:`main`: one line on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -30,8 +33,9 @@ from typing import Any, Sequence
 
 import yaml
 
-from drdo_lib.config import load_profile
-from drdo_lib.run import TOP_LEVEL_KEYS, MissingStageOutput, Run
+from drdo_lib.config import ConfigError, load_profile
+from drdo_lib.errors import UserError, install_log_redaction, redact
+from drdo_lib.run import TOP_LEVEL_KEYS, Run
 
 logger = logging.getLogger("drdo_lib.cli")
 
@@ -56,7 +60,7 @@ def apply_overrides(profile: dict[str, Any], stage: str, overrides: Sequence[str
     out = copy.deepcopy(profile)
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
+            raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
         value = _parse_value(raw)
         if key in TOP_LEVEL_KEYS:
@@ -65,10 +69,10 @@ def apply_overrides(profile: dict[str, Any], stage: str, overrides: Sequence[str
         section, _, field = key.rpartition(".")
         section = section or ("oracle" if stage == "ensemble" else stage)
         if not field:
-            raise ValueError(f"override {item!r} has an empty key")
+            raise ConfigError(f"override {item!r} has an empty key")
         sec = out.setdefault(section, {}) or {}
         if not isinstance(sec, dict):
-            raise ValueError(f"profile section {section!r} is not a mapping")
+            raise ConfigError(f"profile section {section!r} is not a mapping")
         sec[field] = value
         out[section] = sec
     return out
@@ -95,6 +99,19 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _load_run(args, stage: str) -> Run:
+    """The validated :class:`Run` of ``--config`` plus the overrides, its runs folder checked writable; any bad
+    setting is a :class:`~drdo_lib.config.ConfigError`."""
+    try:
+        profile = apply_overrides(load_profile(args.config), stage, args.overrides)
+        run = Run.create(profile).validate()
+    except UserError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+    return run.check_writable()
+
+
 def run_study(args) -> int:
     """``python -m drdo_lib study``: every cell of the profile's ``study`` grid (or of one shard), then (without
     ``--shard``) the figures, tables and reading under ``figures/<profile>/study_*``."""
@@ -103,17 +120,12 @@ def run_study(args) -> int:
 
     try:
         shard = study.parse_shard(args.shard)
-        profile = apply_overrides(load_profile(args.config), "study", args.overrides)
-        run = Run.create(profile).validate()
-        cfg = run.config(study.StudyConfig, "study")
-    except (ValueError, FileNotFoundError, yaml.YAMLError) as e:
-        print(f"drdo_lib study: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    run = _load_run(args, "study")
+    cfg = run.config(study.StudyConfig, "study")
     try:
         df = study.run(run, cfg, shard=shard)
-    except MissingStageOutput as e:
-        print(f"drdo_lib study: {e}", file=sys.stderr)
-        return 2
     except GateFailed as e:
         print(f"drdo_lib study: {e}", file=sys.stderr)
         return 1
@@ -154,25 +166,38 @@ def run_stage(run: Run, stage: str, method: str | None = None, split: str | None
     return oracle.run(run) if stage == "oracle" else oracle.run_ensemble(run)[0].parent
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
-    if args.command == "study":
-        return run_study(args)
+def run_train(args) -> int:
+    """``python -m drdo_lib train``: one stage of a profile."""
+    from drdo_lib.data.splits import SPLIT_NAMES
+    from drdo_lib.trainer import METHODS
+
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     if args.stage != "policy" and (args.method or args.split):
-        raise SystemExit("--method/--split apply to --stage policy only")
-    try:
-        profile = apply_overrides(load_profile(args.config), args.stage, args.overrides)
-        run = Run.create(profile).validate()
-    except (ValueError, FileNotFoundError, yaml.YAMLError) as e:
-        print(f"drdo_lib train: {e}", file=sys.stderr)
-        return 2
-    try:
-        out = run_stage(run, args.stage, args.method, args.split)
-    except MissingStageOutput as e:  # an earlier stage has not run: say which, no traceback
-        print(f"drdo_lib train: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError("--method/--split apply to --stage policy only")
+    if args.method is not None and args.method not in METHODS:
+        raise ConfigError(f"unknown --method {args.method!r}: one of {', '.join(METHODS)}")
+    if args.split is not None and args.split not in SPLIT_NAMES:
+        raise ConfigError(f"unknown --split {args.split!r}: one of {', '.join(SPLIT_NAMES)}")
+    run = _load_run(args, args.stage)
+    out = run_stage(run, args.stage, args.method, args.split)
     logger.info("stage %s finished: %s", args.stage, out)
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line, URL credentials redacted."""
+    text = str(exc) or type(exc).__name__
+    return redact(" | ".join(ln.strip() for ln in text.splitlines() if ln.strip()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point. Every user error ends here: one line on stderr, exit status 2."""
+    args = _build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    install_log_redaction()
+    try:
+        return run_study(args) if args.command == "study" else run_train(args)
+    except (UserError, yaml.YAMLError) as e:
+        print(f"drdo_lib {args.command}: {one_line(e)}", file=sys.stderr)
+        return 2

@@ -158,6 +158,11 @@ class EvalConfig:
             raise ValueError("EvalConfig.max_length must be larger than max_prompt_length")
         self.generation_config()  # validates the sampling settings
 
+    def __repr__(self) -> str:  # a password in judge_base_url is never shown (notebook 05 prints the config)
+        from drdo_lib.errors import redacted_repr
+
+        return redacted_repr(self)
+
     def judge_connection(self) -> dict[str, Any]:
         """``base_url`` and ``api_key_env`` of the LLM judge, as keyword arguments of
         :func:`drdo_lib.judge.judge_pairs` / :func:`drdo_lib.alpaca_eval.head_to_head`."""
@@ -414,7 +419,9 @@ def save_eval_config(cfg: EvalConfig, path: str | Path) -> Path:
     """Write the resolved :class:`EvalConfig` as JSON (beside the evaluation outputs)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, default=str))
+    from drdo_lib.errors import redact_obj
+
+    path.write_text(json.dumps(redact_obj(dataclasses.asdict(cfg)), indent=2, sort_keys=True, default=str))
     return path
 
 

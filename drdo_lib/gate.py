@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class GateConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"GateConfig: {msg} (got {asdict(self)})")
+                raise ValueError(f"GateConfig: {msg}")
 
 
 def clean_pairs(rows, testbed):

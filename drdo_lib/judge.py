@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from drdo_lib.errors import install_log_redaction, redact, redacted_repr
 from drdo_lib.judge_prompts import DEFAULT_PARAMS, TEMPLATES, build_messages, parse_alpaca, parse_preferred
 from drdo_lib.winrates import bootstrap_ci
 
@@ -120,9 +121,12 @@ class JudgeSettings:
             raise ValueError("api_key_env must be the NAME of an environment variable, e.g. 'OPENAI_API_KEY'")
         if self.model != "gold" and self.api_key_env is None and not is_openai_url(self.base_url):
             raise ValueError(
-                f"the judge at base_url={self.base_url!r} is not api.openai.com: name the environment variable that "
-                f"holds its key with api_key_env= (eval config: judge_api_key_env); {OPENAI_KEY_ENV} is sent only "
+                f"the judge at base_url={redact(self.base_url)!r} is not api.openai.com: name the environment variable "
+                f"that holds its key with api_key_env= (eval config: judge_api_key_env); {OPENAI_KEY_ENV} is sent only "
                 f"to api.openai.com unless api_key_env={OPENAI_KEY_ENV!r} is set explicitly")
+
+    def __repr__(self) -> str:  # a password in base_url is never shown
+        return redacted_repr(self)
 
     @property
     def key_env(self) -> str:
@@ -210,11 +214,25 @@ def estimate_cost(requests: Sequence[dict], model: str, max_tokens: int,
 _TRANSIENT_STATUS = {408, 409, 429}
 
 
+class JudgeServerError(RuntimeError):
+    """The judge server answered 200 with a body the judge cannot use (no ``choices``, or not JSON); the message
+    quotes the start of the answer. Retried like a transient failure (a restarting server often does this)."""
+
+
+def _server_url(settings: "JudgeSettings") -> str:
+    return redact(settings.base_url or DEFAULT_BASE_URL)
+
+
+def _excerpt(text: Any, n: int = 300) -> str:
+    text = redact(str(text))
+    return repr(text[:n] + ("..." if len(text) > n else ""))
+
+
 def _is_transient(exc: BaseException) -> bool:
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):  # timeouts, dropped connections
-        return True
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, JudgeServerError)):
+        return True  # timeouts, dropped connections, a 200 without a usable body
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500
     return False
@@ -232,22 +250,38 @@ def _retry_after(exc: BaseException) -> float | None:
 def _make_client(settings: JudgeSettings):
     import openai
 
+    install_log_redaction()  # the HTTP client logs request URLs: credentials in base_url are masked there
     env = settings.key_env
     key = os.environ.get(env)
     if not key:
         if is_openai_url(settings.base_url):
             raise RuntimeError(f"the judge needs an API key in the environment variable {env}")
         key = "unused"  # local OpenAI-compatible servers usually ignore the key; the client wants a value
-        log.info("no %s in the environment; sending a placeholder key to %s", env, settings.base_url)
+        log.info("no %s in the environment; sending a placeholder key to %s", env, _server_url(settings))
     return openai.OpenAI(api_key=key, base_url=settings.base_url or DEFAULT_BASE_URL, timeout=settings.timeout,
                          max_retries=0)
+
+
+def _create(client, settings: JudgeSettings, messages: list[dict], params: dict):
+    """One request; a 200 answer without a usable choice, or with a body that is not JSON, raises
+    :class:`JudgeServerError` quoting the answer."""
+    try:
+        resp = client.chat.completions.create(model=settings.model, messages=messages, **params)
+    except json.JSONDecodeError as e:
+        raise JudgeServerError(f"the judge server at {_server_url(settings)} answered a body that is not JSON "
+                               f"({e.msg}): {_excerpt(e.doc)}") from None
+    choices = getattr(resp, "choices", None)
+    if not choices or getattr(choices[0], "message", None) is None:
+        raise JudgeServerError(f"the judge server at {_server_url(settings)} answered without a choice: "
+                               f"{_excerpt(resp)}")
+    return resp
 
 
 def _complete(client, settings: JudgeSettings, messages: list[dict], params: dict, rng: random.Random) -> dict:
     """One chat completion with retries; returns the cache entry's ``response`` part."""
     for attempt in range(settings.max_retries + 1):
         try:
-            resp = client.chat.completions.create(model=settings.model, messages=messages, **params)
+            resp = _create(client, settings, messages, params)
             choice = resp.choices[0]
             top = None
             if getattr(choice, "logprobs", None) is not None and choice.logprobs.content:
@@ -262,8 +296,8 @@ def _complete(client, settings: JudgeSettings, messages: list[dict], params: dic
             hinted = _retry_after(exc)
             if hinted is not None:
                 wait_s = max(wait_s, min(hinted, settings.backoff_max))
-            log.warning("judge request failed (%s); retry %d/%d in %.2fs", type(exc).__name__, attempt + 1,
-                        settings.max_retries, wait_s)
+            log.warning("judge request failed (%s: %s); retry %d/%d in %.2fs", type(exc).__name__,
+                        redact(str(exc))[:300], attempt + 1, settings.max_retries, wait_s)
             time.sleep(wait_s)
     raise AssertionError("unreachable")
 
@@ -289,7 +323,7 @@ def _run_requests(jobs: list[dict], settings: JudgeSettings, cache: JudgeCache,
     est = estimate_cost(todo, settings.model, params["max_tokens"], prices)
     cost = "price unknown" if math.isnan(est["usd"]) else f"~${est['usd']:.2f}"
     log.info("judge %s at %s: %d requests (%d cached); estimated %d input + %d output tokens, %s",
-             settings.model, settings.base_url or DEFAULT_BASE_URL, len(jobs), len(jobs) - len(todo),
+             settings.model, _server_url(settings), len(jobs), len(jobs) - len(todo),
              est["input_tokens"], est["output_tokens"], cost)
     if settings.max_cost is not None and todo:
         if math.isnan(est["usd"]):
@@ -304,7 +338,7 @@ def _run_requests(jobs: list[dict], settings: JudgeSettings, cache: JudgeCache,
 
     def work(job: dict, jitter_seed: int) -> None:
         response = _complete(client, settings, job["messages"], params, random.Random(int(jitter_seed)))
-        entry = {"request": {"base_url": (settings.base_url or DEFAULT_BASE_URL).rstrip("/"),
+        entry = {"request": {"base_url": _server_url(settings).rstrip("/"),
                              "model": settings.model, "messages": job["messages"], "params": params},
                  "response": response}
         cache.put(job["key"], entry)

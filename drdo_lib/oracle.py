@@ -17,7 +17,6 @@ Outputs: ``runs/<profile>/oracle/final/`` and ``runs/<profile>/ensemble/member_{
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -100,7 +99,7 @@ class OracleConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"OracleConfig: {msg} (got {dataclasses.asdict(self)})")
+                raise ValueError(f"OracleConfig: {msg}")
 
 
 class RewardModelTrainer(transformers.Trainer):

@@ -17,7 +17,6 @@ line per logging step), ``summary.json``, ``config.json`` and checkpoints.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ import transformers
 
 from drdo_lib import provenance
 from drdo_lib import losses as L
-from drdo_lib.config import save_config
+from drdo_lib.config import ConfigError, fresh_attempt_dir, promote_attempt, save_config, write_text_atomic
+from drdo_lib.data.splits import SPLIT_NAMES
 from drdo_lib.hf import read_metrics, training_arguments, training_checks
 from drdo_lib.run import MissingStageOutput
 from drdo_lib.trainer import METHODS, PreferenceTrainer
@@ -133,7 +133,7 @@ class PolicyConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"PolicyConfig: {msg} (got {dataclasses.asdict(self)})")
+                raise ValueError(f"PolicyConfig: {msg}")
 
     @property
     def needs_ref_logps(self) -> bool:
@@ -494,18 +494,14 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
     (data preparation runs on the main process first; others read its cache).
     """
     import shutil
-    import time
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from drdo_lib.models import CausalLMWithRewardHead, count_parameters
 
     cfg = cfg if cfg is not None else run.config(PolicyConfig, "policy")
     method = method or cfg.methods[0]
     split = split or cfg.splits[0]
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ConfigError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
+    if rows is None and split not in SPLIT_NAMES:  # checked before any folder is named after it
+        raise ConfigError(f"unknown split {split!r}: one of {', '.join(SPLIT_NAMES)}")
     seed = run.seed
     paths = model_paths(run, cfg)
     # Every input is checked before anything is computed or a folder created (a missing stage is one clear error).
@@ -540,6 +536,37 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
         logger.info("%s on %s already finished (%s at step %d >= max_steps %d, final/ saved): nothing to train",
                     method, split, resume, start, cfg.max_steps)
         return out
+    # A new attempt at a finished run trains in out/.attempt/ and replaces the record only once it completes, so
+    # a failed or killed rerun leaves the finished run's metrics, config, summary and final/ as they were.
+    work = None
+    if resume is None and ((out / "final").is_dir() or (out / "summary.json").is_file()):
+        work = fresh_attempt_dir(out, clear=args.should_save)
+        logger.info("%s on %s: %s holds a finished run; this attempt writes to %s until it completes", method,
+                    split, out, work)
+        args = training_args(cfg, work, seed, progress=progress)
+    dest = work or out
+    try:
+        _train(run, cfg, method, split, seed, paths, args, dest, resume, start, finished, rows, callbacks, progress)
+    except BaseException:
+        if work is not None and args.should_save:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if work is not None and args.should_save:
+        promote_attempt(work, out)
+    return out
+
+
+def _train(run, cfg: PolicyConfig, method: str, split: str, seed: int, paths: dict, args, out: Path, resume,
+           start: int, finished: bool, rows, callbacks, progress: bool) -> None:
+    """Train (or finish from its last checkpoint) one student into ``out`` (:func:`run`'s second half)."""
+    import shutil
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from drdo_lib.models import CausalLMWithRewardHead, count_parameters
+
     transformers.set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(paths["init"])
     with args.main_process_first(desc="policy dataset"):
@@ -593,8 +620,7 @@ def run(run, cfg: PolicyConfig | None = None, method: str | None = None, split: 
             "parameters": count_parameters(model), "final": logs[-1] if logs else {}, **report,
             "provenance": provenance.record(),
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return out
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
 
 
 def run_grid(run_: Any, cfg: PolicyConfig | None = None, *, methods: Sequence[str] | None = None,

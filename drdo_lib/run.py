@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from drdo_lib import config as _config
-from drdo_lib.config import build_config, load_profile
+from drdo_lib.config import ConfigError, build_config, check_name, load_profile
+from drdo_lib.errors import UserError
 
 T = TypeVar("T")
 
@@ -59,7 +60,7 @@ def section_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-class MissingStageOutput(FileNotFoundError):
+class MissingStageOutput(UserError, FileNotFoundError):
     """A stage's input is missing: an earlier stage has not run (the message says which). The CLI prints it as
     one line and exits 2."""
 
@@ -102,7 +103,7 @@ class Run:
             prof[name] = {**base, **dict(given or {})}
         seed = prof.get("seed", 0) if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
         prof["seed"] = seed
         runs_dir = runs_dir if runs_dir is not None else os.environ.get("DRDO_RUNS_DIR") or prof.get("runs_dir")
         figures_dir = (figures_dir if figures_dir is not None
@@ -114,17 +115,60 @@ class Run:
     def validate(self) -> "Run":
         """Build every section's dataclass now (unknown sections, unknown keys and bad values raise ``ValueError``
         naming them), so a typo anywhere in a profile or an override fails before any stage runs."""
+        check_name(self.profile.get("profile"), "the profile name (its folder under runs_dir)")
         unknown = sorted(set(self.profile) - set(SECTIONS) - set(TOP_LEVEL_KEYS))
         if unknown:
-            raise ValueError(f"profile {self.name!r}: unknown section(s) {unknown}; sections: {sorted(SECTIONS)}, "
-                             f"run-wide keys: {list(TOP_LEVEL_KEYS)}")
+            raise ConfigError(f"profile {self.name!r}: unknown section(s) {unknown}; sections: {sorted(SECTIONS)}, "
+                              f"run-wide keys: {list(TOP_LEVEL_KEYS)}")
         for name in SECTIONS:
             if name in self.profile:
-                try:
-                    self.config(section_class(name), name)
-                except TypeError as e:  # a wrong-typed value that a __post_init__ comparison trips over
-                    raise ValueError(f"profile {self.name!r}, section {name!r}: {e}") from e
+                cfg = self._checked(name, lambda: self.config(section_class(name), name))
+                if name == "study":  # the study's own section overrides and variants, before anything trains
+                    self._validate_study(cfg)
         return self
+
+    def _checked(self, name: str, build):
+        try:
+            return build()
+        except (ValueError, TypeError) as e:  # a __post_init__ rule, or a comparison a wrong type trips over
+            raise ConfigError(f"profile {self.name!r}, section {name!r}: {e}") from None
+
+    def _validate_study(self, study_cfg) -> None:
+        for name in ("data", "sft", "oracle", "policy"):
+            over = dict(getattr(study_cfg, name) or {})
+            if over:
+                self._checked(f"study.{name}", lambda: build_config(section_class(name),
+                                                                    {**self.section(name), **over}))
+        pol = {**self.section("policy"), **dict(study_cfg.policy or {})}
+        for variant, spec in study_cfg.variants.items():
+            over = {k: v for k, v in spec.items() if k not in ("method", "label", "oracle_kinds")}
+            self._checked(f"study.variants.{variant}", lambda: build_config(section_class("policy"),
+                                                                            {**pol, **over}))
+
+    def check_writable(self) -> "Run":
+        """:class:`~drdo_lib.errors.UserError` unless ``runs/<profile>/`` can be created and written (a runs_dir
+        that is a file, or a read-only folder, is named before any stage starts)."""
+        import os
+        import tempfile
+
+        for parent in [self.runs_root, *self.runs_root.parents]:
+            if parent.exists():
+                break
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"runs_dir {self.runs_root}: {parent} is a file, not a folder")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=self.dir)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise UserError(f"runs_dir {self.runs_root} cannot be written ({e.strerror or e})") from None
+        return self
+
+    def __repr__(self) -> str:  # the profile may hold a URL with a password (eval.judge_base_url)
+        from drdo_lib.errors import redacted_repr
+
+        return redacted_repr(self)
 
     def with_seed(self, seed: int) -> "Run":
         """The same run with another seed (same paths: a multi-seed study gives each seed its own ``runs_dir``)."""
@@ -150,8 +194,8 @@ class Run:
     # ---- paths ----------------------------------------------------------------------------------------------
     @property
     def dir(self) -> Path:
-        """``runs/<profile>/``."""
-        return self.runs_root / self.name
+        """``runs/<profile>/`` (the profile name must be a plain folder name: it never reaches outside runs_dir)."""
+        return self.runs_root / check_name(self.name, "the profile name (its folder under runs_dir)")
 
     def stage_dir(self, stage: str, create: bool = True) -> Path:
         """``runs/<profile>/<stage>/`` (created unless ``create=False``)."""
@@ -163,7 +207,7 @@ class Run:
     @property
     def figures(self) -> Path:
         """``figures/<profile>/`` (created): where every figure and table of the run is written."""
-        d = self.figures_root / self.name
+        d = self.figures_root / check_name(self.name, "the profile name (its folder under figures_dir)")
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -185,6 +229,8 @@ class Run:
 
     def policy_dir(self, method: str, split: str, create: bool = True) -> Path:
         """One preference-training run: ``runs/<profile>/policy/<method>_<split>/``."""
+        check_name(method, "the method")
+        check_name(split, "the split")
         d = self.dir / "policy" / f"{method}_{split}"
         if create:
             d.mkdir(parents=True, exist_ok=True)
@@ -207,7 +253,13 @@ class Run:
         if not _is_local(str(path)):
             return p
         self.require(p / "config.json", what, stage)
-        if not any(p.glob("*.safetensors")):
+        weights = sorted(p.glob("*.safetensors"))
+        if not weights:
             raise MissingStageOutput(f"{what} at {p} has no *.safetensors weights (an interrupted save?): run the "
                                      f"{stage} stage again")
+        for w in weights:
+            problem = _config.safetensors_problem(w)
+            if problem:
+                raise MissingStageOutput(f"{what}: {w} is unreadable ({problem}; an interrupted save or copy?): "
+                                         f"run the {stage} stage again")
         return p

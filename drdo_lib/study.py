@@ -584,16 +584,45 @@ def _json_default(x):
     return str(x)
 
 
+def read_record(path: Path, key: str, *, stale_ok: bool = False) -> dict | None:
+    """The JSON object stored at ``path`` for ``key`` (a cell record or a cache marker), or ``None`` when there is
+    none. A file that is not a JSON object holding this ``key`` (truncated, empty, a list, another cell's record)
+    is moved aside as ``<name>.corrupt-<timestamp>-<pid>``, named in a warning, and read as missing (so the work
+    is redone). ``stale_ok``: a record of another key is merely stale (a cache marker of older settings) and is
+    left for the rewrite."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        problem = f"unreadable: {e}"
+    else:
+        try:
+            rec = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            problem = "empty" if not text.strip() else f"not JSON ({e})"
+        else:
+            if isinstance(rec, dict) and rec.get("key") == key:
+                return rec
+            if stale_ok and isinstance(rec, dict) and isinstance(rec.get("key"), str):
+                return None
+            problem = (f"holds the record of {rec.get('key')!r}, not {key!r}" if isinstance(rec, dict)
+                       else f"holds a JSON {type(rec).__name__}, not a record")
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # another process moved it first
+        pass
+    logger.warning("%s is unusable (%s): moved aside to %s; it is computed again", path, problem, aside.name)
+    return None
+
+
 def _cached(marker: Path, key: str, build: Callable[[], Any]) -> Any:
     """Run ``build`` unless ``marker`` records ``key`` (written last, so an interrupted build is redone)."""
     with file_lock(marker.with_name(marker.name + ".lock")):
-        if marker.exists():
-            try:
-                rec = json.loads(marker.read_text())
-                if rec.get("key") == key:
-                    return rec.get("value")
-            except json.JSONDecodeError:
-                pass
+        rec = read_record(marker, key, stale_ok=True)
+        if rec is not None:
+            return rec.get("value")
         value = build()
         _write_json_atomic(marker, {"key": key, "value": value})
         return value
@@ -1194,10 +1223,11 @@ def run(run_, cfg: StudyConfig | None = None, *, shard: tuple[int, int] | str | 
     bar = tqdm(cells, desc="study cells", disable=not progress or progress_disabled_by_env())
     n_new = 0
     for cell in bar:
-        path = out_dir / f"{cell_key(run_, cfg, cell)}.json"
+        key = cell_key(run_, cfg, cell)
         bar.set_postfix_str(cell.name)
-        if path.exists():
-            done.append(json.loads(path.read_text()))
+        rec = read_record(out_dir / f"{key}.json", key)
+        if rec is not None:
+            done.append(rec)
             continue
         done.append(run_and_store_cell(run_, cfg, cell))
         n_new += 1
@@ -1313,13 +1343,15 @@ def run_parallel(run_, cfg: StudyConfig, cells: Sequence[Cell], *, progress: boo
     from drdo_lib.taskgraph import run_graph
 
     out_dir = cells_dir(run_)
-    paths = {c.name: out_dir / f"{cell_key(run_, cfg, c)}.json" for c in cells}
-    todo = [c for c in cells if not paths[c.name].exists()]
+    keys = {c.name: cell_key(run_, cfg, c) for c in cells}
+    paths = {c.name: out_dir / f"{keys[c.name]}.json" for c in cells}
+    recs = {c.name: read_record(paths[c.name], keys[c.name]) for c in cells}
+    todo = [c for c in cells if recs[c.name] is None]
     seeds = sorted({c.seed for c in cells})
     if not todo and executor is None:  # a finished grid: read it back here (and its cached gates), spawn nothing
         for seed in seeds if cfg.gate != "off" else ():
             ensure_gate(run_, cfg, seed)
-        return [json.loads(paths[c.name].read_text()) for c in cells]
+        return [recs[c.name] for c in cells]
     tasks = plan(run_, cfg, todo, gate_seeds=seeds)
     threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // cfg.workers)
     logger.info("study: %d of %d cells to compute, %d tasks on %d workers x %d thread(s)", len(todo), len(cells),
@@ -1342,10 +1374,11 @@ def run_parallel(run_, cfg: StudyConfig, cells: Sequence[Cell], *, progress: boo
                   on_done=on_done, executor=executor)
     finally:
         bar.close()
-    missing = [c.name for c in cells if not paths[c.name].exists()]
+    recs = {c.name: recs[c.name] or read_record(paths[c.name], keys[c.name]) for c in cells}
+    missing = [c.name for c in cells if recs[c.name] is None]
     if missing:
         raise RuntimeError(f"study: {len(missing)} cell(s) have no result after the parallel run: {missing[:3]}")
-    return [json.loads(paths[c.name].read_text()) for c in cells]
+    return [recs[c.name] for c in cells]
 
 
 def load_cells(run_, cfg: StudyConfig | None = None) -> tuple[list[dict], list[Cell]]:
@@ -1354,9 +1387,10 @@ def load_cells(run_, cfg: StudyConfig | None = None) -> tuple[list[dict], list[C
     out_dir = cells_dir(run_)
     recs, missing = [], []
     for cell in expand_grid(cfg):
-        path = out_dir / f"{cell_key(run_, cfg, cell)}.json"
-        if path.exists():
-            recs.append(json.loads(path.read_text()))
+        key = cell_key(run_, cfg, cell)
+        rec = read_record(out_dir / f"{key}.json", key)
+        if rec is not None:
+            recs.append(rec)
         else:
             missing.append(cell)
     return recs, missing

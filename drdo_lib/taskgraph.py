@@ -9,19 +9,27 @@ worker, so ``execute`` and every argument must be picklable (module-level functi
 
 On the first failure nothing new is started, the tasks in flight finish (their results are kept by whatever they
 wrote), and the error is raised. ``on_done(task, result)`` may return an exception to stop the same way (e.g. a
-failed sanity gate).
+failed sanity gate). A worker process that dies (killed, out of memory) breaks the pool: that is raised as
+:class:`WorkerDied` (a user error: one line naming the tasks that were running).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from drdo_lib.errors import UserError
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["Task", "run_graph"]
+__all__ = ["Task", "run_graph", "WorkerDied"]
+
+
+class WorkerDied(UserError):
+    """A worker process died (killed, out of memory) while running the named tasks; finished work is kept."""
 
 
 @dataclass
@@ -56,6 +64,7 @@ def run_graph(tasks: dict[str, Task], execute: Callable[[str, tuple], Any], *, w
     done: set[str] = set()
     running: dict[Any, Task] = {}
     error: BaseException | None = None
+    broken: list[str] = []  # tasks running when the pool broke
     with pool as ex:
         while True:
             if error is None:
@@ -71,6 +80,10 @@ def run_graph(tasks: dict[str, Task], execute: Callable[[str, tuple], Any], *, w
                 t = running.pop(fut)
                 try:
                     res = fut.result()
+                except BrokenProcessPool as e:
+                    broken.append(t.name)
+                    error = error or e
+                    continue
                 except BaseException as e:  # noqa: BLE001 - raised below, once the tasks in flight are done
                     logger.error("task %s failed: %s", t.name, e)
                     error = error or e
@@ -80,6 +93,9 @@ def run_graph(tasks: dict[str, Task], execute: Callable[[str, tuple], Any], *, w
                     error = error or stop
                     continue
                 done.add(t.name)
+    if isinstance(error, BrokenProcessPool):
+        raise WorkerDied(f"a worker process died (killed, or out of memory?) while running {', '.join(broken)}; "
+                         "the work finished before it is kept: run again to resume") from None
     if error is not None:
         raise error
     left = sorted(set(tasks) - done)

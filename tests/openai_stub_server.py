@@ -8,7 +8,9 @@ per distinct request (so they are deterministic under concurrency):
 ``[slow]`` first attempt sleeps ``slow_s`` before answering (longer than the client's timeout),
 ``[drop]`` first attempt closes the connection without a response, ``[garbage]`` always answers text without a
 verdict, ``[tie]`` always answers "Preferred: a tie" (the article, not option A), ``[fatal]`` always answers 400
-(not retryable), ``[biasA]`` always prefers the first-shown response.
+(not retryable), ``[biasA]`` always prefers the first-shown response; ``[nochoices]`` / ``[nullchoices]`` /
+``[badjson]`` first attempt answers 200 with ``"choices": []`` / ``"choices": null`` / a body that is not JSON,
+``[alwaysnochoices]`` always answers 200 with ``"choices": []``.
 
 The server records every request (``requests``), answered requests per request body (``answered``), the
 ``Authorization`` headers it saw, and the largest number of requests in flight at once (``max_in_flight``).
@@ -103,7 +105,22 @@ class _Handler(BaseHTTPRequestHandler):
         if "[fatal]" in both or (st.fail_after is not None and st.n_answered >= st.fail_after):
             self._send(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
             return
+        if "[alwaysnochoices]" in both:
+            self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"], "choices": []})
+            return
         if attempt == 1:
+            if "[nochoices]" in both or "[nullchoices]" in both:
+                self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
+                                 "choices": [] if "[nochoices]" in both else None})
+                return
+            if "[badjson]" in both:
+                payload = b'{"choices": [ not json'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
             if "[429]" in both:
                 self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0"})
                 return

@@ -73,6 +73,7 @@ from rapidfuzz.distance import Levenshtein
 from tqdm.auto import tqdm
 
 from drdo_lib.data.formats import format_tldr_prompt, normalise_subreddit
+from drdo_lib.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,15 @@ ALPACA_COLUMNS = dict(id=_S, instruction=_S, dataset=_S, reference_output=_S, re
                       origin=_S)
 
 
-class BadRowError(ValueError):
+class DataFileError(UserError, ValueError):
+    """A data file or folder that cannot be used as a whole (no usable rows, another schema, not UTF-8/JSON)."""
+
+
+class DataNotFound(UserError, FileNotFoundError):
+    """A local data file or folder that does not exist."""
+
+
+class BadRowError(UserError, ValueError):
     """A row not in the schema, raised in strict mode; the message names the file, row and field."""
 
 
@@ -180,7 +189,7 @@ def _is_local(source: str | Path) -> bool:
 def _local_path(source: str | Path) -> Path:
     path = Path(source).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{source}: no such local file or folder (it was taken as a local path, not a hub "
+        raise DataNotFound(f"{source}: no such local file or folder (it was taken as a local path, not a hub "
                                 "id: hub ids look like 'org/name' and are not paths that exist or end in "
                                 f"{'/'.join(DATA_SUFFIXES)})")
     return path
@@ -191,7 +200,7 @@ def _data_files(path: Path) -> list[Path]:
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(DATA_SUFFIXES))
     if not files:
-        raise ValueError(f"{path}: no {'/'.join(DATA_SUFFIXES)} files in this folder")
+        raise DataFileError(f"{path}: no {'/'.join(DATA_SUFFIXES)} files in this folder")
     return files
 
 
@@ -219,12 +228,14 @@ def _iter_file(path: Path, drops: Counter, strict: bool) -> Iterator[tuple[int, 
                 text = data.decode("utf-8-sig")
             except UnicodeDecodeError as e:
                 line = data[:e.start].count(b"\n") + 1
-                raise ValueError(f"{path}: line {line}: not valid UTF-8 (byte {data[e.start:e.start + 1]!r} at "
+                raise DataFileError(f"{path}: line {line}: not valid UTF-8 (byte {data[e.start:e.start + 1]!r} at "
                                  f"offset {e.start}); re-save the file as UTF-8") from None
             try:
                 records = json.loads(text)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e})") from e
+                raise DataFileError(f"{path}: not valid JSON ({e})") from None
+            except RecursionError:
+                raise DataFileError(f"{path}: not usable JSON (nested too deeply)") from None
             for i, rec in enumerate(records, start=1):
                 yield i, rec
             return
@@ -240,11 +251,14 @@ def _iter_file(path: Path, drops: Counter, strict: bool) -> Iterator[tuple[int, 
             if not line.strip():
                 continue
             try:
-                yield i, json.loads(line)
-            except json.JSONDecodeError as e:
+                rec = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as e:  # a row nested too deeply cannot be read either
                 if strict:
-                    raise BadRowError(f"{path}: row {i}: not valid JSON ({e})") from e
+                    why = e if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                    raise BadRowError(f"{path}: row {i}: not valid JSON ({why})") from None
                 drops["invalid_json"] += 1
+                continue
+            yield i, rec
 
 
 def _records(source: str | Path, drops: Counter, strict: bool, schema_keys: set[str],
@@ -264,7 +278,7 @@ def _records(source: str | Path, drops: Counter, strict: bool, schema_keys: set[
             if n_seen >= 50 and n_ok == 0:
                 break
         if n_seen and n_ok == 0:
-            raise ValueError(f"{path}: not in the expected schema: none of the first {n_seen} rows has any of "
+            raise DataFileError(f"{path}: not in the expected schema: none of the first {n_seen} rows has any of "
                              f"the fields {sorted(schema_keys)}"
                              + (f" without any of {sorted(foreign_keys)}" if foreign_keys else ""))
 
@@ -287,7 +301,7 @@ def _finish(drops: Counter, source: Any, name: str, n_kept: int, features: Any):
         logger.warning("%s from %s: kept %d rows, dropped %d: %s", name, source, n_kept, sum(drops.values()),
                        dict(sorted(drops.items())))
     if n_kept == 0:
-        raise ValueError(f"{name}: no usable rows in {source} (dropped: {dict(drops)})")
+        raise DataFileError(f"{name}: no usable rows in {source} (dropped: {dict(drops)})")
     return datasets.DatasetInfo(description=json.dumps({"drdo_dropped": dict(sorted(drops.items())),
                                                         "drdo_source": str(source)}), features=features)
 

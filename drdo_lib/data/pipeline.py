@@ -46,6 +46,7 @@ from drdo_lib.config import REPO_ROOT
 from drdo_lib.data.loaders import (
     DATA_SUFFIXES,
     EDIT_DISTANCE_UNITS,
+    DataNotFound,
     load_cnn_dailymail,
     load_tldr_comparisons,
     load_tldr_sft,
@@ -250,7 +251,7 @@ def load_sources(cfg: DataConfig, *, seed: int, synthetic_dir: str | Path | None
     else:
         folder = resolve_data_dir(cfg.data_dir)
         if not folder.is_dir():
-            raise FileNotFoundError(f"data folder {folder} does not exist (set data.data_dir in the profile or the "
+            raise DataNotFound(f"data folder {folder} does not exist (set data.data_dir in the profile or the "
                                     "DRDO_DATA_DIR environment variable to a folder laid out like ../shared/data)")
     ood_dir = folder / LOCAL_LAYOUT["ood"]
     return ProfileData(
@@ -311,39 +312,54 @@ def artefact_key(cfg: DataConfig, seed: int) -> str:
 
 def run(run, cfg: DataConfig | None = None) -> ProfileData:
     """The data stage: load the sources of ``run``'s ``data`` section, form the splits, and write the artefact
-    ``runs/<profile>/data/stage/`` that every later stage reads (module docstring). Returns the data."""
-    import json
-    import shutil
+    ``runs/<profile>/data/stage/`` that every later stage reads (module docstring). Returns the data.
+
+    Processes sharing a runs folder build it one at a time (a file lock, ``data/.stage.lock``): none reads the
+    synthetic files while another rewrites them, and the artefact is written under this process's own temporary
+    name and renamed into place."""
+    from drdo_lib.config import file_lock
 
     cfg = cfg if cfg is not None else run.config(DataConfig, "data")
     root = run.stage_dir("data")
+    with file_lock(root / ".stage.lock"):
+        return _build(run, cfg, root)
+
+
+def _build(run, cfg: DataConfig, root: Path) -> ProfileData:
+    """The data stage's work (the caller holds ``root/.stage.lock``)."""
+    import json
+    import shutil
+
+    for stale in root.glob(".stage.tmp*"):  # left by a process killed mid-write (the lock is ours now)
+        shutil.rmtree(stale, ignore_errors=True)
     data = load_sources(cfg, seed=run.seed, synthetic_dir=root / "synthetic")
     _split_indices(data)
     out = root / "stage"
-    tmp = root / ".stage.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = root / f".stage.tmp-{os.getpid()}"
     tmp.mkdir(parents=True)
-    for name in ("preferences", "sft", "ood"):
-        ds = getattr(data, name)
-        if ds is not None:
-            ds.save_to_disk(str(tmp / name))
-    (tmp / "splits.json").write_text(json.dumps(data.split_indices))
-    if data.split_report is not None:
-        data.split_report.to_csv(tmp / "split_report.csv", index=False)
-    manifest = {"key": artefact_key(cfg, run.seed), "seed": run.seed, "config": dataclasses.asdict(cfg),
-                "data_dir": str(data.data_dir) if data.data_dir else None,
-                "rows": {n: len(getattr(data, n)) for n in ("preferences", "sft", "ood") if getattr(data, n) is not None},
-                "provenance": provenance.record()}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    try:
+        for name in ("preferences", "sft", "ood"):
+            ds = getattr(data, name)
+            if ds is not None:
+                ds.save_to_disk(str(tmp / name))
+        (tmp / "splits.json").write_text(json.dumps(data.split_indices))
+        if data.split_report is not None:
+            data.split_report.to_csv(tmp / "split_report.csv", index=False)
+        manifest = {"key": artefact_key(cfg, run.seed), "seed": run.seed, "config": dataclasses.asdict(cfg),
+                    "data_dir": str(data.data_dir) if data.data_dir else None,
+                    "rows": {n: len(getattr(data, n)) for n in ("preferences", "sft", "ood")
+                             if getattr(data, n) is not None},
+                    "provenance": provenance.record()}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        old = root / f".stage.tmp-{os.getpid()}-old"
+        if out.exists():
+            os.replace(out, old)  # the old artefact leaves and the new one arrives by two renames
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("data stage: %s written (%s)", out, manifest["rows"])
     return data
-
-
-_data_stage = run  # :func:`load` takes a parameter named ``run``
 
 
 def load(run, cfg: DataConfig | None = None) -> ProfileData:
@@ -367,7 +383,7 @@ def load(run, cfg: DataConfig | None = None) -> ProfileData:
         with file_lock(out.parent / ".stage.lock"):  # study workers may ask for the same artefact at once
             if not fresh():  # another process may have written it while this one waited
                 logger.info("data stage artefact %s missing or stale: running the data stage", out)
-                return _data_stage(run, cfg)
+                return _build(run, cfg, run.stage_dir("data"))
     meta = json.loads(manifest.read_text())
     parts = {n: datasets.load_from_disk(str(out / n)) if (out / n).is_dir() else None
              for n in ("preferences", "sft", "ood")}
@@ -388,7 +404,7 @@ def _load_ultrafeedback(cfg: DataConfig, kw: dict) -> ProfileData:
         folder = resolve_data_dir(cfg.data_dir)
         source = folder / LOCAL_LAYOUT["ultrafeedback"]
         if not _has_data(source):
-            raise FileNotFoundError(f"no UltraFeedback files under {source} (data.task is 'ultrafeedback'; set "
+            raise DataNotFound(f"no UltraFeedback files under {source} (data.task is 'ultrafeedback'; set "
                                     "data.data_dir or DRDO_DATA_DIR to a folder with an ultrafeedback/ sub-folder)")
     prefs = load_ultrafeedback(source, **kw)
     if cfg.test_fraction > 0:

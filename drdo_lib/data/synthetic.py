@@ -118,6 +118,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from drdo_lib.config import write_text_atomic
 from drdo_lib.data.formats import format_tldr_prompt
 
 __all__ = [
@@ -566,13 +567,22 @@ class SyntheticTestbed:
             _write_jsonl(path, rows)
             out[name] = path
         cfg_path = folder / "synthetic_config.json"
-        cfg_path.write_text(json.dumps(dataclasses.asdict(self.config), indent=2, sort_keys=True))
+        write_text_atomic(cfg_path, json.dumps(dataclasses.asdict(self.config), indent=2, sort_keys=True))
         out["config"] = cfg_path
         return out
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Write under this process's own temporary name, then rename into place: a reader sees a whole file."""
+    import os
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
