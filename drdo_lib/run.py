@@ -139,13 +139,9 @@ class Run:
             if over:
                 self._checked(f"study.{name}", lambda: build_config(section_class(name),
                                                                     {**self.section(name), **over}))
-        from drdo_lib.study import FLIP_RATE
-
         pol = {**self.section("policy"), **dict(study_cfg.policy or {})}
-        for variant, spec in study_cfg.variants.items():
-            over = {k: v for k, v in spec.items() if k not in ("method", "label", "oracle_kinds")}
-            if over.get("label_noise_eps") == FLIP_RATE:  # each cell's measured flip rate, known when it runs
-                over["label_noise_eps"] = 0.0
+        for variant in study_cfg.variants:
+            over = study_cfg.policy_overrides(variant)  # a measured flip rate as ε stands in as 0 here
             self._checked(f"study.variants.{variant}", lambda: build_config(section_class("policy"),
                                                                             {**pol, **over}))
 
