@@ -323,7 +323,7 @@ def test_head_to_head_with_an_llm_judge_on_a_local_server(tmp_path, monkeypatch)
 
 
 def test_eval_config_names_the_key_variable_of_a_non_openai_judge():
-    """Issue 14 item 5: an LLM judge at another base_url needs judge_api_key_env, checked when the config is built."""
+    """An LLM judge at another base_url needs judge_api_key_env, checked when the config is built."""
     local = "http://127.0.0.1:8000/v1"
     with pytest.raises(ValueError, match="judge_api_key_env"):
         EvalConfig(judge_model="llama-3", judge_base_url=local)
