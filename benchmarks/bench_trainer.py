@@ -1,4 +1,4 @@
-"""Step time and peak memory: our PreferenceTrainer (DRDO) vs TRL's DPOTrainer (issue 4, "Done when").
+"""Step time and peak memory: our PreferenceTrainer (DRDO) vs TRL's DPOTrainer.
 
     python benchmarks/bench_trainer.py                 # defaults: ~59M-parameter GPT-2, 4 pairs, 2 threads, CPU
     python benchmarks/bench_trainer.py --threads 2 --batch 4 --steps 6 --warmup 2 --rounds 2 --device cpu

@@ -39,7 +39,21 @@ from drdo_lib.run import TOP_LEVEL_KEYS, Run
 
 logger = logging.getLogger("drdo_lib.cli")
 
-STAGES = ("data", "sft", "oracle", "ensemble", "policy")
+STAGES = ("data", "sft", "oracle", "ensemble", "policy", "evaluate")
+
+EXAMPLES = """examples:
+  python -m drdo_lib train --config configs/mini.yaml --stage data
+  python -m drdo_lib train --config configs/mini.yaml --stage sft max_steps=200
+  python -m drdo_lib train --config configs/mini.yaml --stage oracle
+  python -m drdo_lib train --config configs/mini.yaml --stage ensemble
+  python -m drdo_lib train --config configs/mini.yaml --stage policy --method drdo --split D_all alpha=0.5
+  python -m drdo_lib train --config configs/mini.yaml --stage policy --all      # every method x split of the profile
+  python -m drdo_lib train --config configs/mini.yaml --stage evaluate          # notebook 05's generations and tables
+  torchrun --nproc_per_node 8 -m drdo_lib train --config configs/tldr.yaml --stage policy --all
+  python -m drdo_lib study --config configs/study.yaml --shard 0/4              # one shard of the study grid
+  python -m drdo_lib study --config configs/study.yaml                          # the rest, then the reading
+Overrides: key=value sets a field of the stage's section, section.key=value any section, seed=1 the run seed.
+Errors in settings or inputs are one line on stderr and exit status 2."""
 
 
 def _parse_value(raw: str) -> Any:
@@ -79,18 +93,25 @@ def apply_overrides(profile: dict[str, Any], stage: str, overrides: Sequence[str
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m drdo_lib", description=__doc__.split("\n\n")[0])
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m drdo_lib", description="DRDO companion: train the stages of a "
+                                "profile, or run the robustness study.", epilog=EXAMPLES, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="run one training stage of a profile")
+    t = sub.add_parser("train", help="run one stage of a profile (data, sft, oracle, ensemble, policy, evaluate)",
+                       description="Run one stage of a profile; each reads the previous stages' artefacts under "
+                       "runs/<profile>/.", epilog=EXAMPLES, formatter_class=fmt)
     t.add_argument("--config", required=True, help="profile YAML (configs/<profile>.yaml) or a profile name")
     t.add_argument("--stage", choices=STAGES, default="policy", help="which stage to run (default: policy)")
     t.add_argument("--method", default=None, help="policy stage: drdo | dpo | ipo | edpo | cdpo | rdpo | drdpo (default: first of policy.methods)")
     t.add_argument("--split", default=None, help="policy stage: data split (default: first of policy.splits)")
+    t.add_argument("--all", action="store_true", help="policy stage: every method x split of the profile "
+                   "(policy.methods x policy.splits), one run after another")
     t.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     # The deepspeed launcher passes --local_rank=N; torchrun/accelerate use the LOCAL_RANK env var.
     t.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("overrides", nargs="*", help="key=value or section.key=value overrides")
-    s = sub.add_parser("study", help="run (or resume) the robustness study grid of a profile (drdo_lib.study)")
+    s = sub.add_parser("study", help="run (or resume) the robustness study grid of a profile (drdo_lib.study)",
+                       epilog=EXAMPLES, formatter_class=fmt)
     s.add_argument("--config", required=True, help="profile YAML (configs/study.yaml) or a profile name")
     s.add_argument("--shard", default=None, help="i/N: run only the cells whose grid index is i modulo N")
     s.add_argument("--no-report", action="store_true", help="skip the figures/tables/reading after the grid")
@@ -146,8 +167,20 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def run_stage(run: Run, stage: str, method: str | None = None, split: str | None = None) -> Path:
-    """Run one stage of a (validated) :class:`~drdo_lib.run.Run`; returns the stage's output path."""
+def run_stage(run: Run, stage: str, method: str | None = None, split: str | None = None, *,
+              every: bool = False) -> Path:
+    """Run one stage of a (validated) :class:`~drdo_lib.run.Run`; returns the stage's output path (``every``: the
+    policy stage's whole grid, returning its folder)."""
+    if stage == "evaluate":
+        from drdo_lib import evaluation
+
+        return evaluation.run(run, progress=False)["dir"]
+    if stage == "policy" and every:
+        from drdo_lib import policy
+
+        dirs = policy.run_grid(run, progress=False)
+        logger.info("policy grid: %d runs (%s)", len(dirs), ", ".join(d.name for d in dirs))
+        return run.stage_dir("policy")
     if stage == "data":
         from drdo_lib.data import pipeline
 
@@ -173,14 +206,16 @@ def run_train(args) -> int:
 
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    if args.stage != "policy" and (args.method or args.split):
-        raise ConfigError("--method/--split apply to --stage policy only")
+    if args.stage != "policy" and (args.method or args.split or args.all):
+        raise ConfigError("--method/--split/--all apply to --stage policy only")
+    if args.all and (args.method or args.split):
+        raise ConfigError("--all trains every method x split of the profile: give it without --method/--split")
     if args.method is not None and args.method not in METHODS:
         raise ConfigError(f"unknown --method {args.method!r}: one of {', '.join(METHODS)}")
     if args.split is not None and args.split not in SPLIT_NAMES:
         raise ConfigError(f"unknown --split {args.split!r}: one of {', '.join(SPLIT_NAMES)}")
     run = _load_run(args, args.stage)
-    out = run_stage(run, args.stage, args.method, args.split)
+    out = run_stage(run, args.stage, args.method, args.split, every=args.all)
     logger.info("stage %s finished: %s", args.stage, out)
     return 0
 

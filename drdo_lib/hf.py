@@ -162,6 +162,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 # ---------------------------------------------------------------------------------------------- arguments
+#: Experiment trackers a training stage can report to (``report_to``): TensorBoard works offline (``pip install
+#: tensorboard``, in the ``dev`` and ``gpu`` extras); ``wandb`` needs its package and an account.
+REPORT_TO = ("none", "tensorboard", "wandb", "all")
+
 def training_arguments(cfg: Any, output_dir: str | Path, seed: int, *, progress: bool = True,
                        args_class: type = transformers.TrainingArguments, **overrides: Any):
     """The ``TrainingArguments`` (or ``args_class``, e.g. TRL's ``SFTConfig``) of one training stage.
@@ -178,7 +182,8 @@ def training_arguments(cfg: Any, output_dir: str | Path, seed: int, *, progress:
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, logging_steps=cfg.logging_steps,
         bf16=resolve_bf16(cfg.bf16), deepspeed=resolve_deepspeed(getattr(cfg, "deepspeed", None)),
-        save_strategy="no", report_to="none", dataloader_num_workers=0, dataloader_pin_memory=False,
+        save_strategy="no", report_to=getattr(cfg, "report_to", "none"), dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         disable_tqdm=not progress or progress_disabled_by_env(), logging_nan_inf_filter=False,
         # On a machine without CUDA, use_cpu makes accelerate treat a torchrun/accelerate launch as MULTI_CPU (gloo).
         use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False,
@@ -194,6 +199,7 @@ def training_checks(cfg: Any) -> list[tuple[bool, str]]:
     from drdo_lib.data.tokenize import TEMPLATES
 
     return [
+        (getattr(cfg, "report_to", "none") in REPORT_TO, f"report_to must be one of {REPORT_TO}"),
         (cfg.template in TEMPLATES, f"template must be one of {TEMPLATES}"),
         (0 < cfg.max_prompt_length < cfg.max_length, "need 0 < max_prompt_length < max_length"),
         (cfg.max_train_rows is None or cfg.max_train_rows > 0, "max_train_rows must be > 0 or null"),

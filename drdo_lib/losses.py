@@ -1,6 +1,6 @@
 """Preference-learning losses as pure functions on per-example tensors.
 
-Notation (DESIGN.md, paper Sec. 3–4): ``z = log π_θ(y|x)`` is the sequence log-probability of a response (sum over
+Notation (paper Sec. 3–4): ``z = log π_θ(y|x)`` is the sequence log-probability of a response (sum over
 response tokens, EOS included; see :func:`sequence_logps`), ``z^ref`` the same under the frozen reference policy,
 ``r*`` an oracle reward, ``r̂`` the student's reward. Subscripts ``w``/``l`` are the preferred/dispreferred response.
 
@@ -353,7 +353,7 @@ def edpo_loss(
       a likelihood term on both responses. ``kl_coef`` is their γ (``policy.edpo_kl_coef``); its value is our
       setting, not a number taken from their paper.
     - ``"min"``: the smallest member batch mean, no KL term. On its own this is **optimistic**: it trains on the
-      member the policy already agrees with most. A labelled alternative (the project's default before issue 11).
+      member the policy already agrees with most. A labelled alternative (the project's earlier default).
     - ``"mean"``: the average over members (no KL). ``"max"``: the worst-fitting member (no KL); a worst case over
       the *loss*, not Fisch et al.'s pessimism over the *reward*.
 

@@ -75,6 +75,7 @@ class OracleConfig:
     optim: str = "adamw_torch"  # transformers optimizer; paged_* falls back to adamw_torch without CUDA+bnb
     max_grad_norm: float = 1.0  # gradient clipping
     logging_steps: int = 10  # log metrics every this many steps (metrics.jsonl)
+    report_to: str = "none"  # experiment tracking of the Trainer: none | tensorboard | wandb | all (TensorBoard: event files under <stage folder>/runs/)
     gradient_checkpointing: bool = False  # activation checkpointing (use_reentrant=False)
     bf16: str | bool = "auto"  # bfloat16: "auto" = on when a CUDA GPU supports it
     trust_remote_code: bool = False  # allow custom model code from the hub

@@ -92,6 +92,7 @@ class PolicyConfig:
     gradient_accumulation_steps: int = 4  # micro-batches per optimizer step (paper: 12 x 4 ... = 64 effective)
     max_steps: int = 1000  # optimizer steps (> 0); the paper trains 1k steps
     logging_steps: int = 10  # log metrics (metrics.jsonl) every this many steps
+    report_to: str = "none"  # experiment tracking of the Trainer: none | tensorboard | wandb | all (TensorBoard: event files under <stage folder>/runs/)
     save_steps: int = 500  # checkpoint every this many steps
     save_total_limit: int | None = 2  # keep this many checkpoints (None: all)
     gradient_checkpointing: bool = False  # activation checkpointing on the student LM (use_reentrant=False)

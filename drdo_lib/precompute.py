@@ -1,6 +1,6 @@
 """Precomputed oracle rewards and reference log-probabilities, as dataset columns, cached on disk.
 
-No oracle, reward ensemble or reference model is in memory while a student trains (DESIGN.md): everything the
+No oracle, reward ensemble or reference model is in memory while a student trains: everything the
 losses need from those models is computed once here and stored as columns of the tokenised preference dataset
 (:func:`drdo_lib.data.tokenize.tokenize_preference_dataset`):
 

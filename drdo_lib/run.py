@@ -87,10 +87,10 @@ class Run:
         """Resolve a profile once.
 
         ``profile`` is a name (``configs/<name>.yaml``), a YAML path or an already-loaded mapping. ``seed``,
-        ``runs_dir`` and ``figures_dir`` default to the environment variables ``DRDO_RUNS_DIR`` /
-        ``DRDO_FIGURES_DIR``, then the profile's top-level values (else 0, ``runs/``, ``figures/``): the variables
-        send a whole notebook run somewhere else without editing a profile. Relative roots are resolved against the
-        working directory. ``sections`` maps a stage name to
+        ``runs_dir`` and ``figures_dir`` default to the profile's top-level values, then the environment variables
+        ``DRDO_RUNS_DIR`` / ``DRDO_FIGURES_DIR`` (which send a whole notebook run somewhere else without editing a
+        profile), else ``runs/`` and ``figures/``; the seed defaults to the profile's (else 0). Relative roots are
+        resolved against the working directory. ``sections`` maps a stage name to
         values that take precedence over the profile's section (papermill-injected notebook parameters, CLI
         overrides); an empty or ``None`` mapping leaves the profile's section as it is.
         """
@@ -105,9 +105,9 @@ class Run:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         prof["seed"] = seed
-        runs_dir = runs_dir if runs_dir is not None else os.environ.get("DRDO_RUNS_DIR") or prof.get("runs_dir")
+        runs_dir = runs_dir if runs_dir is not None else prof.get("runs_dir") or os.environ.get("DRDO_RUNS_DIR")
         figures_dir = (figures_dir if figures_dir is not None
-                       else os.environ.get("DRDO_FIGURES_DIR") or prof.get("figures_dir"))
+                       else prof.get("figures_dir") or os.environ.get("DRDO_FIGURES_DIR"))
         runs_root = _root(runs_dir, "runs")
         figures_root = _root(figures_dir, "figures")
         return cls(profile=prof, seed=seed, runs_root=runs_root, figures_root=figures_root)
@@ -140,8 +140,8 @@ class Run:
                 self._checked(f"study.{name}", lambda: build_config(section_class(name),
                                                                     {**self.section(name), **over}))
         pol = {**self.section("policy"), **dict(study_cfg.policy or {})}
-        for variant, spec in study_cfg.variants.items():
-            over = {k: v for k, v in spec.items() if k not in ("method", "label", "oracle_kinds")}
+        for variant in study_cfg.variants:
+            over = study_cfg.policy_overrides(variant)  # a measured flip rate as ε stands in as 0 here
             self._checked(f"study.variants.{variant}", lambda: build_config(section_class("policy"),
                                                                             {**pol, **over}))
 

@@ -323,6 +323,15 @@ class StudyConfig:
         """The variant names of the grid, in order."""
         return self.methods if self.methods is not None else tuple(self.variants)
 
+    def policy_overrides(self, variant: str, flip_rate: float | None = None) -> dict:
+        """The PolicyConfig values a variant sets (its method, label and Oracle kinds left out). ``label_noise_eps:
+        flip_rate`` becomes ``flip_rate`` (a cell's measured flip rate, clipped to :data:`MAX_FLIP_EPS`; 0 when not
+        given, as for validation and the cache key, whose data settings determine the flip rate)."""
+        over = {k: v for k, v in self.variants[variant].items() if k not in _VARIANT_META}
+        if over.get("label_noise_eps") == FLIP_RATE:
+            over["label_noise_eps"] = 0.0 if flip_rate is None else min(float(flip_rate), MAX_FLIP_EPS)
+        return over
+
     def label(self, variant: str) -> str:
         from drdo_lib.paper_numbers import METHOD_NAMES
 
@@ -504,15 +513,11 @@ def sft_run(run, cfg: StudyConfig, noise: int, seed: int):
 
 
 def _policy_config(run, cfg: StudyConfig, cell: Cell, drun, srun, *, flip_rate: float | None = None):
-    """The cell's PolicyConfig. A variant's ``label_noise_eps: flip_rate`` becomes ``flip_rate`` (the cell's
-    measured flip rate, clipped to :data:`MAX_FLIP_EPS`; 0 when not given, as for the cache key, whose data settings
-    determine the flip rate)."""
+    """The cell's PolicyConfig (:meth:`StudyConfig.policy_overrides` of its variant, ``flip_rate`` the cell's
+    measured flip rate)."""
     from drdo_lib.policy import PolicyConfig
 
-    spec = cfg.variants[cell.variant]
-    over = {k: v for k, v in spec.items() if k not in _VARIANT_META}
-    if over.get("label_noise_eps") == FLIP_RATE:
-        over["label_noise_eps"] = 0.0 if flip_rate is None else min(float(flip_rate), MAX_FLIP_EPS)
+    over = cfg.policy_overrides(cell.variant, flip_rate)
     paths = dict(init_model=str(srun.sft_model))
     if cell.oracle == "trained":
         paths["oracle_model"] = str(drun.oracle_model)

@@ -17,7 +17,7 @@
 # # 04 · Preference training: DRDO, DPO and e-DPO students (Fig. 4)
 #
 # One trainer, `drdo_lib.trainer.PreferenceTrainer` (a `transformers.Trainer`), trains every student; only the
-# loss it dispatches to differs (`drdo_lib.losses`, the contract of DESIGN.md):
+# loss it dispatches to differs (`drdo_lib.losses`: pure functions on per-example tensors):
 #
 # | method | loss | reads (precomputed columns) |
 # |---|---|---|

@@ -26,7 +26,7 @@ RUNS = {
     "drdo_logprob_mean": ("drdo", {"student_reward": "logprob", "logp_reduction": "mean"}),
     "dpo": ("dpo", {}),
     "ipo": ("ipo", {}),
-    "edpo": ("edpo", {}),  # the default reduction: Fisch et al.'s pessimistic objective (issue 11)
+    "edpo": ("edpo", {}),  # the default reduction: Fisch et al.'s pessimistic objective
     "edpo_min": ("edpo", {"edpo_reduction": "min"}),  # the pre-issue-11 default, kept as a labelled alternative
 }
 KEYS = ("loss", "grad_norm", "logps_chosen", "logps_rejected")

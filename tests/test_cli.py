@@ -137,3 +137,29 @@ def test_bad_yaml_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["train", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("drdo_lib train:") and "Traceback" not in err
+
+
+def test_all_trains_every_method_and_split_of_the_profile(tmp_path):
+    cfg = write_profile(tmp_path, policy={"methods": ["dpo", "ipo"], "max_steps": 1, "save_steps": 10})
+    assert main(["train", "--config", str(cfg), "--stage", "policy", "--all"]) == 0
+    runs = tmp_path / "runs" / PROFILE / "policy"
+    assert sorted(p.parent.name for p in runs.glob("*/summary.json")) == ["dpo_D_all", "ipo_D_all"]
+
+
+@pytest.mark.parametrize("args", [["--stage", "sft", "--all"], ["--stage", "policy", "--all", "--method", "dpo"],
+                                  ["--stage", "evaluate", "--split", "D_all"]])
+def test_all_method_split_misuse_is_one_line_and_creates_nothing(tmp_path, capsys, args):
+    cfg = write_profile(tmp_path)
+    capsys.readouterr()  # the fixture's own progress output
+    assert main(["train", "--config", str(cfg), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("drdo_lib train: ")
+    assert "--method/--split/--all apply to --stage policy only" in err[0] or "without --method/--split" in err[0]
+    assert not (tmp_path / "runs" / PROFILE / "policy").exists()
+
+
+def test_help_shows_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--stage policy --all" in out and "--stage evaluate" in out

@@ -208,7 +208,8 @@ def test_environment_sends_runs_and_figures_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setenv("DRDO_FIGURES_DIR", str(tmp_path / "env_figs"))
     run = Run.create("mini")
     assert run.runs_root == tmp_path / "env_runs" and run.figures_root == tmp_path / "env_figs"
-    assert Run.create({"profile": "x", "runs_dir": str(tmp_path / "prof")}).runs_root == tmp_path / "env_runs"
-    assert Run.create("mini", runs_dir=tmp_path / "arg").runs_root == tmp_path / "arg"  # an explicit value wins
-    monkeypatch.delenv("DRDO_RUNS_DIR")
+    # a profile's own value and an explicit argument win over the environment
     assert Run.create({"profile": "x", "runs_dir": str(tmp_path / "prof")}).runs_root == tmp_path / "prof"
+    assert Run.create("mini", runs_dir=tmp_path / "arg").runs_root == tmp_path / "arg"
+    monkeypatch.delenv("DRDO_RUNS_DIR")
+    assert Run.create("mini").runs_root != tmp_path / "env_runs"

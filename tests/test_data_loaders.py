@@ -365,7 +365,7 @@ def test_hub_and_local_routes_agree_on_real_data(monkeypatch):
         assert set(via_hub["split"]) == {"test"}
 
 
-# ------------------------------------------------------------------------------- hostile inputs (issue 14, item 6)
+# ------------------------------------------------------------------------------- hostile inputs ---------------
 def test_non_utf8_row_is_dropped_and_strict_names_file_and_row(tmp_path):
     f = tmp_path / "latin1.jsonl"
     bad = json.dumps(comparison(pid="t3_bad", texts=(" caf\u00e9 cat", " a dog ran far")), ensure_ascii=False)

@@ -1,4 +1,4 @@
-"""DeepSpeed ZeRO-2 executed (issue 13 item 4): ``PreferenceTrainer`` with ``configs/deepspeed_zero2.json`` as 2 CPU
+"""DeepSpeed ZeRO-2 executed: ``PreferenceTrainer`` with ``configs/deepspeed_zero2.json`` as 2 CPU
 processes under ``torchrun`` (gloo) follows the loss trajectory of 1 process with the same global batch (2 x 2
 pairs vs 1 x 4 pairs; a single process trains without DeepSpeed, see ``trainer.resolve_deepspeed``).
 

@@ -1,4 +1,4 @@
-"""Data-parallel proof (issue 4 item 6): a tiny DRDO run as 2 CPU processes (``torchrun --nproc_per_node 2``, gloo)
+"""Data-parallel proof: a tiny DRDO run as 2 CPU processes (``torchrun --nproc_per_node 2``, gloo)
 follows the same loss trajectory as 1 process with the same global batch (2 x 2 pairs vs 1 x 4 pairs).
 
 Run: ``python -m pytest tests/test_distributed.py -m slow`` (CI: ``./scripts/test.sh --slow``).

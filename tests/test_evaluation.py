@@ -323,7 +323,7 @@ def test_head_to_head_with_an_llm_judge_on_a_local_server(tmp_path, monkeypatch)
 
 
 def test_eval_config_names_the_key_variable_of_a_non_openai_judge():
-    """Issue 14 item 5: an LLM judge at another base_url needs judge_api_key_env, checked when the config is built."""
+    """An LLM judge at another base_url needs judge_api_key_env, checked when the config is built."""
     local = "http://127.0.0.1:8000/v1"
     with pytest.raises(ValueError, match="judge_api_key_env"):
         EvalConfig(judge_model="llama-3", judge_base_url=local)
@@ -396,3 +396,33 @@ def test_plot_head_to_head_draws_ours_excl_ties_beside_the_papers():
                       "paper (ties dropped)": [0.8, 0.79]}
     ax = plot_head_to_head(ours.drop(columns=["win_rate_excl_ties"]), paper, label="label").axes[0]
     assert len([c for c in ax.containers if isinstance(c, BarContainer)]) == 2
+
+
+def test_cli_evaluate_stage_writes_the_evaluation(tmp_path):
+    import yaml
+
+    from drdo_lib.cli import main
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.run import Run
+
+    runs = tmp_path / "runs"
+    prof = {"profile": "p", "seed": 0, "runs_dir": str(runs),
+            "data": {"n_train": 50, "n_valid": 20, "n_sft": 20, "n_sft_test": 12, "n_ood": 10},
+            "policy": {"methods": ["drdo", "dpo", "edpo"], "splits": ["D_all"]},
+            "eval": {"splits": ["D_all"], "n_prompts": 4, "n_ood_prompts": 3, "temperatures": [0.9],
+                     "head_to_head_temperature": 0.9, "max_new_tokens": 3, "batch_size": 8, "seeds": [0],
+                     "n_bootstrap": 20, "alpaca_prompts": "in_dist", "device": "cpu"}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    _fake_run_layout(runs, "p", data_stage.run(Run.create(prof)).testbed)
+    assert main(["train", "--config", str(path), "--stage", "evaluate"]) == 0
+    out = runs / "p" / "eval"
+    summary = _json_load(out / "summary.json")
+    assert summary["policies"] == ["dpo_D_all", "drdo_D_all", "edpo_D_all", "sft"] and summary["n_prompts"]["ood"] == 3
+    assert (out / "table1.csv").exists() and (out / "win_rates.csv").exists()
+
+
+def _json_load(path):
+    import json
+
+    return json.loads(path.read_text())

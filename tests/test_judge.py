@@ -101,7 +101,7 @@ def test_alpaca_template_matches_upstream_file():
     ("", None),
     (None, None),
     ("Preferred: Absolutely the first", None),
-    # issue 14 item 4: only an unambiguous A/B verdict counts
+    # only an unambiguous A/B verdict counts
     ("Comparison: both equally good.\nPreferred: a tie", None),  # the article, not option A
     ("Comparison: x\nPreferred: A tie", None),
     ("Comparison: x\nPreferred: B - it is a tie", None),
@@ -245,7 +245,7 @@ def test_garbage_is_discarded_and_counted(tmp_path):
 
 
 def test_a_tie_answer_is_discarded_and_counted_not_read_as_option_a(tmp_path):
-    """Issue 14 item 4 over HTTP: "Preferred: a tie" used to count as a vote for A (the article read as the option)."""
+    """"Preferred: a tie" used to count as a vote for A (the article read as the option)."""
     prompts, a, b, refs, truth = _pairs(6)
     b[1] += " [tie]"
     a[4] += " [tie]"
@@ -409,7 +409,7 @@ def test_cache_entries_hold_the_full_request(tmp_path):
 
 
 def test_a_malformed_cache_entry_is_a_miss(tmp_path, caplog):
-    """Issue 14 item 4: a cache entry without ``response`` (or without its text) used to raise KeyError; it is now a
+    """a cache entry without ``response`` (or without its text) used to raise KeyError; it is now a
     miss, requested again from the server and rewritten."""
     prompts, a, b, refs, truth = _pairs(4)
     with StubServer() as srv:
@@ -434,7 +434,7 @@ def test_a_malformed_cache_entry_is_a_miss(tmp_path, caplog):
 
 
 def test_openai_key_is_never_sent_to_another_server(tmp_path, monkeypatch):
-    """Issue 14 item 5 over HTTP: with no ``api_key_env``, OPENAI_API_KEY used to go to any base_url. A non-OpenAI
+    """with no ``api_key_env``, OPENAI_API_KEY used to go to any base_url. A non-OpenAI
     base_url now has to name its key variable; naming OPENAI_API_KEY explicitly is the only way to send it there."""
     secret = "sk-openai-NOT-FOR-OTHER-SERVERS"
     monkeypatch.setenv("OPENAI_API_KEY", secret)

@@ -124,7 +124,7 @@ def test_notebook00_runs_in_jupyterlab(lab, driver, tmp_path):
     assert run.saved_unexecuted == 0, f"{run.saved_unexecuted} code cells did not run\n{_explain(lab, run)}"
     assert all(p.startswith("[") and p[1:-2].isdigit() for p in run.prompts), run.prompts
     assert run.n_images >= 1 and run.saved_images >= 1, f"no figure rendered\n{_explain(lab, run)}"
-    # issue 6 item 2: sliders for alpha, gamma, beta and a logp_reduction dropdown, redrawing the figure live
+    # sliders for alpha, gamma, beta and a logp_reduction dropdown, redrawing the figure live
     assert run.n_sliders >= 3 and run.n_dropdowns >= 1, f"widgets missing\n{_explain(lab, run)}"
     for name in ("α", "γ", "β", "logp_reduction"):
         assert any(name in label for label in run.widget_labels), f"no control for {name}: {run.widget_labels}"

@@ -1,4 +1,4 @@
-"""Tests of drdo_lib.losses, each against an independent computation (DESIGN.md, the loss contract)."""
+"""Tests of drdo_lib.losses, each against an independent computation (the loss contract of drdo_lib.losses)."""
 from __future__ import annotations
 
 import math

@@ -128,7 +128,7 @@ def test_save_load_safetensors_roundtrip(tok, name, tmp_path):
     assert not isinstance(lm2, CausalLMWithRewardHead)
 
 
-# ------------------------------------------------------------------------------- safetensors only (issue 14, item 8)
+# ------------------------------------------------------------------------------- safetensors only ---------------
 def _bin_only(model, tok, d):
     """A folder in the old pickle format: config + pytorch_model.bin (+ tokenizer), no model.safetensors.
     (transformers 5 ignores ``safe_serialization=False``, so the .bin is written by hand.)"""

@@ -1,4 +1,4 @@
-"""Non-finite values never reach training (issue 14 item 1): a precompute cache holding NaN, or a truncated one, is
+"""Non-finite values never reach training: a precompute cache holding NaN, or a truncated one, is
 quarantined (renamed aside, named in a warning) and recomputed; NaN scores computed fresh raise naming the model; a
 non-finite loss stops training at once naming the step and the loss terms, and no non-finite model is saved."""
 from __future__ import annotations

@@ -136,7 +136,7 @@ def test_table3_beside_paper_carries_the_length_controlled_win_rate():
     assert "lc_win_rate" not in report.table3_beside_paper(t3.drop(columns="lc_win_rate"))
 
 
-# ------------------------------------------------------------------------------------------------ issue 11 item 7
+# ------------------------------------------------------------------------------------------------ reading
 def test_table1_shows_win_rate_excl_ties_beside_the_papers():
     t1 = _t1().assign(win_rate_excl_ties=[30 / 35, 10 / 35, 0.5, 0.9], win_rate_excl_ties_ci_low=[0.7, 0.1, 0.3, 0.8],
                       win_rate_excl_ties_ci_high=[0.95, 0.45, 0.7, 1.0])

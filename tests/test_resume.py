@@ -1,4 +1,4 @@
-"""Checkpoint and resume (issue 4 item 7): a DRDO run that crashes after its step-4 checkpoint (at step 5) and is
+"""Checkpoint and resume: a DRDO run that crashes after its step-4 checkpoint (at step 5) and is
 resumed from its last checkpoint reaches the same trajectory, final metrics and weights as an uninterrupted run."""
 from __future__ import annotations
 

