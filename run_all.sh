@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every notebook, table and figure for one profile.
 #   ./run_all.sh                      profile `mini` (CPU, no network, synthetic testbed)
-#   ./run_all.sh --profile sample     real text from ../shared/data (or DRDO_DATA_DIR), tiny models, CPU
+#   ./run_all.sh --profile sample     real text from DRDO_DATA_DIR (scripts/fetch_data_samples.py), tiny models, CPU
 #   ./run_all.sh --profile tldr       the paper's TL;DR experiment (GPU node, HF hub access)
 #   ./run_all.sh --profile study      notebook 07's full robustness grid (CPU, <= 60 min on 2 cores), figures/study/
 # Options: --profile NAME, --only NN (run one notebook, e.g. --only 04), --no-setup (use the active environment).

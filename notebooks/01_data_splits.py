@@ -34,8 +34,8 @@
 # **Edit distance** = Levenshtein distance between the word sequences (whitespace split) of the chosen and rejected
 # summaries, divided by the longer length (rapidfuzz; `edit_distance_unit` = word | char | token).
 #
-# **Profiles.** `mini` runs on the synthetic testbed (below); `sample` on the real samples in `../shared/data`
-# (or `DRDO_DATA_DIR`); the paper profiles load the hub datasets. All go through the same loaders and split builder.
+# **Profiles.** `mini` runs on the synthetic testbed (below); `sample` on a local folder of real public samples
+# (`DRDO_DATA_DIR`, fetched by `scripts/fetch_data_samples.py`); the paper profiles load the hub datasets. All go through the same loaders and split builder.
 
 # %% tags=["parameters"]
 profile = "mini"  # profile name: selects the data source via configs/<profile>.yaml and figures/<profile>/

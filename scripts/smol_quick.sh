@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quick CPU variant of profile `smol`: every stage on the real SmolLM2-135M-Instruct for a few steps on a
 # handful of short real UltraFeedback pairs, with no hub access (the model comes from PyPI once; the data from
-# ../shared/data or DRDO_DATA_DIR). A smoke run of the pipeline, not a result. ~5-10 minutes on 2 CPU cores.
+# DRDO_DATA_DIR: scripts/fetch_data_samples.py --only smol). A smoke run of the pipeline, not a result. ~5-10 minutes
+# on 2 CPU cores.
 #
 #   ./scripts/smol_quick.sh                       # runs under runs/smol_quick/
 #   ./scripts/smol_quick.sh runs_dir=/tmp/runs    # trailing key=value arguments are passed to every stage

@@ -537,7 +537,7 @@ def load_tldr_sft(source: str | Path = "CarperAI/openai_summarize_tldr", *, hub_
     """TL;DR SFT rows (``CarperAI/openai_summarize_tldr`` prompt/label, or the OpenAI/dove field layout).
 
     Local files: the split is taken from the file name (train/valid/test). Rows with the same id (the same post in
-    two layouts, e.g. ../shared/data's dove file and its CarperAI rendering) are kept once (``duplicate_id``).
+    two layouts, e.g. a dove-layout file and its CarperAI rendering in one folder) are kept once (``duplicate_id``).
     """
     return _normalise_all(source, _tldr_sft, hub_config=None, hub_splits=hub_splits, strict=strict,
                           schema_keys={"prompt", "label", "subreddit", "title", "post", "instruction"},
@@ -656,9 +656,9 @@ def load_alpaca_eval(source: str | Path = "tatsu-lab/alpaca_eval", *, hub_config
                      hub_splits: Sequence[str] | None = ("eval",), strict: bool = False):
     """AlpacaEval instructions (805) with one reference output each.
 
-    A folder holding several reference files (``../shared/data/alpaca_eval``) gives each instruction once, from the
-    first file in name order (the other copies are counted as ``duplicate_id``); pass a single file to choose the
-    reference generator.
+    A folder holding several reference files (a local data folder's ``alpaca_eval/``) gives each instruction once,
+    from the first file in name order (the other copies are counted as ``duplicate_id``); pass a single file to
+    choose the reference generator.
     """
     return _normalise_all(source, _alpaca, hub_config=hub_config, hub_splits=hub_splits, strict=strict,
                           schema_keys={"instruction"}, foreign_keys=_NOT_ALPACA_KEYS, name="AlpacaEval",

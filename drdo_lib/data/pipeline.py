@@ -17,8 +17,10 @@
 
 * ``"synthetic"`` (profile ``mini``): the testbed of :mod:`drdo_lib.data.synthetic` is written under
   ``runs/<profile>/data/synthetic/`` in the published schemas, then read back with the same loaders as real data;
-* ``"local"`` (profile ``sample``): a folder laid out like ``../shared/data`` (``data_dir``; the environment
-  variable ``DRDO_DATA_DIR`` overrides it; relative paths are resolved against the repository root);
+* ``"local"`` (profiles ``sample`` and ``smol``): a local folder of public samples in the published schemas,
+  laid out as ``LOCAL_LAYOUT`` says (``data_dir``; the environment variable ``DRDO_DATA_DIR`` overrides it;
+  relative paths are resolved against the repository root). ``scripts/fetch_data_samples.py`` fetches the samples
+  from the Hugging Face hub into such a folder; without it these profiles fail with a message naming the script;
 * ``"hub"`` (GPU profiles): the hub ids ``comparisons_id``, ``sft_id``, ``ood_id`` via ``datasets.load_dataset``.
 
 The artefact ``runs/<profile>/data/stage/`` holds ``preferences/``, ``sft/``, ``ood/`` (``datasets`` on disk),
@@ -27,7 +29,7 @@ The artefact ``runs/<profile>/data/stage/`` holds ``preferences/``, ``sft/``, ``
 source files (size, mtime) and the data code. :func:`load` rebuilds when the key differs, so a changed setting or
 file is never read stale.
 
-Data without a training split (``../shared/data`` holds only validation/test samples: the ``sample`` profile) is
+Data without a training split (the TL;DR samples are validation/test rows only: the ``sample`` profile) is
 split deterministically by :func:`split_train_heldout`: a hash of each row's ``id`` puts ``heldout_fraction`` of the
 rows aside and the rest is trained on, with a logged warning (a smoke run on real text, not a result).
 """
@@ -59,7 +61,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DataConfig", "ProfileData", "run", "load", "load_sources", "resolve_data_dir", "split_train_heldout",
            "tokenizer_corpus", "LOCAL_LAYOUT", "DATA_SOURCES", "DATA_TASKS", "ultrafeedback_sft_rows",
-           "HELDOUT_FRACTION", "SFT_COMPLETION"]
+           "HELDOUT_FRACTION", "SFT_COMPLETION", "FETCH_SCRIPT", "fetch_hint"]
 
 DATA_SOURCES = ("synthetic", "local", "hub")
 #: Fraction of rows held out when the data has no training split (hash of the row id).
@@ -70,7 +72,7 @@ SFT_COMPLETION = "response"
 ARTEFACT_VERSION = 1
 #: Which experiment's data: the TL;DR comparisons (+ SFT, CNN/DM OOD) or UltraFeedback (SFT on its chosen responses).
 DATA_TASKS = ("tldr", "ultrafeedback")
-#: Sub-folders of a local data folder (the layout of ../shared/data and of the written synthetic testbed).
+#: Sub-folders of a local data folder (what scripts/fetch_data_samples.py and the synthetic testbed write).
 LOCAL_LAYOUT = {
     "comparisons": "summarize_from_feedback_comparisons",
     "sft": "openai_summarize_tldr",
@@ -78,6 +80,8 @@ LOCAL_LAYOUT = {
     "ultrafeedback": "ultrafeedback",
     "alpaca_eval": "alpaca_eval",
 }
+#: The script that fetches the public samples of a local data folder (named by the missing-data errors).
+FETCH_SCRIPT = "scripts/fetch_data_samples.py"
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ class DataConfig:
 
     source: str = "synthetic"  # where data comes from: synthetic (testbed) | local (data_dir) | hub (hub ids)
     task: str = "tldr"  # tldr (TL;DR comparisons + SFT + CNN/DM) | ultrafeedback (pairs; SFT on the chosen responses)
-    data_dir: str = "../shared/data"  # local folder in the published layout (source=local); env DRDO_DATA_DIR wins
+    data_dir: str = "../shared/data"  # local folder of public samples (source=local; scripts/fetch_data_samples.py
+    #   writes one); the environment variable DRDO_DATA_DIR wins
     comparisons_id: str = "openai/summarize_from_feedback"  # hub id of the TL;DR comparisons (source=hub)
     sft_id: str = "CarperAI/openai_summarize_tldr"  # hub id of the TL;DR SFT data (source=hub)
     ood_id: str = "cnn_dailymail"  # hub id of the OOD test set, config 3.0.0 split test (source=hub)
@@ -185,6 +190,14 @@ class ProfileData:
         return tokenizer_corpus(self)
 
 
+def fetch_hint(only: str | None = None) -> str:
+    """How to get a local data folder (one line, ending the missing-data errors): the fetch script, then
+    ``DRDO_DATA_DIR``; ``only`` names the one data set to fetch."""
+    extra = f" --only {only}" if only else ""
+    return (f"fetch the public samples with `python {FETCH_SCRIPT} --out DIR{extra}` (needs Hugging Face hub "
+            "access) and set DRDO_DATA_DIR=DIR (or data.data_dir in the profile)")
+
+
 def resolve_data_dir(data_dir: str | Path) -> Path:
     """``DRDO_DATA_DIR`` if set, else ``data_dir`` (relative paths against the repository root)."""
     env = os.environ.get("DRDO_DATA_DIR")
@@ -251,8 +264,10 @@ def load_sources(cfg: DataConfig, *, seed: int, synthetic_dir: str | Path | None
     else:
         folder = resolve_data_dir(cfg.data_dir)
         if not folder.is_dir():
-            raise DataNotFound(f"data folder {folder} does not exist (set data.data_dir in the profile or the "
-                                    "DRDO_DATA_DIR environment variable to a folder laid out like ../shared/data)")
+            raise DataNotFound(f"data folder {folder} does not exist; {fetch_hint()}")
+        for name, what in (("comparisons", "TL;DR comparison"), ("sft", "TL;DR SFT")):
+            if not _has_data(folder / LOCAL_LAYOUT[name]):
+                raise DataNotFound(f"no {what} files under {folder / LOCAL_LAYOUT[name]}; {fetch_hint(name)}")
     ood_dir = folder / LOCAL_LAYOUT["ood"]
     return ProfileData(
         preferences=load_tldr_comparisons(folder / LOCAL_LAYOUT["comparisons"], **kw),
@@ -404,8 +419,8 @@ def _load_ultrafeedback(cfg: DataConfig, kw: dict) -> ProfileData:
         folder = resolve_data_dir(cfg.data_dir)
         source = folder / LOCAL_LAYOUT["ultrafeedback"]
         if not _has_data(source):
-            raise DataNotFound(f"no UltraFeedback files under {source} (data.task is 'ultrafeedback'; set "
-                                    "data.data_dir or DRDO_DATA_DIR to a folder with an ultrafeedback/ sub-folder)")
+            raise DataNotFound(f"no UltraFeedback files under {source} (data.task is 'ultrafeedback'); "
+                               f"{fetch_hint('ultrafeedback')}")
     prefs = load_ultrafeedback(source, **kw)
     if cfg.test_fraction > 0:
         def _assign(split: str, pair_id: str) -> dict:

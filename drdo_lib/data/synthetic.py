@@ -537,7 +537,7 @@ class SyntheticTestbed:
     # ------------------------------------------------------------------ files
     def write(self, folder: str | Path, n_train: int = 4000, n_valid: int = 1000, n_sft: int = 4000,
               n_sft_test: int = 500, n_ood: int = 200) -> dict[str, Path]:
-        """Write the testbed as JSON Lines laid out like ``../shared/data``; returns ``{name: path}``.
+        """Write the testbed as JSON Lines in the layout of a local data folder; returns ``{name: path}``.
 
         ``summarize_from_feedback_comparisons/synthetic_train.jsonl`` (split "train"),
         ``summarize_from_feedback_comparisons/synthetic_valid.jsonl`` (first fifth "valid1", the rest "valid2"),
