@@ -1,6 +1,6 @@
 """The paper's reported numbers (arXiv 2410.08458), shown beside ours in notebook 06.
 
-Transcribed from the paper text (``../shared/paper``): Table 1 (TL;DR → CNN/DailyMail OOD, GPT-4o judge,
+Transcribed from the paper text (arXiv 2410.08458): Table 1 (TL;DR → CNN/DailyMail OOD, GPT-4o judge,
 1,000 prompts), Table 2 (oracle win rates on UltraFeedback at T ∈ {0.2, 0.5, 0.7, 0.9}, top-p 0.8), Table 3
 (AlpacaEval, GPT-4 Turbo judge, N = 805) and Table 5 (TL;DR split statistics; the same frame as
 :data:`drdo_lib.data.splits.PAPER_TABLE5`, re-exported here so all the paper's numbers sit in one place).
