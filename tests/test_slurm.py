@@ -41,8 +41,12 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 WAIT_S = float(os.environ.get("DRDO_SLURM_TEST_TIMEOUT", "1200"))
 # Cell values may differ by float32 rounding: the SFT log-probs come from a row cache filled in batches whose
 # padding depends on which rows an earlier cell (here: another shard) cached first. Generated texts, counts and
-# keys must match exactly.
+# keys must match exactly; measured values within RTOL/ATOL. The training summary (means over the logged training
+# steps of batch statistics such as the share of pairs with p_w > 1/2) amplifies that rounding: each pair crossing
+# 1/2 moves training.mean.bt_accuracy by 1/128 (measured: 1/128 and 2/128 in two runs under one thread), so its
+# fields are compared within TRAINING_ATOL (six such pairs); every other measured value within 1e-4.
 RTOL = ATOL = 1e-4
+TRAINING_ATOL = 0.05
 
 
 def _unavailable(msg: str):
@@ -148,7 +152,8 @@ def _close(a, b, where: str, diffs: list[float]) -> None:
             assert math.isnan(a) and math.isnan(b), f"{where}: {a} vs {b}"
             return
         diffs.append(abs(a - b))
-        assert math.isclose(a, b, rel_tol=RTOL, abs_tol=ATOL), f"{where}: {a} vs {b}"
+        atol = TRAINING_ATOL if ".training." in where else ATOL
+        assert math.isclose(a, b, rel_tol=RTOL, abs_tol=atol), f"{where}: {a} vs {b}"
     else:
         assert a == b, f"{where}: {a!r} vs {b!r}"
 
