@@ -91,7 +91,6 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -103,7 +102,8 @@ import numpy as np
 
 from drdo_lib.config import file_lock
 from drdo_lib.stats import INTERVALS, seed_effect, verdict
-from drdo_lib.study_reading import reading, reading_sentences
+from drdo_lib.study_reading import (ORACLE_METHODS, frontier, kl_matched_gain, reading, reading_sentences,
+                                    student_oracle_gap)
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,6 @@ __all__ = ["StudyConfig", "Cell", "run", "expand_grid", "cell_key", "run_cell", 
 #: Bump when what a cell measures (or how) changes: part of every cell key.
 STUDY_VERSION = 2
 #: Methods that distil an Oracle (DRDO: the Oracle's rewards; e-DPO: the reward ensemble): they get the oracle axis.
-ORACLE_METHODS = ("drdo", "edpo")
 #: SyntheticConfig fields that only shape the comparison rows (pairs, labels, confidences), never the SFT rows
 #: (tests/test_study.py checks each): noise levels differing only in these share one SFT policy per seed.
 SFT_INVARIANT = ("temperature", "tie_fraction", "confidence_noise", "repeat_fraction", "null_confidence_fraction",
@@ -1420,67 +1419,33 @@ def results_table(records: Sequence[Mapping], cfg: StudyConfig | None = None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Per-seed values of the claims on the student's reward fit and on the r*-KL frontier (for the reading)
+# Testbed facts measured from each (noise level, seed)'s data
 # ---------------------------------------------------------------------------------------------------------------
-def student_oracle_gap(records: Sequence[Mapping], variant: str, noise: int, oracle: str = "trained", *,
-                       against: str = "true") -> dict[int, float]:
-    """"The DRDO student is as good a reward model as its Oracle": per seed, the student's held-out pairwise
-    accuracy minus its Oracle's on the same pairs (``against="true"``: vs r*, ``"labels"``: vs the labels), from the
-    cells' ``reward_fit``. 0 is "as good"; the reading chooses the margin. Seeds without a fit are left out."""
-    key = {"true": ("acc_true", "oracle_acc_true"), "labels": ("acc_labels", "oracle_acc_labels")}[against]
-    out = {}
-    for r in records:
-        c = r["cell"]
-        fit = r.get("reward_fit")
-        if (c["variant"], c["noise"], c["oracle"]) == (variant, noise, oracle) and fit:
-            out[int(c["seed"])] = float(fit[key[0]]) - float(fit[key[1]])
-    return dict(sorted(out.items()))
+def testbed_facts(run_, cfg):
+    """Per noise level and seed, :func:`drdo_lib.study_reading.label_facts` of the training pairs the cells learn from (split
+    ``cfg.split``, rows of split ``train``; a pair labelled twice counts twice), read from that (level, seed)'s data
+    artefact (built when missing: the data stage only, no training). Columns: ``noise, noise_name, seed,
+    tie_fraction`` (the generator's setting), ``temperature, pairs, tied, flip, flip_expected, ceiling``."""
+    import pandas as pd
 
+    from drdo_lib.data import pipeline as data_stage
+    from drdo_lib.study_reading import label_facts
 
-def frontier(record: Mapping, sft_record: Mapping | None = None, *, gold: str = "greedy") -> list[tuple[float, float]]:
-    """The (KL, r*) points of one cell along training (``checkpoints``), sorted by step, starting with the SFT
-    point (KL 0) when ``sft_record`` (the ``sft`` cell of the same noise level and seed) is given."""
-    field_ = f"gold_{gold}"
-    pts = [(0.0, float(p[field_])) for p in (sft_record or {}).get("checkpoints", [])[:1]]
-    pts += [(float(p["kl"]), float(p[field_])) for p in sorted(record.get("checkpoints", []), key=lambda p: p["step"])]
-    return pts
+    rows = []
+    for n in range(len(cfg.noise_levels)):
+        for s in cfg.seeds:
+            drun = data_run(run_, cfg, n, s)
+            syn = _data_cfg(drun.profile).synthetic_config(s)
+            data = data_stage.load(drun)
+            prs = data.split(cfg.split).filter(lambda x: x == "train", input_columns="split",
+                                               desc="study: testbed facts")
+            prompts = list(prs["prompt"])
+            f = label_facts(data.testbed.true_rewards(prompts, list(prs["chosen"])),
+                            data.testbed.true_rewards(prompts, list(prs["rejected"])), syn.temperature)
+            rows.append({"noise": n, "noise_name": cfg.noise_name(n), "seed": s, "tie_fraction": syn.tie_fraction,
+                         "temperature": syn.temperature, **f})
+    return pd.DataFrame(rows)
 
-
-def _interp_at(points: Sequence[tuple[float, float]], kl: float) -> float:
-    """r* at ``kl`` by linear interpolation along a trajectory's points in step order (the first crossing of ``kl``);
-    NaN when the trajectory never reaches it."""
-    for (k0, r0), (k1, r1) in zip(points, points[1:]):
-        lo, hi = min(k0, k1), max(k0, k1)
-        if lo <= kl <= hi:
-            return r0 if k1 == k0 else r0 + (r1 - r0) * (kl - k0) / (k1 - k0)
-    if points and points[0][0] == kl:
-        return points[0][1]
-    return float("nan")
-
-
-def kl_matched_gain(records: Sequence[Mapping], variant: str, baseline: str, noise: int, *, oracle: str = "trained",
-                    baseline_oracle: str | None = None, kl: float | None = None, gold: str = "greedy"
-                    ) -> dict[int, dict[str, float]]:
-    """"At equal KL, ``variant`` earns more r* than ``baseline``": per seed, both cells' r* interpolated on their
-    own (KL, r*) frontier (:func:`frontier`, from the SFT point) at one KL, and the difference. The KL is ``kl`` or,
-    by default, the largest KL both trajectories reach (the smaller of their largest KLs). ``baseline_oracle``
-    defaults to ``none`` for a method without an Oracle. Returns ``{seed: {kl, r_variant, r_baseline, diff}}``."""
-    idx = _index(records)
-    seeds = sorted({int(r["cell"]["seed"]) for r in records})
-    out = {}
-    for seed in seeds:
-        v = idx.get((variant, noise, oracle, seed))
-        b = None
-        for bo in ([baseline_oracle] if baseline_oracle else ["none", oracle]):
-            b = b or idx.get((baseline, noise, bo, seed))
-        if v is None or b is None or not v.get("checkpoints") or not b.get("checkpoints"):
-            continue
-        sft = idx.get(("sft", noise, "none", seed))
-        fv, fb = frontier(v, sft, gold=gold), frontier(b, sft, gold=gold)
-        at = kl if kl is not None else min(max(k for k, _ in fv), max(k for k, _ in fb))
-        rv, rb = _interp_at(fv, at), _interp_at(fb, at)
-        out[seed] = {"kl": float(at), "r_variant": rv, "r_baseline": rb, "diff": rv - rb}
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1559,7 +1524,7 @@ def pstar_table(records: Sequence[Mapping], cfg: StudyConfig):
 
 def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] | None = None) -> dict[str, Any]:
     """Figures and tables of the finished cells under ``figures/<profile>/`` (``study_*``), the testbed facts
-    measured from each (noise level, seed)'s data (``study_testbed``: :func:`drdo_lib.study_reading.testbed_facts`)
+    measured from each (noise level, seed)'s data (``study_testbed``: :func:`testbed_facts`)
     and the reading (``study_reading.md``, ``study_reading_table``); returns ``{"summary", "reading", "missing",
     "files", "gates", "testbed"}``."""
     from drdo_lib import study_reading
@@ -1584,7 +1549,7 @@ def report(run_, cfg: StudyConfig | None = None, *, records: Sequence[Mapping] |
     files += write_table(results_table(records, cfg).drop(columns=["key"], errors="ignore"), fig_dir / "study_cells",
                          index=False)
     files += write_table(pstar_table(records, cfg), fig_dir / "study_pstar_bins", index=False)
-    facts = study_reading.testbed_facts(run_, cfg)
+    facts = testbed_facts(run_, cfg)
     files += write_table(facts, fig_dir / "study_testbed", index=False)
     rd = reading(records, cfg, gate_results=list(gates.values()))
     files += write_table(study_reading.reading_table(rd), fig_dir / "study_reading_table", index=False)

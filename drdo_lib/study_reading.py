@@ -14,8 +14,8 @@ records (a weighted sum of cells, paired on seed and prompt: :func:`contrast`). 
   "contradicts", else "cannot tell") and the Holm–Bonferroni-adjusted one over every claim of the reading (one
   family), side by side. A failed sanity gate turns every verdict into "cannot tell".
 
-Facts about the testbed are measured from the generated data, not copied from its settings
-(:func:`testbed_facts`, :func:`label_facts`): per noise level and seed, the share of training pairs whose two
+Facts about the testbed are measured from the generated data, not copied from its settings (:func:`label_facts`,
+applied to each level and seed by the study runner): per noise level and seed, the share of training pairs whose two
 responses have exactly equal r* (the generator's ``tie_fraction`` builds some; r* is discrete, so others tie by
 chance), the flip rate on decided pairs (the label goes against r*) and the label ceiling — the accuracy against
 the labels of a predictor that orders every pair as r* does and flips a fair coin on ties:
@@ -37,11 +37,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from drdo_lib.study import StudyConfig
 
 __all__ = ["Claim", "CLAIM_FAMILIES", "claims", "contrast", "reading", "reading_sentences", "reading_table",
-           "label_facts", "testbed_facts", "testbed_markdown", "seed_notes", "reading_markdown", "HELDOUT_FIELDS"]
+           "label_facts", "testbed_markdown", "seed_notes", "reading_markdown", "HELDOUT_FIELDS", "ORACLE_METHODS",
+           "student_oracle_gap", "frontier", "kl_matched_gain"]
 
 #: Per-prompt fields measured on the held-out prompts (the same prompts at every noise level of a seed, checked by
 #: their hash): pooled over levels as one value per prompt (the mean over levels), so a prompt is one unit.
 HELDOUT_FIELDS = ("r_greedy", "r_sample", "kl")
+#: The methods that learn from an Oracle (or an ensemble): their cells exist per Oracle kind.
+ORACLE_METHODS = ("drdo", "edpo")
 
 #: A term of a contrast: (variant, oracle kind, noise level index, weight).
 Term = tuple[str, str, int, float]
@@ -152,8 +155,6 @@ def _robustness(cfg) -> list[Claim]:
     """Per student × baseline: "more robust to noisy preferences" (the r* change from the least to the most noisy
     level, student minus baseline), the r* difference at the most noisy level, and Sec. 5's "earns more reward"
     (r* difference pooled over the levels)."""
-    from drdo_lib.study import ORACLE_METHODS
-
     out: list[Claim] = []
     ns = _noises(cfg)
     if len(ns) < 2:
@@ -186,6 +187,71 @@ def _robustness(cfg) -> list[Claim]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Per-seed values of the claims on the student's reward fit and on the r*-KL frontier (for the reading)
+# ---------------------------------------------------------------------------------------------------------------
+def student_oracle_gap(records: Sequence[Mapping], variant: str, noise: int, oracle: str = "trained", *,
+                       against: str = "true") -> dict[int, float]:
+    """"The DRDO student is as good a reward model as its Oracle": per seed, the student's held-out pairwise
+    accuracy minus its Oracle's on the same pairs (``against="true"``: vs r*, ``"labels"``: vs the labels), from the
+    cells' ``reward_fit``. 0 is "as good"; the reading chooses the margin. Seeds without a fit are left out."""
+    key = {"true": ("acc_true", "oracle_acc_true"), "labels": ("acc_labels", "oracle_acc_labels")}[against]
+    out = {}
+    for r in records:
+        c = r["cell"]
+        fit = r.get("reward_fit")
+        if (c["variant"], c["noise"], c["oracle"]) == (variant, noise, oracle) and fit:
+            out[int(c["seed"])] = float(fit[key[0]]) - float(fit[key[1]])
+    return dict(sorted(out.items()))
+
+
+def frontier(record: Mapping, sft_record: Mapping | None = None, *, gold: str = "greedy") -> list[tuple[float, float]]:
+    """The (KL, r*) points of one cell along training (``checkpoints``), sorted by step, starting with the SFT
+    point (KL 0) when ``sft_record`` (the ``sft`` cell of the same noise level and seed) is given."""
+    field_ = f"gold_{gold}"
+    pts = [(0.0, float(p[field_])) for p in (sft_record or {}).get("checkpoints", [])[:1]]
+    pts += [(float(p["kl"]), float(p[field_])) for p in sorted(record.get("checkpoints", []), key=lambda p: p["step"])]
+    return pts
+
+
+def _interp_at(points: Sequence[tuple[float, float]], kl: float) -> float:
+    """r* at ``kl`` by linear interpolation along a trajectory's points in step order (the first crossing of ``kl``);
+    NaN when the trajectory never reaches it."""
+    for (k0, r0), (k1, r1) in zip(points, points[1:]):
+        lo, hi = min(k0, k1), max(k0, k1)
+        if lo <= kl <= hi:
+            return r0 if k1 == k0 else r0 + (r1 - r0) * (kl - k0) / (k1 - k0)
+    if points and points[0][0] == kl:
+        return points[0][1]
+    return float("nan")
+
+
+def kl_matched_gain(records: Sequence[Mapping], variant: str, baseline: str, noise: int, *, oracle: str = "trained",
+                    baseline_oracle: str | None = None, kl: float | None = None, gold: str = "greedy"
+                    ) -> dict[int, dict[str, float]]:
+    """"At equal KL, ``variant`` earns more r* than ``baseline``": per seed, both cells' r* interpolated on their
+    own (KL, r*) frontier (:func:`frontier`, from the SFT point) at one KL, and the difference. The KL is ``kl`` or,
+    by default, the largest KL both trajectories reach (the smaller of their largest KLs). ``baseline_oracle``
+    defaults to ``none`` for a method without an Oracle. Returns ``{seed: {kl, r_variant, r_baseline, diff}}``."""
+    idx = _index(records)
+    seeds = sorted({int(r["cell"]["seed"]) for r in records})
+    out = {}
+    for seed in seeds:
+        v = idx.get((variant, noise, oracle, seed))
+        b = None
+        for bo in ([baseline_oracle] if baseline_oracle else ["none", oracle]):
+            b = b or idx.get((baseline, noise, bo, seed))
+        if v is None or b is None or not v.get("checkpoints") or not b.get("checkpoints"):
+            continue
+        sft = idx.get(("sft", noise, "none", seed))
+        fv, fb = frontier(v, sft, gold=gold), frontier(b, sft, gold=gold)
+        at = kl if kl is not None else min(max(k for k, _ in fv), max(k for k, _ in fb))
+        rv, rb = _interp_at(fv, at), _interp_at(fb, at)
+        out[seed] = {"kl": float(at), "r_variant": rv, "r_baseline": rb, "diff": rv - rb}
+    return out
+
+
+
 def _students(cfg) -> list[str]:
     return [st for st in ([cfg.student] if isinstance(cfg.student, str) else list(cfg.student)) if st in cfg.selected]
 
@@ -206,8 +272,6 @@ def _student_reward_model(cfg) -> list[Claim]:
     """The paper's title claim, measured: each DRDO student (with the trained Oracle) is as good a reward model as
     its Oracle — held-out pairwise accuracy against r*, student minus Oracle, on the same pairs (positive = the
     student orders pairs like r* more often than its Oracle; a narrow interval around 0 reads "as good")."""
-    from drdo_lib.study import student_oracle_gap
-
     if "trained" not in cfg.oracle_kinds:
         return []
     out = []
@@ -233,8 +297,6 @@ def _student_reward_model(cfg) -> list[Claim]:
 def _kl_matched(cfg) -> list[Claim]:
     """Each student against each baseline at equal KL(π‖π_SFT), at the most noisy level: both cells' r* read off
     their own r*–KL trajectory (checkpoints along training, from the SFT point) at the largest KL both reach."""
-    from drdo_lib.study import ORACLE_METHODS, kl_matched_gain
-
     ns = _noises(cfg)
     if not ns:
         return []
@@ -369,34 +431,8 @@ def label_facts(r_chosen: Sequence[float], r_rejected: Sequence[float], temperat
     return out
 
 
-def testbed_facts(run_, cfg):
-    """Per noise level and seed, :func:`label_facts` of the training pairs the cells learn from (split
-    ``cfg.split``, rows of split ``train``; a pair labelled twice counts twice), read from that (level, seed)'s data
-    artefact (built when missing: the data stage only, no training). Columns: ``noise, noise_name, seed,
-    tie_fraction`` (the generator's setting), ``temperature, pairs, tied, flip, flip_expected, ceiling``."""
-    import pandas as pd
-
-    from drdo_lib import study
-    from drdo_lib.data import pipeline as data_stage
-
-    rows = []
-    for n in range(len(cfg.noise_levels)):
-        for s in cfg.seeds:
-            drun = study.data_run(run_, cfg, n, s)
-            syn = study._data_cfg(drun.profile).synthetic_config(s)
-            data = data_stage.load(drun)
-            prs = data.split(cfg.split).filter(lambda x: x == "train", input_columns="split",
-                                               desc="study: testbed facts")
-            prompts = list(prs["prompt"])
-            f = label_facts(data.testbed.true_rewards(prompts, list(prs["chosen"])),
-                            data.testbed.true_rewards(prompts, list(prs["rejected"])), syn.temperature)
-            rows.append({"noise": n, "noise_name": cfg.noise_name(n), "seed": s, "tie_fraction": syn.tie_fraction,
-                         "temperature": syn.temperature, **f})
-    return pd.DataFrame(rows)
-
-
 def testbed_markdown(facts) -> list[str]:
-    """The measured testbed facts (:func:`testbed_facts`) as Markdown lines: per noise level, the mean over seeds
+    """The measured testbed facts (``drdo_lib.study.testbed_facts``) as Markdown lines: per noise level, the mean over seeds
     and every seed's value."""
     if facts is None or len(facts) == 0:
         return []

@@ -1,6 +1,6 @@
 """The study's testbed facts, measured from the generated data alone (no training, no cells): per noise level and
 seed, the share of exactly tied training pairs, the flip rate on decided pairs and the label ceiling
-(``drdo_lib.study_reading.testbed_facts``). Writes ``figures/<profile>/study_testbed.{csv,md}`` (the same table
+(``drdo_lib.study.testbed_facts``). Writes ``figures/<profile>/study_testbed.{csv,md}`` (the same table
 ``study.report`` writes beside the reading) and prints the Markdown section of the reading.
 
     python scripts/study_testbed.py --config configs/study.yaml
@@ -21,7 +21,7 @@ def main() -> None:
     a = p.parse_args()
     run = Run.create(load_profile(a.config))
     cfg = run.config(study.StudyConfig, "study")
-    facts = study_reading.testbed_facts(run, cfg)
+    facts = study.testbed_facts(run, cfg)
     files = write_table(facts, run.figures / "study_testbed", index=False)
     print("\n".join(study_reading.testbed_markdown(facts)))
     print("written:", ", ".join(str(f) for f in files))

@@ -225,7 +225,7 @@ def test_testbed_facts_are_measured_from_each_levels_data(tmp_path):
     run = Run.create(prof).validate()
     cfg = _cfg(methods=["dpo"], noise_levels=[{"temperature": 0.5, "tie_fraction": 0.0},
                                               {"temperature": 2.0, "tie_fraction": 0.6}], seeds=[0, 1])
-    df = study_reading.testbed_facts(run, cfg)
+    df = study.testbed_facts(run, cfg)
     assert len(df) == 4 and list(df.tie_fraction) == [0.0, 0.0, 0.6, 0.6]
     for _, row in df.iterrows():  # the same numbers straight from the generator's rows
         syn = study._data_cfg(study.data_run(run, cfg, int(row.noise), int(row.seed)).profile).synthetic_config(
