@@ -143,6 +143,13 @@ def _implicit_margin(pc, pr, rc, rr):
     return (pc - rc) - (pr - rr)
 
 
+def _margin_inputs(pc, pr, rc, rr):
+    """The four (B,) log-probs of a loss on the DPO margin, shape-checked and in float32, and their margin h."""
+    _check_same_shape(pc=pc, pr=pr, rc=rc, rr=rr)
+    pc, pr, rc, rr = _f32(pc, pr, rc, rr)
+    return pc, pr, rc, rr, _implicit_margin(pc, pr, rc, rr)
+
+
 def dpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -155,23 +162,8 @@ def dpo_loss(
     Metrics: ``reward_accuracy`` (fraction with positive implicit-reward margin), ``margin`` (mean β·h),
     ``rewards_chosen`` / ``rewards_rejected`` (mean β(z − z^ref)).
     """
-    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
-    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    h = _implicit_margin(pc, pr, rc, rr)
-    losses = -F.logsigmoid(beta * h)
-    rew_c, rew_r = beta * (pc - rc), beta * (pr - rr)
-    return LossOutput(
-        losses=losses,
-        loss=losses.mean(),
-        components={"rewards_chosen": rew_c, "rewards_rejected": rew_r},
-        metrics={
-            "loss": _mean(losses),
-            "reward_accuracy": _mean((h > 0).float()),
-            "margin": _mean(beta * h),
-            "rewards_chosen": _mean(rew_c),
-            "rewards_rejected": _mean(rew_r),
-        },
-    )
+    pc, pr, rc, rr, h = _margin_inputs(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    return _margin_output(-F.logsigmoid(beta * h), h, beta, pc, pr, rc, rr)
 
 
 def ipo_loss(
@@ -182,11 +174,9 @@ def ipo_loss(
     beta: float = 0.1,
 ) -> LossOutput:
     """IPO (Azar et al. 2023): ``losses = (h − 1/(2β))²`` with ``h = (z_w − z_w^ref) − (z_l − z_l^ref)``."""
-    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
     if beta <= 0:
         raise ValueError(f"IPO needs beta > 0, got {beta}")
-    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    h = _implicit_margin(pc, pr, rc, rr)
+    pc, pr, rc, rr, h = _margin_inputs(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = (h - 1.0 / (2.0 * beta)) ** 2
     return LossOutput(
         losses=losses,
@@ -232,10 +222,8 @@ def cdpo_loss(
     (Recent TRL versions ignore ``label_smoothing`` for their ``sigmoid`` loss, so this is tested against the
     closed form, not TRL.)
     """
-    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
     _check_eps(eps, upper=0.5, inclusive=True, name="cDPO")
-    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    h = _implicit_margin(pc, pr, rc, rr)
+    pc, pr, rc, rr, h = _margin_inputs(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = -(1.0 - eps) * F.logsigmoid(beta * h) - eps * F.logsigmoid(-beta * h)
     return _margin_output(losses, h, beta, pc, pr, rc, rr)
 
@@ -257,10 +245,8 @@ def rdpo_loss(
     with ``label_smoothing = ε`` (tested). ``eps`` ∈ [0, 0.5); ε = 0 is DPO. Unlike cDPO the per-example loss is
     not bounded below for ε > 0 (the ε-weighted term rewards a large margin on either side less than it penalises).
     """
-    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
     _check_eps(eps, upper=0.5, inclusive=False, name="rDPO")
-    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    h = _implicit_margin(pc, pr, rc, rr)
+    pc, pr, rc, rr, h = _margin_inputs(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = (-(1.0 - eps) * F.logsigmoid(beta * h) + eps * F.logsigmoid(-beta * h)) / (1.0 - 2.0 * eps)
     return _margin_output(losses, h, beta, pc, pr, rc, rr)
 
@@ -288,11 +274,9 @@ def drdpo_loss(
     per-example log or a non-finite check should see); ``components["weight"]`` holds B·w_i (mean 1: the factor by
     which pair i's DPO gradient is scaled). Metrics: DPO's, plus ``dpo_loss`` (mean ℓ) and ``weight_min``/``max``.
     """
-    _check_same_shape(pc=policy_chosen_logps, pr=policy_rejected_logps, rc=ref_chosen_logps, rr=ref_rejected_logps)
     if not beta_prime > 0:
         raise ValueError(f"Dr. DPO: beta_prime must be > 0, got {beta_prime}")
-    pc, pr, rc, rr = _f32(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    h = _implicit_margin(pc, pr, rc, rr)
+    pc, pr, rc, rr, h = _margin_inputs(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     ell = -F.logsigmoid(beta * h)
     n = ell.shape[0]
     # Centred on the batch mean and in float64: for large β′ the log-mean-exp is a small correction to mean ℓ, which

@@ -100,7 +100,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from drdo_lib.config import file_lock
+from drdo_lib.config import file_lock, write_text_atomic
 from drdo_lib.stats import INTERVALS, seed_effect, verdict
 from drdo_lib.study_reading import (ORACLE_METHODS, frontier, kl_matched_gain, reading, reading_sentences,
                                     student_oracle_gap)
@@ -574,10 +574,7 @@ def cells_dir(run) -> Path:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, default=_json_default))
 
 
 def _json_default(x):

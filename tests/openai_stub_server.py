@@ -185,3 +185,14 @@ class StubServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def alternating_pairs(n: int, marker: str = ""):
+    """``n`` pairs for the stub's judge whose better response (the one containing ``GOOD``) alternates between a and
+    b; ``marker`` (appended to every response) scripts the stub's failures. Returns prompts, a, b, references and
+    the true winners."""
+    prompts = [f"Post number {i}: something happened." for i in range(n)]
+    a = [("GOOD" if i % 2 == 0 else "BAD") + f" summary a{i} {marker}" for i in range(n)]
+    b = [("BAD" if i % 2 == 0 else "GOOD") + f" summary b{i} {marker}" for i in range(n)]
+    refs = [f"human summary {i}" for i in range(n)]
+    return prompts, a, b, refs, ["a" if i % 2 == 0 else "b" for i in range(n)]

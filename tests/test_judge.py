@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openai_stub_server import StubServer  # noqa: E402
+from openai_stub_server import StubServer, alternating_pairs  # noqa: E402
 
 from drdo_lib import judge_prompts as jp  # noqa: E402
 from drdo_lib.judge import (CostLimitExceeded, JudgeCache, JudgeSettings, estimate_cost,  # noqa: E402
@@ -25,15 +25,6 @@ PAPER = REPO.parent / "shared" / "paper" / "000_e78bc0cc26b8d448.txt"
 #: The loopback server is not api.openai.com, so every call names its key variable (unset: a placeholder key is sent).
 LOCAL_KEY = {"api_key_env": "DRDO_JUDGE_STUB_KEY"}
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0, **LOCAL_KEY}
-
-
-def _pairs(n, bad_marker=""):
-    """Pairs whose better response alternates between a and b; returns data and the true winners."""
-    prompts = [f"Post number {i}: something happened." for i in range(n)]
-    a = [("GOOD" if i % 2 == 0 else "BAD") + f" summary a{i} {bad_marker}" for i in range(n)]
-    b = [("BAD" if i % 2 == 0 else "GOOD") + f" summary b{i} {bad_marker}" for i in range(n)]
-    refs = [f"human summary {i}" for i in range(n)]
-    return prompts, a, b, refs, ["a" if i % 2 == 0 else "b" for i in range(n)]
 
 
 # ------------------------------------------------------------------------------------------- templates
@@ -186,7 +177,7 @@ def test_win_rate_summary_counts_and_ci():
 
 # ------------------------------------------------------------------------------------------- server tests
 def test_answers_in_both_presentation_orders(tmp_path):
-    prompts, a, b, refs, truth = _pairs(16)
+    prompts, a, b, refs, truth = alternating_pairs(16)
     with StubServer() as srv:
         df = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
                          cache_dir=tmp_path, seed=3, max_concurrency=4, **FAST)
@@ -203,7 +194,7 @@ def test_answers_in_both_presentation_orders(tmp_path):
 
 
 def test_seeded_order_is_reproducible(tmp_path):
-    prompts, a, b, refs, _ = _pairs(20)
+    prompts, a, b, refs, _ = alternating_pairs(20)
     with StubServer() as srv:
         d1 = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
                          cache_dir=tmp_path, seed=7, **FAST)
@@ -216,7 +207,7 @@ def test_seeded_order_is_reproducible(tmp_path):
 
 
 def test_order_both_and_position_consistency(tmp_path):
-    prompts, a, b, refs, truth = _pairs(6)
+    prompts, a, b, refs, truth = alternating_pairs(6)
     a[4] += " [biasA]"  # this pair: the judge always picks whatever is shown first
     with StubServer() as srv:
         df = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
@@ -231,7 +222,7 @@ def test_order_both_and_position_consistency(tmp_path):
 
 
 def test_garbage_is_discarded_and_counted(tmp_path):
-    prompts, a, b, refs, truth = _pairs(6)
+    prompts, a, b, refs, truth = alternating_pairs(6)
     b[1] += " [garbage]"
     b[2] += " [garbage]"
     with StubServer() as srv:
@@ -246,7 +237,7 @@ def test_garbage_is_discarded_and_counted(tmp_path):
 
 def test_a_tie_answer_is_discarded_and_counted_not_read_as_option_a(tmp_path):
     """"Preferred: a tie" used to count as a vote for A (the article read as the option)."""
-    prompts, a, b, refs, truth = _pairs(6)
+    prompts, a, b, refs, truth = alternating_pairs(6)
     b[1] += " [tie]"
     a[4] += " [tie]"
     with StubServer() as srv:
@@ -262,7 +253,7 @@ def test_a_tie_answer_is_discarded_and_counted_not_read_as_option_a(tmp_path):
 
 @pytest.mark.parametrize("marker", ["[429]", "[500]", "[slow]", "[drop]"])
 def test_transient_failures_are_retried(tmp_path, marker):
-    prompts, a, b, refs, truth = _pairs(4)
+    prompts, a, b, refs, truth = alternating_pairs(4)
     a[1] += f" {marker}"
     settings = dict(FAST, timeout=1.0) if marker == "[slow]" else FAST
     with StubServer(slow_s=2.5) as srv:
@@ -276,7 +267,7 @@ def test_transient_failures_are_retried(tmp_path, marker):
 def test_non_transient_error_stops_without_retry(tmp_path):
     import openai
 
-    prompts, a, b, refs, _ = _pairs(1)
+    prompts, a, b, refs, _ = alternating_pairs(1)
     a[0] += " [fatal]"
     with StubServer() as srv:
         with pytest.raises(openai.BadRequestError):
@@ -288,7 +279,7 @@ def test_non_transient_error_stops_without_retry(tmp_path):
 def test_interrupted_run_then_rerun_makes_no_duplicate_requests(tmp_path):
     import openai
 
-    prompts, a, b, refs, truth = _pairs(10)
+    prompts, a, b, refs, truth = alternating_pairs(10)
     with StubServer() as srv:
         srv.state.fail_after = 4  # the "crash": everything after 4 answers fails
         with pytest.raises(openai.BadRequestError):
@@ -312,7 +303,7 @@ def test_interrupted_run_then_rerun_makes_no_duplicate_requests(tmp_path):
 
 
 def test_concurrency_limit(tmp_path):
-    prompts, a, b, refs, _ = _pairs(12)
+    prompts, a, b, refs, _ = alternating_pairs(12)
     with StubServer(delay_s=0.15) as srv:
         judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
                     cache_dir=tmp_path, max_concurrency=3, **FAST)
@@ -326,7 +317,7 @@ def test_concurrency_limit(tmp_path):
 def test_api_key_only_from_env_and_never_leaks(tmp_path, monkeypatch, caplog, capsys):
     secret = "sk-test-DO-NOT-LEAK-4f9c2e"
     monkeypatch.setenv("DRDO_JUDGE_TEST_KEY", secret)
-    prompts, a, b, refs, _ = _pairs(4)
+    prompts, a, b, refs, _ = alternating_pairs(4)
     a[0] += " [429]"  # a retry path logs too
     b[1] += " [garbage]"
     caplog.set_level(logging.DEBUG)
@@ -347,7 +338,7 @@ def test_api_key_only_from_env_and_never_leaks(tmp_path, monkeypatch, caplog, ca
 
 
 def test_cost_limit_blocks_before_any_request(tmp_path, caplog):
-    prompts, a, b, refs, _ = _pairs(5)
+    prompts, a, b, refs, _ = alternating_pairs(5)
     caplog.set_level(logging.INFO, logger="drdo_lib.judge")
     with StubServer() as srv:
         with pytest.raises(CostLimitExceeded):
@@ -376,7 +367,7 @@ def test_cost_limit_blocks_before_any_request(tmp_path, caplog):
 
 
 def test_alpaca_template_through_server(tmp_path):
-    prompts, a, b, _, truth = _pairs(8)
+    prompts, a, b, _, truth = alternating_pairs(8)
     with StubServer() as srv:
         df = judge_pairs(prompts, a, b, template="alpaca", model="stub", base_url=srv.base_url, cache_dir=tmp_path,
                          **FAST)
@@ -387,7 +378,7 @@ def test_alpaca_template_through_server(tmp_path):
 
 
 def test_duplicate_pairs_are_sent_once(tmp_path):
-    prompts, a, b, refs, _ = _pairs(2)
+    prompts, a, b, refs, _ = alternating_pairs(2)
     with StubServer() as srv:
         df = judge_pairs(prompts * 3, a * 3, b * 3, refs * 3, template="tldr_reference", model="stub",
                          base_url=srv.base_url, cache_dir=tmp_path, order="both", **FAST)
@@ -395,7 +386,7 @@ def test_duplicate_pairs_are_sent_once(tmp_path):
 
 
 def test_cache_entries_hold_the_full_request(tmp_path):
-    prompts, a, b, refs, _ = _pairs(2)
+    prompts, a, b, refs, _ = alternating_pairs(2)
     with StubServer() as srv:
         judge_pairs(prompts, a, b, refs, template="vs_human", model="stub", base_url=srv.base_url,
                     cache_dir=tmp_path, **FAST)
@@ -411,7 +402,7 @@ def test_cache_entries_hold_the_full_request(tmp_path):
 def test_a_malformed_cache_entry_is_a_miss(tmp_path, caplog):
     """a cache entry without ``response`` (or without its text) used to raise KeyError; it is now a
     miss, requested again from the server and rewritten."""
-    prompts, a, b, refs, truth = _pairs(4)
+    prompts, a, b, refs, truth = alternating_pairs(4)
     with StubServer() as srv:
         first = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
                             cache_dir=tmp_path, **FAST)
@@ -439,7 +430,7 @@ def test_openai_key_is_never_sent_to_another_server(tmp_path, monkeypatch):
     secret = "sk-openai-NOT-FOR-OTHER-SERVERS"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     monkeypatch.delenv("DRDO_JUDGE_STUB_KEY", raising=False)
-    prompts, a, b, refs, _ = _pairs(2)
+    prompts, a, b, refs, _ = alternating_pairs(2)
     fast = {k: v for k, v in FAST.items() if k != "api_key_env"}
     with StubServer() as srv:
         with pytest.raises(ValueError, match="api_key_env"):

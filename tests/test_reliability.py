@@ -16,7 +16,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from openai_stub_server import StubServer  # noqa: E402
+from openai_stub_server import StubServer, alternating_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0, "api_key_env": "DRDO_JUDGE_STUB_KEY"}
@@ -37,14 +37,6 @@ def _one_line_exit_2(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def _pairs(n, marker=""):
-    prompts = [f"Post number {i}: something happened." for i in range(n)]
-    a = [("GOOD" if i % 2 == 0 else "BAD") + f" summary a{i} {marker}" for i in range(n)]
-    b = [("BAD" if i % 2 == 0 else "GOOD") + f" summary b{i} {marker}" for i in range(n)]
-    refs = [f"human summary {i}" for i in range(n)]
-    return prompts, a, b, refs, ["a" if i % 2 == 0 else "b" for i in range(n)]
-
-
 # ------------------------------------------------------------------------------------------------ the judge
 def _with_credentials(base_url: str, secret: str) -> str:
     return base_url.replace("http://", f"http://judgeuser:{secret}@")
@@ -55,7 +47,7 @@ def test_credentials_in_the_judge_url_are_never_logged_cached_or_shown(tmp_path,
     from drdo_lib.judge import JudgeSettings, judge_pairs
 
     secret = "pw-DO-NOT-LEAK-81c3"
-    prompts, a, b, refs, truth = _pairs(3)
+    prompts, a, b, refs, truth = alternating_pairs(3)
     a[0] += " [500]"  # the retry path logs too
     caplog.set_level(logging.DEBUG)
     with StubServer() as srv:
@@ -99,7 +91,7 @@ def test_a_password_in_a_url_is_redacted_in_cli_messages_and_saved_configs(tmp_p
 def test_a_200_answer_without_a_usable_body_is_retried(tmp_path, marker):
     from drdo_lib.judge import judge_pairs
 
-    prompts, a, b, refs, truth = _pairs(3)
+    prompts, a, b, refs, truth = alternating_pairs(3)
     a[1] += f" {marker}"
     with StubServer() as srv:
         df = judge_pairs(prompts, a, b, refs, template="tldr_reference", model="stub", base_url=srv.base_url,
@@ -112,7 +104,7 @@ def test_a_200_answer_without_a_usable_body_is_retried(tmp_path, marker):
 def test_a_server_that_keeps_answering_without_choices_is_named(tmp_path):
     from drdo_lib.judge import JudgeServerError, judge_pairs
 
-    prompts, a, b, refs, _ = _pairs(1)
+    prompts, a, b, refs, _ = alternating_pairs(1)
     a[0] += " [alwaysnochoices]"
     with StubServer() as srv:
         with pytest.raises(JudgeServerError, match=r"answered without a choice: .*choices=\[\]"):
